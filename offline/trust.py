@@ -1,0 +1,171 @@
+"""Trusted roots (`trusted_root.json`): the log, CA and TSA keys a verifier believes, with their
+validity windows.
+
+This is a read-only view for our own checks (checkpoints, log entries, pinning); the `sigstore`
+library gets the same file for certificate-chain, SCT and timestamp checks.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+
+from offline.errors import UsageError
+
+TRUSTED_ROOT_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+        # Accepted on read for forward compatibility; we never emit it (current clients reject it).
+        "application/vnd.dev.sigstore.trustedroot.v0.2+json",
+    }
+)
+TRUSTED_ROOT_ENV = "AIRGAP_TRUSTED_ROOT"
+
+PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
+
+
+@dataclass(frozen=True)
+class LogInstance:
+    """One transparency log (Rekor or CT) as a trusted root describes it."""
+
+    base_url: str
+    log_id: bytes
+    public_key: PublicKey
+    public_key_der: bytes
+    key_details: str
+    valid_from: datetime | None
+    valid_until: datetime | None
+
+    @property
+    def hostname(self) -> str:
+        """The host of base_url with scheme, port and path dropped (Rekor v2's checkpoint origin)."""
+        url = self.base_url if "://" in self.base_url else f"https://{self.base_url}"
+        return urlsplit(url).hostname or self.base_url
+
+    @property
+    def key_hash(self) -> bytes:
+        """SHA-256 of the key's DER: the RFC 6962 log ID, and Rekor v1's checkpoint key hint."""
+        return hashlib.sha256(self.public_key_der).digest()
+
+    def valid_at(self, when: datetime) -> bool:
+        """Whether the key was valid at `when`; both ends of the window are inclusive."""
+        if self.valid_from is not None and when < self.valid_from:
+            return False
+        return self.valid_until is None or when <= self.valid_until
+
+    def describe(self) -> str:
+        return f"{self.base_url} (log ID {self.log_id.hex()[:16]}…)"
+
+
+@dataclass(frozen=True)
+class TrustedRoot:
+    path: Path | None
+    document: dict[str, Any]
+    tlogs: tuple[LogInstance, ...]
+    ctlogs: tuple[LogInstance, ...]
+
+    def tlog_by_id(self, log_id: bytes) -> LogInstance | None:
+        return next((t for t in self.tlogs if t.log_id == log_id), None)
+
+    def tlogs_with_hint(self, hint: bytes) -> list[LogInstance]:
+        """Logs whose 4-byte key ID prefix is `hint` (either the log ID or the key hash)."""
+        return [t for t in self.tlogs if hint in (t.log_id[:4], t.key_hash[:4])]
+
+
+def _timestamp(value: str | None, where: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise UsageError(f"trusted root: {where}: bad timestamp {value!r}") from exc
+
+
+def _b64(value: Any, where: str) -> bytes:
+    if not isinstance(value, str):
+        raise UsageError(f"trusted root: {where} is missing or not a string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except binascii.Error as exc:
+        raise UsageError(f"trusted root: {where} is not valid base64") from exc
+
+
+def load_public_key(der: bytes, where: str) -> PublicKey:
+    try:
+        key = serialization.load_der_public_key(der)
+    except ValueError as exc:
+        raise UsageError(f"{where}: not a DER public key ({exc})") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        raise UsageError(f"{where}: unsupported key type {type(key).__name__}")
+    return key
+
+
+def _log_instance(raw: Any, where: str) -> LogInstance:
+    if not isinstance(raw, dict):
+        raise UsageError(f"trusted root: {where} is not an object")
+    public_key = raw.get("publicKey") or {}
+    der = _b64(public_key.get("rawBytes"), f"{where}.publicKey.rawBytes")
+    valid_for = public_key.get("validFor") or {}
+    log_id = raw.get("logId") or {}
+    return LogInstance(
+        base_url=str(raw.get("baseUrl", "")),
+        log_id=_b64(log_id.get("keyId"), f"{where}.logId.keyId"),
+        public_key=load_public_key(der, f"trusted root: {where}.publicKey"),
+        public_key_der=der,
+        key_details=str(public_key.get("keyDetails", "")),
+        valid_from=_timestamp(valid_for.get("start"), f"{where}.validFor.start"),
+        valid_until=_timestamp(valid_for.get("end"), f"{where}.validFor.end"),
+    )
+
+
+def parse_trusted_root(data: bytes | str, path: Path | None = None) -> TrustedRoot:
+    name = str(path) if path else "trusted root"
+    try:
+        document = json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"{name}: not valid JSON ({exc})") from exc
+    if not isinstance(document, dict):
+        raise UsageError(f"{name}: expected a JSON object")
+    media_type = document.get("mediaType")
+    if media_type not in TRUSTED_ROOT_MEDIA_TYPES:
+        raise UsageError(f"{name}: unsupported trusted root media type {media_type!r}")
+    tlogs = tuple(
+        _log_instance(t, f"tlogs[{i}]") for i, t in enumerate(document.get("tlogs") or [])
+    )
+    ctlogs = tuple(
+        _log_instance(t, f"ctlogs[{i}]") for i, t in enumerate(document.get("ctlogs") or [])
+    )
+    return TrustedRoot(path=path, document=document, tlogs=tlogs, ctlogs=ctlogs)
+
+
+def load_trusted_root(path: str | Path) -> TrustedRoot:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise UsageError(f"trusted root {path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise UsageError(f"trusted root {path} is a directory, expected a file") from exc
+    return parse_trusted_root(data, path)
+
+
+def default_trusted_root_path() -> Path | None:
+    """$AIRGAP_TRUSTED_ROOT, or trusted_root.json in the user's airgap data directory, if present."""
+    env = os.environ.get(TRUSTED_ROOT_ENV)
+    if env:
+        return Path(env)
+    from platformdirs import user_data_path
+
+    candidate = user_data_path("airgap") / "trusted_root.json"
+    return candidate if candidate.exists() else None

@@ -1,0 +1,25 @@
+"""Shared test fixtures and paths."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# shared/ sits beside the checkout (in CI and on developer machines); AIRGAP_SHARED overrides.
+SHARED = Path(os.environ.get("AIRGAP_SHARED", REPO.parent / "shared"))
+TESTDATA = SHARED / "testdata"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_user_dirs(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No test reads or writes the real user's checkpoint store or config."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.delenv("AIRGAP_CHECKPOINTS", raising=False)
+    monkeypatch.delenv("AIRGAP_TRUSTED_ROOT", raising=False)
