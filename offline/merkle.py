@@ -61,7 +61,7 @@ def root_from_inclusion_proof(leaf: bytes, index: int, size: int, proof: Sequenc
 def verify_inclusion(
     leaf_hash: bytes, index: int, size: int, proof: Sequence[bytes], root: bytes
 ) -> None:
-    """Raise MerkleError unless `proof` shows the leaf at `index` is in the tree (`size`, `root`)."""
+    """Raise MerkleError unless `proof` puts the leaf at `index` in the tree (`size`, `root`)."""
     _check_hash(root, "root hash")
     computed = root_from_inclusion_proof(leaf_hash, index, size, proof)
     if computed != root:
@@ -74,7 +74,7 @@ def verify_inclusion(
 def verify_consistency(
     size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
 ) -> None:
-    """Raise MerkleError unless `proof` shows the tree (size1, root1) is a prefix of (size2, root2)."""
+    """Raise MerkleError unless the tree (size1, root1) is a prefix of (size2, root2)."""
     _check_hash(root1, "first root hash")
     _check_hash(root2, "second root hash")
     _check_proof(proof)

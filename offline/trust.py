@@ -49,7 +49,7 @@ class LogInstance:
 
     @property
     def hostname(self) -> str:
-        """The host of base_url with scheme, port and path dropped (Rekor v2's checkpoint origin)."""
+        """base_url's host without scheme, port or path (Rekor v2's checkpoint origin)."""
         url = self.base_url if "://" in self.base_url else f"https://{self.base_url}"
         return urlsplit(url).hostname or self.base_url
 
@@ -161,7 +161,7 @@ def load_trusted_root(path: str | Path) -> TrustedRoot:
 
 
 def default_trusted_root_path() -> Path | None:
-    """$AIRGAP_TRUSTED_ROOT, or trusted_root.json in the user's airgap data directory, if present."""
+    """$AIRGAP_TRUSTED_ROOT, else trusted_root.json in the airgap data directory if present."""
     env = os.environ.get(TRUSTED_ROOT_ENV)
     if env:
         return Path(env)
