@@ -1,0 +1,98 @@
+"""Keyless signers: Fulcio certificates checked against the trusted root at verified times.
+
+Chain building is `cryptography`'s X.509 verifier; SCT checking and identity matching are the
+`sigstore` library's. The only thing decided here is what must hold and in which order.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+from cryptography.x509.verification import (
+    Criticality,
+    ExtensionPolicy,
+    PolicyBuilder,
+    Store,
+)
+from cryptography.x509.verification import VerificationError as X509VerificationError
+from sigstore._internal.sct import verify_sct
+from sigstore._internal.trust import KeyringPurpose
+from sigstore.errors import Error as SigstoreError
+from sigstore.models import TrustedRoot as SigstoreTrustedRoot
+from sigstore.verify.policy import VerificationPolicy
+
+from offline.errors import VerificationFailure
+
+
+class CertificateFailure(VerificationFailure):
+    pass
+
+
+def verify_signing_certificate(
+    cert: x509.Certificate,
+    times: list[datetime],
+    trusted_root: SigstoreTrustedRoot,
+    policy: VerificationPolicy,
+) -> None:
+    """Raise CertificateFailure unless `cert` is a valid Fulcio leaf at every verified time,
+    carries a valid SCT, is for code signing, and matches `policy`."""
+    if not times:
+        raise CertificateFailure(
+            "no verified time for the signature: the bundle needs a signed entry timestamp "
+            "from the log or an RFC 3161 timestamp"
+        )
+    try:
+        roots = trusted_root.get_fulcio_certs()
+    except SigstoreError as exc:
+        raise CertificateFailure(f"trusted root has no certificate authority: {exc}") from exc
+
+    # Fulcio leaves carry the code-signing EKU, not client-auth: allow any EKU, check it below.
+    ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    )
+    ee_policy = ExtensionPolicy.webpki_defaults_ee().may_be_present(
+        x509.ExtendedKeyUsage, Criticality.NON_CRITICAL, None
+    )
+    chain: list[x509.Certificate] = []
+    for when in times:
+        verifier = (
+            PolicyBuilder()
+            .store(Store(roots))
+            .time(when)
+            .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+            .build_client_verifier()
+        )
+        try:
+            chain = verifier.verify(cert, []).chain[1:]
+        except (X509VerificationError, x509.UnsupportedGeneralNameType) as exc:
+            raise CertificateFailure(
+                f"signing certificate does not chain to the trusted root at "
+                f"{when.isoformat()}: {exc}"
+            ) from exc
+        if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
+            raise CertificateFailure(
+                f"signing certificate was not valid at {when.isoformat()} (valid "
+                f"{cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()})"
+            )
+
+    try:
+        verify_sct(cert, chain, trusted_root.ct_keyring(KeyringPurpose.VERIFY))
+    except SigstoreError as exc:
+        raise CertificateFailure(f"signing certificate's SCT does not verify: {exc}") from exc
+
+    try:
+        usage = cert.extensions.get_extension_for_class(x509.KeyUsage).value
+        extended = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound as exc:
+        raise CertificateFailure(f"signing certificate lacks {exc.oid._name}") from exc
+    if not usage.digital_signature:
+        raise CertificateFailure("signing certificate is not for digital signatures")
+    if ExtendedKeyUsageOID.CODE_SIGNING not in extended:
+        raise CertificateFailure("signing certificate is not for code signing")
+
+    try:
+        policy.verify(cert)
+    except SigstoreError as exc:
+        raise CertificateFailure(f"signer identity does not match: {exc}") from exc

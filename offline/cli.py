@@ -1,0 +1,53 @@
+"""The `airgap` command line: one parser, one subcommand module per concern.
+
+Subcommand modules import their heavy dependencies inside the handler, so that
+`airgap --help` and cheap commands start fast on a CD host.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from offline.errors import AirgapError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from offline import checkpoint_cli, verify_bundle_cli
+
+    parser = argparse.ArgumentParser(
+        prog="airgap",
+        description="Private Sigstore for disconnected networks: carry, install, verify offline.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    commands.required = True
+    verify_bundle_cli.register(commands)
+    checkpoint_cli.register(commands)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except AirgapError as exc:
+        print(f"airgap: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except FileNotFoundError as exc:
+        print(f"airgap: no such file: {exc.filename}", file=sys.stderr)
+        return 2
+    except PermissionError as exc:
+        print(f"airgap: permission denied: {exc.filename}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("airgap: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,75 @@
+"""RFC 3161 signed timestamps: a time source that does not depend on the log.
+
+The cryptography is `rfc3161_client`'s; what is here decides which timestamp authority of the
+trusted root vouches for a timestamp and whether its validity window covers it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from rfc3161_client import (
+    TimeStampResponse,
+    VerificationError,
+    VerifierBuilder,
+    decode_timestamp_response,
+)
+from sigstore.models import TrustedRoot as SigstoreTrustedRoot
+
+from offline.errors import VerificationFailure
+
+MAX_TIMESTAMPS = 32
+
+
+class TimestampFailure(VerificationFailure):
+    pass
+
+
+def verify_timestamps(
+    raw_timestamps: list[bytes], signature: bytes, trusted_root: SigstoreTrustedRoot
+) -> list[datetime]:
+    """The times vouched for by trusted TSAs; any timestamp that does not verify is an error."""
+    if len(raw_timestamps) > MAX_TIMESTAMPS:
+        raise TimestampFailure(f"{len(raw_timestamps)} signed timestamps, at most {MAX_TIMESTAMPS}")
+    if len(set(raw_timestamps)) != len(raw_timestamps):
+        raise TimestampFailure("the bundle carries the same signed timestamp twice")
+    if not raw_timestamps:
+        return []
+    authorities = trusted_root.get_timestamp_authorities()
+    if not authorities:
+        raise TimestampFailure("the bundle has signed timestamps but the trusted root has no TSA")
+    times = []
+    for i, raw in enumerate(raw_timestamps):
+        try:
+            response = decode_timestamp_response(raw)
+        except ValueError as exc:
+            raise TimestampFailure(f"signed timestamp {i} is malformed ({exc})") from exc
+        when = _verify_one(response, signature, authorities)
+        if when is None:
+            raise TimestampFailure(
+                f"signed timestamp {i} is not vouched for by any TSA of the trusted root "
+                f"within its validity window"
+            )
+        times.append(when)
+    return times
+
+
+def _verify_one(
+    response: TimeStampResponse, signature: bytes, authorities: list
+) -> datetime | None:  # type: ignore[type-arg]
+    gen_time = response.tst_info.gen_time
+    for authority in authorities:
+        chain = authority.certificates(allow_expired=True)
+        if len(chain) < 2:
+            continue
+        builder = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1])
+        for intermediate in chain[1:-1]:
+            builder = builder.add_intermediate_certificate(intermediate)
+        try:
+            builder.build().verify_message(response, signature)
+        except VerificationError:
+            continue
+        start, end = authority.validity_period_start, authority.validity_period_end
+        if start <= gen_time and (end is None or gen_time <= end):
+            return gen_time
+    return None
