@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from offline.entries import Signer, check_entry_body, pae
 from offline.errors import UsageError, VerificationFailure
 from offline.keys import verify_over_data, verify_over_sha256
+from offline.pinning import Pinner, PinOutcome
 from offline.sigbundle import SigstoreBundle, sha256_file
 from offline.tlog import VerifiedEntry, verify_entry
 from offline.trust import PublicKey, TrustedRoot
@@ -67,7 +67,6 @@ class KeyPolicy:
 
 
 SignerPolicy = IdentityPolicy | KeyPolicy
-Pinner = Callable[[VerifiedEntry], str | None]
 
 
 @dataclass
@@ -78,9 +77,12 @@ class BundleResult:
     signer: str
     entries: list[VerifiedEntry]
     times: list[datetime]
-    pins: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    pins: list[PinOutcome] = field(default_factory=list)
     statement: dict[str, Any] | None = None
+
+    @property
+    def warnings(self) -> list[str]:
+        return [p.message for p in self.pins if p.status == "unpinned"]
 
 
 def verify_bundle(
@@ -123,15 +125,19 @@ def verify_bundle(
     ]
     tsa_times = verify_timestamps(raw_timestamps, bundle.signature, sigstore_root)
     for entry in entries:
-        if entry.integrated_time is None and tsa_times:
-            if not any(entry.log.valid_at(t) for t in tsa_times):
-                raise VerificationFailure(
-                    f"log {entry.log.base_url} key was not valid at the signed timestamp"
-                )
+        # Rekor v2 entries carry no integrated time: the log key must cover a signed timestamp.
+        if (
+            entry.integrated_time is None
+            and tsa_times
+            and not any(entry.log.valid_at(t) for t in tsa_times)
+        ):
+            raise VerificationFailure(
+                f"log {entry.log.base_url} key was not valid at the signed timestamp"
+            )
     times = tsa_times + [e.integrated_time for e in entries if e.integrated_time is not None]
 
     statement = _verify_signature(bundle, artifact, signer)
-    for raw, entry in zip(bundle.tlog_entries, entries, strict=True):
+    for raw in bundle.tlog_entries:
         check_entry_body(raw, bundle, signer, artifact.sha256)
 
     if cert is not None:
@@ -149,10 +155,7 @@ def verify_bundle(
 
     result = BundleResult(bundle, signer_name, entries, times, statement=statement)
     if pinner is not None:
-        for entry in entries:
-            warning = pinner(entry)
-            if warning:
-                result.warnings.append(warning)
+        result.pins = [pinner(entry) for entry in entries]
     return result
 
 
@@ -193,10 +196,10 @@ def _verify_signature(
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise SignatureFailure(f"DSSE payload is not a valid in-toto statement ({exc})") from exc
     if artifact.sha256.hex() not in digests:
-        raise SignatureFailure(f"in-toto statement has no subject with the digest of {artifact.describe()}")
-    if not isinstance(statement, dict):
-        raise SignatureFailure("DSSE payload is not a JSON object")
-    return statement
+        raise SignatureFailure(
+            f"in-toto statement has no subject with the digest of {artifact.describe()}"
+        )
+    return dict(statement)
 
 
 def _is_prehash_key(key: PublicKey) -> bool:

@@ -73,8 +73,9 @@ def verify_signing_certificate(
             ) from exc
         if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
             raise CertificateFailure(
-                f"signing certificate was not valid at {when.isoformat()} (valid "
-                f"{cert.not_valid_before_utc.isoformat()} to {cert.not_valid_after_utc.isoformat()})"
+                f"signing certificate was not valid at {when.isoformat()} (valid from "
+                f"{cert.not_valid_before_utc.isoformat()} "
+                f"to {cert.not_valid_after_utc.isoformat()})"
             )
 
     try:

@@ -14,6 +14,7 @@ from rfc3161_client import (
     VerifierBuilder,
     decode_timestamp_response,
 )
+from sigstore._internal.trust import CertificateAuthority
 from sigstore.models import TrustedRoot as SigstoreTrustedRoot
 
 from offline.errors import VerificationFailure
@@ -55,8 +56,8 @@ def verify_timestamps(
 
 
 def _verify_one(
-    response: TimeStampResponse, signature: bytes, authorities: list
-) -> datetime | None:  # type: ignore[type-arg]
+    response: TimeStampResponse, signature: bytes, authorities: list[CertificateAuthority]
+) -> datetime | None:
     gen_time = response.tst_info.gen_time
     for authority in authorities:
         chain = authority.certificates(allow_expired=True)

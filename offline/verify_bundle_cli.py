@@ -109,8 +109,7 @@ def run(args: argparse.Namespace) -> int:
                         }
                         for e in result.entries
                     ],
-                    "pinning": result.pins,
-                    "warnings": result.warnings,
+                    "pinning": [p.as_dict() for p in result.pins],
                 },
                 indent=2,
             )
@@ -118,5 +117,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         for warning in result.warnings:
             print(f"airgap: warning: {warning}", file=sys.stderr)
-        print(f"verified: {args.bundle} for {artifact.describe()}, signed by {result.signer}")
+        pinned = [p.message for p in result.pins if p.status == "pinned"]
+        print(
+            f"verified: {args.bundle} for {artifact.describe()}, signed by {result.signer}"
+            + (f"; {'; '.join(pinned)}" if pinned else "")
+        )
     return 0

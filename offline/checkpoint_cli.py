@@ -1,0 +1,314 @@
+"""`airgap checkpoint`: pin signed checkpoints, list, export and import the checkpoint store.
+
+    airgap checkpoint add [FILE|-] [--proof FILE] [--trusted-root F] [--witness-policy F]
+    airgap checkpoint list
+    airgap checkpoint export OUT|-
+    airgap checkpoint import FILE [--trusted-root F] [--witness-policy F]
+
+All take --checkpoints DIR; add, list and import take --output text|json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from offline.errors import UsageError, VerificationFailure
+
+if TYPE_CHECKING:
+    from offline.checkpoint import Checkpoint
+    from offline.checkpoint_store import CheckpointStore
+    from offline.rekor_json import ConsistencyProofInput
+    from offline.trust import LogInstance, TrustedRoot
+    from offline.witness import WitnessPolicy
+
+SubParsers = argparse._SubParsersAction  # the type add_subparsers() returns
+
+
+def _common(parser: argparse.ArgumentParser, output: bool = True) -> None:
+    parser.add_argument(
+        "--checkpoints",
+        type=Path,
+        metavar="DIR",
+        help="checkpoint store directory (default: $AIRGAP_CHECKPOINTS, else airgap's data dir)",
+    )
+    if output:
+        parser.add_argument("--output", choices=("text", "json"), default="text")
+
+
+def _trust_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--trusted-root",
+        type=Path,
+        metavar="FILE",
+        help="trusted_root.json (default: $AIRGAP_TRUSTED_ROOT, else the one in airgap's data dir)",
+    )
+    parser.add_argument(
+        "--witness-policy",
+        type=Path,
+        metavar="FILE",
+        help="C2SP tlog-policy file: witness cosignatures every checkpoint must carry",
+    )
+
+
+def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
+    checkpoint = subparsers.add_parser(
+        "checkpoint",
+        help="pin signed log checkpoints for offline verification",
+        description="Keep signature-checked, mutually consistent log checkpoints that bundle "
+        "entries are verified against.",
+    )
+    commands = checkpoint.add_subparsers(dest="checkpoint_command", metavar="SUBCOMMAND")
+    commands.required = True
+
+    add = commands.add_parser(
+        "add",
+        help="verify and pin a checkpoint",
+        description="Verify a checkpoint against the trusted root and pin it. A newer checkpoint "
+        "needs a consistency proof from the latest pinned one; an older one needs a proof to the "
+        "next pinned one.",
+    )
+    add.add_argument(
+        "file",
+        nargs="?",
+        default="-",
+        metavar="FILE",
+        help="a checkpoint note, or the JSON of Rekor's GET /api/v1/log (default: stdin)",
+    )
+    add.add_argument(
+        "--proof",
+        type=Path,
+        metavar="FILE",
+        help="consistency proof: a JSON list of hashes, or the JSON of GET /api/v1/log/proof",
+    )
+    _trust_options(add)
+    _common(add)
+    add.set_defaults(handler=run_add)
+
+    listing = commands.add_parser("list", help="list pinned logs")
+    _common(listing)
+    listing.set_defaults(handler=run_list)
+
+    export = commands.add_parser("export", help="write the whole store to one JSON file")
+    export.add_argument("out", metavar="OUT", help="output file, or - for stdout")
+    _common(export, output=False)
+    export.set_defaults(handler=run_export)
+
+    imp = commands.add_parser(
+        "import",
+        help="merge an exported store, re-verifying every signature and proof",
+    )
+    imp.add_argument("file", type=Path, metavar="FILE", help="a file from `checkpoint export`")
+    _trust_options(imp)
+    _common(imp)
+    imp.set_defaults(handler=run_import)
+
+
+def _read(name: str | Path, what: str) -> bytes:
+    if str(name) == "-":
+        return sys.stdin.buffer.read()
+    path = Path(name)
+    try:
+        return path.read_bytes()
+    except FileNotFoundError as exc:
+        raise UsageError(f"{what} {path} does not exist") from exc
+    except IsADirectoryError as exc:
+        raise UsageError(f"{what} {path} is a directory, expected a file") from exc
+
+
+def _store(args: argparse.Namespace) -> CheckpointStore:
+    from offline.checkpoint_store import CheckpointStore
+
+    return CheckpointStore(args.checkpoints)
+
+
+def _trusted_root(args: argparse.Namespace) -> TrustedRoot:
+    from offline.trust import default_trusted_root_path, load_trusted_root
+
+    path = args.trusted_root or default_trusted_root_path()
+    if path is None:
+        raise UsageError(
+            "no trusted root: pass --trusted-root FILE or set AIRGAP_TRUSTED_ROOT "
+            "(`airgap trust` installs one)"
+        )
+    return load_trusted_root(path)
+
+
+def _witness_policy(args: argparse.Namespace) -> WitnessPolicy | None:
+    from offline.witness import load_witness_policy
+
+    return load_witness_policy(args.witness_policy) if args.witness_policy else None
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2))
+
+
+def _proof_target(
+    store: CheckpointStore,
+    verified: list[tuple[Checkpoint, LogInstance]],
+    proof: ConsistencyProofInput,
+    source: str,
+) -> Checkpoint:
+    """The one checkpoint in the input the consistency proof is for."""
+    needing = [cp for cp, _ in verified if store.proof_endpoints(cp.origin, cp.size)]
+    if not needing:
+        raise UsageError(
+            f"{source}: no checkpoint in the input needs a consistency proof (each is already "
+            "pinned, or the first for its log); leave out --proof"
+        )
+    if len(needing) > 1:
+        raise UsageError(
+            f"{source}: {len(needing)} checkpoints in the input need a consistency proof; "
+            "add them one at a time"
+        )
+    target = needing[0]
+    endpoints = store.proof_endpoints(target.origin, target.size)
+    assert endpoints is not None
+    from_size, to_size = endpoints
+    expected = target.root_hash if to_size == target.size else store.root_at(target.origin, to_size)
+    if proof.root_hash is not None and proof.root_hash != expected:
+        raise VerificationFailure(
+            f"{source}: the proof ends at root {proof.root_hash.hex()[:16]}…, but a proof for log "
+            f"{target.origin} from size {from_size} to {to_size} must end at "
+            f"{(expected or b'').hex()[:16]}…; fetch the proof for those sizes"
+        )
+    return target
+
+
+def run_add(args: argparse.Namespace) -> int:
+    from offline.checkpoint import find_log_for_checkpoint, parse_checkpoint
+    from offline.rekor_json import parse_consistency_proof, parse_tree_heads
+
+    source = "stdin" if args.file == "-" else str(args.file)
+    heads = parse_tree_heads(_read(args.file, "checkpoint file"), source)
+    proof = None
+    if args.proof is not None:
+        proof = parse_consistency_proof(_read(args.proof, "proof file"), str(args.proof))
+    trusted_root = _trusted_root(args)
+    policy = _witness_policy(args)
+    store = _store(args)
+
+    verified: list[tuple[Checkpoint, LogInstance]] = []
+    for head in heads:
+        checkpoint = parse_checkpoint(head.note)
+        claimed = (head.claimed_size, head.claimed_root)
+        if claimed[0] not in (None, checkpoint.size) or claimed[1] not in (
+            None,
+            checkpoint.root_hash,
+        ):
+            raise VerificationFailure(
+                f"{source}: treeSize/rootHash disagree with the signed {checkpoint.describe()}"
+            )
+        verified.append(find_log_for_checkpoint(checkpoint, trusted_root, policy))
+    target = _proof_target(store, verified, proof, source) if proof is not None else None
+
+    results = []
+    for checkpoint, log in verified:
+        hashes = proof.hashes if proof is not None and checkpoint is target else None
+        result = store.add(checkpoint, log, hashes)
+        results.append((result, checkpoint, log))
+
+    if args.output == "json":
+        _print_json(
+            [
+                {
+                    "origin": r.origin,
+                    "size": r.size,
+                    "root": r.root.hex(),
+                    "outcome": r.outcome,
+                    "previous_latest_size": r.previous_latest,
+                    "log": log.base_url,
+                    "cosignatures": [
+                        {"witness": c.witness, "key_name": c.key_name, "timestamp": c.timestamp}
+                        for c in cp.cosignatures
+                    ],
+                }
+                for r, cp, log in results
+            ]
+        )
+    else:
+        for r, _, _ in results:
+            print(f"{r.outcome}: {r.origin} at size {r.size} (root {r.root.hex()[:16]}…)")
+    return 0
+
+
+def _age(seconds: float) -> str:
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= length:
+            return f"{int(seconds // length)}{unit}"
+    return f"{int(max(seconds, 0))}s"
+
+
+def run_list(args: argparse.Namespace) -> int:
+    store = _store(args)
+    states = store.states()
+    now = datetime.now(UTC)
+    if args.output == "json":
+        rows = [
+            {
+                "origin": s.origin,
+                "log_id": s.log_id.hex(),
+                "checkpoints": len(s.checkpoints),
+                "anchors": len(s.anchors),
+                "latest_size": s.latest.size,
+                "latest_root": s.latest.root.hex(),
+                "latest_added": s.latest.added.isoformat(),
+                "age_seconds": int((now - s.latest.added).total_seconds()),
+            }
+            for s in states
+        ]
+        _print_json({"store": str(store.path), "logs": rows})
+        return 0
+    if not states:
+        print(f"no checkpoints pinned in {store.path}")
+        return 0
+    width = max(len("ORIGIN"), *(len(s.origin) for s in states))
+    print(f"{'ORIGIN':<{width}}  CHECKPOINTS  {'LATEST SIZE':>12}  {'ROOT':<17}  AGE")
+    for s in states:
+        age = _age((now - s.latest.added).total_seconds())
+        print(
+            f"{s.origin:<{width}}  {len(s.checkpoints):>11}  {s.latest.size:>12}  "
+            f"{s.latest.root.hex()[:16]}…  {age}"
+        )
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    store = _store(args)
+    if args.out == "-":
+        _print_json(store.export_document())
+        return 0
+    count = store.export(args.out)
+    print(f"exported {count} log(s) from {store.path} to {args.out}")
+    return 0
+
+
+def run_import(args: argparse.Namespace) -> int:
+    trusted_root = _trusted_root(args)
+    policy = _witness_policy(args)
+    store = _store(args)
+    results = store.import_(args.file, trusted_root, policy)
+    if args.output == "json":
+        _print_json(
+            [
+                {
+                    "origin": r.origin,
+                    "checkpoints_added": r.checkpoints_added,
+                    "anchors_added": r.anchors_added,
+                    "latest_size": r.latest_size,
+                }
+                for r in results
+            ]
+        )
+    else:
+        for r in results:
+            print(
+                f"{r.origin}: {r.checkpoints_added} checkpoint(s) and {r.anchors_added} anchor(s) "
+                f"added, latest size {r.latest_size}"
+            )
+    return 0

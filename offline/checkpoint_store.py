@@ -1,0 +1,466 @@
+"""The checkpoint store: per log, the signature-checked checkpoints this host has pinned, the
+consistency proofs that link them, and anchors proven consistent with them.
+
+Layout: `<store>/<safe origin>-<hash>/state.json`, and `evidence/` beside it for every refused
+inconsistency. A state file carries a SHA-256 over its content, so a truncated or edited file is
+refused loudly instead of being reset. Writes go through a temporary file and a rename.
+The rules themselves live in `checkpoint_state`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from offline import checkpoint_state as rules
+from offline.atomicfile import atomic_write
+from offline.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
+from offline.checkpoint_state import (
+    AddResult,
+    Anchor,
+    ConsistencyProofRequired,
+    InconsistentLogError,
+    LogMismatchError,
+    LogState,
+    PinResult,
+    SplitViewError,
+    StoreConflict,
+    StoredCheckpoint,
+    StoredProof,
+    UnpinnedError,
+)
+from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.trust import LogInstance, TrustedRoot
+from offline.witness import WitnessPolicy
+
+__all__ = [
+    "AddResult",
+    "Anchor",
+    "CheckpointStore",
+    "ConsistencyProofRequired",
+    "ImportResult",
+    "InconsistentLogError",
+    "LogMismatchError",
+    "LogState",
+    "PinResult",
+    "SplitViewError",
+    "StoreCorruptError",
+    "StoredCheckpoint",
+    "StoredProof",
+    "UnpinnedError",
+    "default_checkpoint_dir",
+    "log_dir_name",
+]
+
+STORE_ENV = "AIRGAP_CHECKPOINTS"
+STATE_FILE = "state.json"
+EVIDENCE_DIR = "evidence"
+LOCK_FILE = ".lock"
+STATE_FORMAT = "airgap-checkpoint-log/v1"
+EXPORT_FORMAT = "airgap-checkpoint-export/v1"
+
+
+class StoreCorruptError(AirgapError):
+    """A state file is unreadable, truncated or edited; nothing is reset automatically."""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    origin: str
+    checkpoints_added: int
+    anchors_added: int
+    latest_size: int
+
+
+def default_checkpoint_dir() -> Path:
+    """$AIRGAP_CHECKPOINTS, else `checkpoints` in the airgap user data directory."""
+    env = os.environ.get(STORE_ENV)
+    if env:
+        return Path(env)
+    from platformdirs import user_data_path
+
+    return user_data_path("airgap") / "checkpoints"
+
+
+def log_dir_name(origin: str) -> str:
+    """A filesystem-safe, collision-free directory name for a log origin."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", origin).strip("._-")[:64] or "log"
+    return f"{safe}-{hashlib.sha256(origin.encode()).hexdigest()[:12]}"
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _time(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+def _canonical(doc: dict[str, Any]) -> bytes:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def state_document(state: LogState) -> dict[str, Any]:
+    """The JSON form of one log's state, with its checksum."""
+    doc: dict[str, Any] = {
+        "format": STATE_FORMAT,
+        "origin": state.origin,
+        "log_id": state.log_id.hex(),
+        "checkpoints": [
+            {"size": c.size, "root": c.root.hex(), "note": c.note, "added": _time(c.added)}
+            for c in state.checkpoints
+        ],
+        "proofs": [
+            {"from_size": p.from_size, "to_size": p.to_size, "hashes": [h.hex() for h in p.hashes]}
+            for p in state.proofs
+        ],
+        "anchors": [
+            {"size": a.size, "root": a.root.hex(), "added": _time(a.added)} for a in state.anchors
+        ],
+    }
+    doc["sha256"] = hashlib.sha256(_canonical(doc)).hexdigest()
+    return doc
+
+
+def _int(value: Any, what: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ValueError(f"{what} is not a non-negative integer")
+    return value
+
+
+def _hash(value: Any, what: str) -> bytes:
+    if not isinstance(value, str) or len(value) != 64:
+        raise ValueError(f"{what} is not a 64-digit hex hash")
+    return bytes.fromhex(value)
+
+
+def _str(value: Any, what: str) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is not a string")
+    return value
+
+
+def decode_state(doc: dict[str, Any]) -> LogState:
+    """Parse a state document (checksum already checked); ValueError says what is wrong."""
+    if doc.get("format") != STATE_FORMAT:
+        raise ValueError(f"unknown format {doc.get('format')!r}")
+    try:
+        checkpoints = tuple(
+            StoredCheckpoint(
+                size=_int(c["size"], "checkpoint size"),
+                root=_hash(c["root"], "checkpoint root"),
+                note=_str(c["note"], "checkpoint note"),
+                added=datetime.fromisoformat(_str(c["added"], "checkpoint time")),
+            )
+            for c in doc["checkpoints"]
+        )
+        proofs = tuple(
+            StoredProof(
+                from_size=_int(p["from_size"], "proof from_size"),
+                to_size=_int(p["to_size"], "proof to_size"),
+                hashes=tuple(_hash(h, "proof hash") for h in p["hashes"]),
+            )
+            for p in doc["proofs"]
+        )
+        anchors = tuple(
+            Anchor(
+                size=_int(a["size"], "anchor size"),
+                root=_hash(a["root"], "anchor root"),
+                added=datetime.fromisoformat(_str(a["added"], "anchor time")),
+            )
+            for a in doc["anchors"]
+        )
+        state = LogState(
+            origin=_str(doc["origin"], "origin"),
+            log_id=bytes.fromhex(_str(doc["log_id"], "log_id")),
+            checkpoints=checkpoints,
+            proofs=proofs,
+            anchors=anchors,
+        )
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"missing or mistyped field {exc}") from exc
+    sizes = [c.size for c in checkpoints]
+    if not sizes or sizes != sorted(set(sizes)):
+        raise ValueError("checkpoints are missing, unsorted or repeated")
+    return state
+
+
+class CheckpointStore:
+    def __init__(
+        self, path: str | Path | None = None, clock: Callable[[], datetime] = _utcnow
+    ) -> None:
+        self.path = Path(path) if path is not None else default_checkpoint_dir()
+        self._clock = clock
+
+    @classmethod
+    def default(cls) -> CheckpointStore:
+        """The store at $AIRGAP_CHECKPOINTS, else in the airgap user data directory."""
+        return cls(default_checkpoint_dir())
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def _log_dir(self, origin: str) -> Path:
+        return self.path / log_dir_name(origin)
+
+    def _corrupt(self, path: Path, reason: str) -> StoreCorruptError:
+        return StoreCorruptError(
+            f"checkpoint store file {path} is corrupt: {reason}; nothing was changed: restore it "
+            "from a backup or an `airgap checkpoint export`, or move it aside to pin this log anew"
+        )
+
+    def _read_file(self, path: Path) -> LogState | None:
+        try:
+            raw = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        try:
+            doc = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise self._corrupt(path, f"not valid JSON, truncated? ({exc})") from exc
+        if not isinstance(doc, dict) or not isinstance(doc.get("sha256"), str):
+            raise self._corrupt(path, "no checksum")
+        checksum = doc.pop("sha256")
+        if hashlib.sha256(_canonical(doc)).hexdigest() != checksum:
+            raise self._corrupt(path, "checksum mismatch, the file was truncated or edited")
+        try:
+            state = decode_state(doc)
+        except ValueError as exc:
+            raise self._corrupt(path, str(exc)) from exc
+        if path.parent.name != log_dir_name(state.origin):
+            raise self._corrupt(path, f"it holds log {state.origin!r}, not this directory's log")
+        return state
+
+    def state(self, origin: str) -> LogState | None:
+        return self._read_file(self._log_dir(origin) / STATE_FILE)
+
+    def states(self) -> list[LogState]:
+        if not self.path.is_dir():
+            return []
+        dirs = sorted(d for d in self.path.iterdir() if d.is_dir())
+        found = (self._read_file(d / STATE_FILE) for d in dirs)
+        return sorted((s for s in found if s is not None), key=lambda s: s.origin)
+
+    def origins(self) -> list[str]:
+        return [s.origin for s in self.states()]
+
+    def knows(self, origin: str) -> bool:
+        return self.state(origin) is not None
+
+    def latest(self, origin: str) -> StoredCheckpoint | None:
+        state = self.state(origin)
+        return state.latest if state else None
+
+    def root_at(self, origin: str, size: int) -> bytes | None:
+        state = self.state(origin)
+        pinned = state.pinned_at(size) if state else None
+        return pinned.root if pinned else None
+
+    def proof_endpoints(self, origin: str, size: int) -> tuple[int, int] | None:
+        """(from_size, to_size) of the consistency proof that adding a checkpoint at `size`
+        needs, or None when it needs none (first, already pinned, or empty)."""
+        return rules.proof_endpoints(self.state(origin), size)
+
+    def pin(self, origin: str, size: int, root: bytes, note: str | None = None) -> PinResult:
+        """Whether (size, root) is pinned: a stored checkpoint or anchor has exactly that.
+
+        Raises UnpinnedError when the store cannot tell, SplitViewError (and keeps evidence,
+        including `note` if given) when the store holds another root for that size.
+        """
+        try:
+            return rules.pin(self.state(origin), origin, size, root, note)
+        except StoreConflict as conflict:
+            raise self._refuse(origin, conflict) from None
+
+    # -- changing --------------------------------------------------------------------------
+
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        self.path.mkdir(parents=True, exist_ok=True, mode=0o755)
+        with open(self.path / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _write(self, state: LogState) -> None:
+        directory = self._log_dir(state.origin)
+        directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+        content = json.dumps(state_document(state), indent=2, ensure_ascii=False) + "\n"
+        atomic_write(directory / STATE_FILE, content.encode())
+
+    def _refuse(self, origin: str, conflict: StoreConflict) -> AirgapError:
+        """Keep the evidence of a refused inconsistency; the error says where it is."""
+        now = self._clock()
+        directory = self._log_dir(origin) / EVIDENCE_DIR
+        stamp = now.astimezone(UTC).strftime("%Y%m%dT%H%M%S.%fZ")
+        path = directory / f"{stamp}-{conflict.kind}-{secrets.token_hex(3)}.json"
+        record = {
+            "kind": conflict.kind,
+            "origin": origin,
+            "detected": _time(now),
+            "summary": conflict.summary,
+            **conflict.evidence,
+        }
+        try:
+            directory.mkdir(parents=True, exist_ok=True, mode=0o755)
+            atomic_write(path, (json.dumps(record, indent=2, ensure_ascii=False) + "\n").encode())
+        except OSError as exc:  # a read-only store must still report the inconsistency
+            return conflict.error(
+                f"{conflict.summary}; could not save the evidence in {directory} "
+                f"({exc.strerror}); {conflict.advice}"
+            )
+        return conflict.error(f"{conflict.summary}; evidence saved to {path}; {conflict.advice}")
+
+    def add(
+        self, checkpoint: Checkpoint, log: LogInstance, proof: Sequence[bytes] | None = None
+    ) -> AddResult:
+        """Pin a checkpoint the caller verified against `log`.
+
+        `proof` is the consistency proof from the latest pinned checkpoint to this one, or, for
+        an older checkpoint, from this one to the next larger pinned checkpoint.
+        """
+        with self._locked():
+            state = self.state(checkpoint.origin)
+            try:
+                new, result = rules.add_checkpoint(
+                    state, checkpoint, log.log_id, proof, self._clock()
+                )
+            except StoreConflict as conflict:
+                raise self._refuse(checkpoint.origin, conflict) from None
+            if new is not None and new != state:
+                self._write(new)
+            return result
+
+    def add_anchor(
+        self, origin: str, size: int, root: bytes, proof: Sequence[bytes], to_size: int
+    ) -> AddResult:
+        """Pin (size, root) by a consistency proof to the pinned checkpoint at `to_size`."""
+        with self._locked():
+            state = self.state(origin)
+            if state is None:
+                raise UnpinnedError(
+                    f"log {origin}: no pinned checkpoint to prove size {size} against; run "
+                    "`airgap checkpoint add` first"
+                )
+            try:
+                new, result = rules.add_anchor(state, size, root, proof, to_size, self._clock())
+            except StoreConflict as conflict:
+                raise self._refuse(origin, conflict) from None
+            if new != state:
+                self._write(new)
+            return result
+
+    # -- moving between hosts --------------------------------------------------------------
+
+    def export_document(self) -> dict[str, Any]:
+        return {
+            "format": EXPORT_FORMAT,
+            "exported": _time(self._clock()),
+            "logs": [state_document(s) for s in self.states()],
+        }
+
+    def export(self, path: str | Path) -> int:
+        """Write every log's state to one JSON file; returns the number of logs."""
+        doc = self.export_document()
+        path = Path(path)
+        atomic_write(path, (json.dumps(doc, indent=2, ensure_ascii=False) + "\n").encode())
+        return len(doc["logs"])
+
+    def import_(
+        self,
+        path: str | Path,
+        trusted_root: TrustedRoot,
+        witness_policy: WitnessPolicy | None = None,
+    ) -> list[ImportResult]:
+        """Merge an export into this store after re-verifying every checkpoint signature
+        against `trusted_root` and every consistency proof. All or nothing."""
+        incoming = [
+            _reverify(state, trusted_root, witness_policy, str(path))
+            for state in _read_export(Path(path))
+        ]
+        with self._locked():
+            merged: list[tuple[LogState | None, LogState]] = []
+            for state in incoming:
+                local = self.state(state.origin)
+                try:
+                    merged.append((local, rules.merge(local, state)))
+                except StoreConflict as conflict:
+                    raise self._refuse(state.origin, conflict) from None
+            for local, new in merged:
+                if new != local:
+                    self._write(new)
+            return [_import_result(local, new) for local, new in merged]
+
+
+def _import_result(local: LogState | None, new: LogState) -> ImportResult:
+    return ImportResult(
+        origin=new.origin,
+        checkpoints_added=len(new.checkpoints) - (len(local.checkpoints) if local else 0),
+        anchors_added=len(new.anchors) - (len(local.anchors) if local else 0),
+        latest_size=new.latest.size,
+    )
+
+
+def _read_export(path: Path) -> list[LogState]:
+    try:
+        doc = json.loads(path.read_bytes())
+    except FileNotFoundError as exc:
+        raise UsageError(f"checkpoint export {path} does not exist") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UsageError(f"checkpoint export {path} is not valid JSON ({exc})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+        raise UsageError(f"checkpoint export {path}: not an {EXPORT_FORMAT} file")
+    logs = doc.get("logs")
+    if not isinstance(logs, list):
+        raise UsageError(f"checkpoint export {path}: 'logs' is not a list")
+    states = []
+    for i, log in enumerate(logs):
+        if not isinstance(log, dict):
+            raise UsageError(f"checkpoint export {path}: log {i} is not an object")
+        log.pop("sha256", None)  # everything is re-verified below
+        try:
+            states.append(decode_state(log))
+        except ValueError as exc:
+            raise UsageError(f"checkpoint export {path}: log {i}: {exc}") from exc
+    origins = [s.origin for s in states]
+    if len(set(origins)) != len(origins):
+        raise UsageError(f"checkpoint export {path}: a log appears twice")
+    return states
+
+
+def _reverify(
+    state: LogState, trusted_root: TrustedRoot, policy: WitnessPolicy | None, source: str
+) -> LogState:
+    """`state` with every checkpoint's signature checked against the trusted root."""
+    log = trusted_root.tlog_by_id(state.log_id)
+    if log is None:
+        raise VerificationFailure(
+            f"checkpoint export {source}: log {state.origin}: log ID {state.log_id.hex()[:16]}… "
+            "is not in the trusted root"
+        )
+    for stored in state.checkpoints:
+        try:
+            checkpoint = verify_checkpoint(stored.note, log, policy)
+        except CheckpointError as exc:
+            raise CheckpointError(f"checkpoint export {source}: {exc}") from exc
+        if (checkpoint.origin, checkpoint.size, checkpoint.root_hash) != (
+            state.origin,
+            stored.size,
+            stored.root,
+        ):
+            raise VerificationFailure(
+                f"checkpoint export {source}: log {state.origin}: the entry at size "
+                f"{stored.size} holds a note for {checkpoint.describe()}"
+            )
+    return state
