@@ -117,9 +117,8 @@ def run(args: argparse.Namespace) -> int:
     else:
         for warning in result.warnings:
             print(f"airgap: warning: {warning}", file=sys.stderr)
-        pinned = [p.message for p in result.pins if p.status == "pinned"]
-        print(
-            f"verified: {args.bundle} for {artifact.describe()}, signed by {result.signer}"
-            + (f"; {'; '.join(pinned)}" if pinned else "")
-        )
+        print(f"verified: {args.bundle} for {artifact.describe()}")
+        print(f"  signer: {result.signer}")
+        for pin in result.pins:
+            print(f"  {pin.status}: {pin.message}")
     return 0
