@@ -21,6 +21,7 @@ from offline.pinning import Pinner, PinOutcome
 from offline.sigbundle import SigstoreBundle, sha256_file
 from offline.tlog import VerifiedEntry, verify_entry
 from offline.trust import PublicKey, TrustedRoot
+from offline.witness import WitnessPolicy
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 _DIGEST_ARG = re.compile(r"sha256:([0-9a-fA-F]{64})")
@@ -91,6 +92,7 @@ def verify_bundle(
     trusted_root: TrustedRoot,
     policy: SignerPolicy,
     pinner: Pinner | None = None,
+    witness_policy: WitnessPolicy | None = None,
 ) -> BundleResult:
     cert = bundle.leaf_certificate
     if cert is None and isinstance(policy, IdentityPolicy):
@@ -107,7 +109,9 @@ def verify_bundle(
     if not bundle.tlog_entries:
         raise VerificationFailure("bundle has no transparency log entry")
     entries = [
-        verify_entry(e, trusted_root, require_proof=bundle.version >= (0, 2))
+        verify_entry(
+            e, trusted_root, require_proof=bundle.version >= (0, 2), witness_policy=witness_policy
+        )
         for e in bundle.tlog_entries
     ]
 

@@ -22,6 +22,7 @@ from offline.checkpoint import Checkpoint, verify_checkpoint
 from offline.errors import VerificationFailure
 from offline.merkle import MerkleError, leaf_hash, verify_inclusion
 from offline.trust import LogInstance, TrustedRoot
+from offline.witness import WitnessPolicy
 
 
 class LogEntryFailure(VerificationFailure):
@@ -70,7 +71,11 @@ def verify_set(entry: TransparencyLogEntry, log: LogInstance) -> None:
 
 
 def verify_entry(
-    entry: TransparencyLogEntry, trusted_root: TrustedRoot, *, require_proof: bool
+    entry: TransparencyLogEntry,
+    trusted_root: TrustedRoot,
+    *,
+    require_proof: bool,
+    witness_policy: WitnessPolicy | None = None,
 ) -> VerifiedEntry:
     log = trusted_root.tlog_by_id(entry.log_id.key_id)
     if log is None:
@@ -91,14 +96,14 @@ def verify_entry(
 
     proof = entry.inclusion_proof
     if proof is None or proof.checkpoint is None:
-        if require_proof:
+        if require_proof or witness_policy is not None:
             raise LogEntryFailure(
                 f"log entry {entry.log_index} in {log.base_url} has no inclusion proof with a "
                 f"checkpoint; fetch one with `airgap proofs fetch` while the log is reachable"
             )
         return VerifiedEntry(log, entry.log_index, integrated_time, None, None)
 
-    checkpoint = verify_checkpoint(proof.checkpoint.envelope, log)
+    checkpoint = verify_checkpoint(proof.checkpoint.envelope, log, witness_policy)
     if checkpoint.size != proof.tree_size or checkpoint.root_hash != proof.root_hash:
         raise LogEntryFailure(
             f"inclusion proof of entry {entry.log_index} is for tree size {proof.tree_size} "

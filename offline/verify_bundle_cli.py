@@ -2,7 +2,7 @@
 
     airgap verify-bundle --bundle FILE (--certificate-identity ID --certificate-oidc-issuer URL
         | --key PEM) [--trusted-root FILE] [--checkpoints DIR] [--pinning require|warn|off]
-        (ARTIFACT_PATH | sha256:HEX)
+        [--witness-policy FILE] (ARTIFACT_PATH | sha256:HEX)
 
 Exit 0 when the bundle verifies, 1 when it does not, 2 for bad input.
 """
@@ -48,6 +48,11 @@ def register(commands: Any) -> None:
         help="what an entry not covered by a pinned checkpoint does (default: require when the "
         "store knows the entry's log, otherwise off)",
     )
+    parser.add_argument(
+        "--witness-policy",
+        type=Path,
+        help="C2SP tlog-policy file: witness cosignatures every checkpoint must carry",
+    )
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.add_argument("artifact", help="the artifact file, or sha256:<hex digest>")
     parser.set_defaults(handler=run)
@@ -86,8 +91,13 @@ def run(args: argparse.Namespace) -> int:
     bundle = load_bundle(args.bundle)
     artifact = Artifact.from_argument(args.artifact)
     pinner = make_pinner(args.checkpoints, args.pinning)
+    witness_policy = None
+    if args.witness_policy is not None:
+        from offline.witness import load_witness_policy
 
-    result = verify_bundle(bundle, artifact, trusted_root, policy, pinner)
+        witness_policy = load_witness_policy(args.witness_policy)
+
+    result = verify_bundle(bundle, artifact, trusted_root, policy, pinner, witness_policy)
 
     if args.output == "json":
         print(

@@ -14,7 +14,7 @@ import pytest
 
 from offline.cli import main
 from tests.bundle_factory import KeySigner, LoggedSignature
-from tests.tlog_fixture import TestLog
+from tests.tlog_fixture import TestLog, Witness
 
 
 class Site:
@@ -215,3 +215,18 @@ def test_a_tampered_artifact_fails_even_when_pinned(
     site.artifact.write_bytes(b"something else\n")
     assert site.verify(bundle) == 1
     assert "another artifact" in capsys.readouterr().err
+
+
+def test_a_witness_policy_requires_cosigned_checkpoints(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    witness = Witness("witness.airgap.test")
+    policy = site.write("witnesses.txt", f"witness w {witness.vkey}\nquorum w\n")
+    plain = site.entry.bundle_json(site.log)
+    cosigned = site.entry.bundle_json(site.log, checkpoint=site.log.checkpoint(cosigners=[witness]))
+    assert site.verify(cosigned, "--witness-policy", str(policy)) == 0
+    capsys.readouterr()
+    assert site.verify(plain, "--witness-policy", str(policy)) == 1
+    assert "witness quorum w" in capsys.readouterr().err
+    # Without a policy, the unknown cosignature is ignored, as C2SP requires.
+    assert site.verify(cosigned) == 0
