@@ -111,13 +111,9 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
 def _read(name: str | Path, what: str) -> bytes:
     if str(name) == "-":
         return sys.stdin.buffer.read()
-    path = Path(name)
-    try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise UsageError(f"{what} {path} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise UsageError(f"{what} {path} is a directory, expected a file") from exc
+    from offline.inputs import read_input
+
+    return read_input(name, what)
 
 
 def _store(args: argparse.Namespace) -> CheckpointStore:

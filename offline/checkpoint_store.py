@@ -40,6 +40,7 @@ from offline.checkpoint_state import (
     UnpinnedError,
 )
 from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.inputs import parse_json_object, read_input
 from offline.trust import LogInstance, TrustedRoot
 from offline.witness import WitnessPolicy
 
@@ -413,13 +414,8 @@ def _import_result(local: LogState | None, new: LogState) -> ImportResult:
 
 
 def _read_export(path: Path) -> list[LogState]:
-    try:
-        doc = json.loads(path.read_bytes())
-    except FileNotFoundError as exc:
-        raise UsageError(f"checkpoint export {path} does not exist") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"checkpoint export {path} is not valid JSON ({exc})") from exc
-    if not isinstance(doc, dict) or doc.get("format") != EXPORT_FORMAT:
+    doc = parse_json_object(read_input(path, "checkpoint export"), f"checkpoint export {path}")
+    if doc.get("format") != EXPORT_FORMAT:
         raise UsageError(f"checkpoint export {path}: not an {EXPORT_FORMAT} file")
     logs = doc.get("logs")
     if not isinstance(logs, list):

@@ -10,17 +10,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from offline.errors import UsageError
+from offline.inputs import read_input
 from offline.trust import PublicKey
 
 
 def load_public_key_file(path: str | Path) -> PublicKey:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise UsageError(f"key {path} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise UsageError(f"key {path} is a directory, expected a PEM file") from exc
+    data = read_input(path, "key")
     try:
         key = serialization.load_pem_public_key(data)
     except ValueError:

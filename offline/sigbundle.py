@@ -8,7 +8,6 @@ structural rules each bundle version imposes are checked here, so that key-based
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from sigstore_models.intoto import Envelope
 from sigstore_models.rekor.v1 import TransparencyLogEntry
 
 from offline.errors import UsageError, VerificationFailure
+from offline.inputs import parse_json_object, read_input
 
 MEDIA_TYPE_VERSIONS = {
     "application/vnd.dev.sigstore.bundle+json;version=0.1": (0, 1),
@@ -76,12 +76,7 @@ def _first_error(exc: ValidationError) -> str:
 
 
 def parse_bundle(data: bytes, name: str = "bundle") -> SigstoreBundle:
-    try:
-        document = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{name}: not valid JSON ({exc})") from exc
-    if not isinstance(document, dict):
-        raise UsageError(f"{name}: expected a JSON object")
+    document = parse_json_object(data, name)
     media_type = document.get("mediaType")
     if media_type not in MEDIA_TYPE_VERSIONS:
         raise UsageError(f"{name}: unsupported bundle media type {media_type!r}")
@@ -158,14 +153,7 @@ def _is_self_signed_ca(cert: x509.Certificate) -> bool:
 
 
 def load_bundle(path: str | Path) -> SigstoreBundle:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise UsageError(f"bundle {path} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise UsageError(f"bundle {path} is a directory, expected a file") from exc
-    return parse_bundle(data, str(path))
+    return parse_bundle(read_input(path, "bundle"), str(path))
 
 
 def sha256_file(path: Path) -> bytes:

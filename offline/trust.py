@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from offline.errors import UsageError
+from offline.inputs import parse_json_object, read_input
 
 TRUSTED_ROOT_MEDIA_TYPES = frozenset(
     {
@@ -131,12 +131,7 @@ def _log_instance(raw: Any, where: str) -> LogInstance:
 
 def parse_trusted_root(data: bytes | str, path: Path | None = None) -> TrustedRoot:
     name = str(path) if path else "trusted root"
-    try:
-        document = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{name}: not valid JSON ({exc})") from exc
-    if not isinstance(document, dict):
-        raise UsageError(f"{name}: expected a JSON object")
+    document = parse_json_object(data, name)
     media_type = document.get("mediaType")
     if media_type not in TRUSTED_ROOT_MEDIA_TYPES:
         raise UsageError(f"{name}: unsupported trusted root media type {media_type!r}")
@@ -151,13 +146,7 @@ def parse_trusted_root(data: bytes | str, path: Path | None = None) -> TrustedRo
 
 def load_trusted_root(path: str | Path) -> TrustedRoot:
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise UsageError(f"trusted root {path} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise UsageError(f"trusted root {path} is a directory, expected a file") from exc
-    return parse_trusted_root(data, path)
+    return parse_trusted_root(read_input(path, "trusted root"), path)
 
 
 def default_trusted_root_path() -> Path | None:

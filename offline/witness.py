@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from offline.errors import UsageError
+from offline.inputs import read_input
 from offline.note import CosignatureVerifier, parse_vkey
 
 NONE = "none"
@@ -154,11 +155,5 @@ def parse_witness_policy(text: str, source: str = "witness policy") -> WitnessPo
 
 
 def load_witness_policy(path: str | Path) -> WitnessPolicy:
-    path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as exc:
-        raise UsageError(f"witness policy {path} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise UsageError(f"witness policy {path} is a directory, expected a file") from exc
+    data = read_input(path, "witness policy")
     return parse_witness_policy(data.decode("utf-8", errors="replace"), str(path))
