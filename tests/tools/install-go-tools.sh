@@ -11,20 +11,7 @@ set -euo pipefail
 
 CACHE=${AIRGAP_TOOLS_CACHE:-$HOME/.cache/airgap/go-tools}
 
-# name  version  module/path  [binary name as installed]
-TOOLS=(
-  "cosign      v3.1.2  github.com/sigstore/cosign/v3/cmd/cosign"
-  "cosign-v2   v2.6.4  github.com/sigstore/cosign/v2/cmd/cosign"
-  "rekor-server v1.5.4 github.com/sigstore/rekor/cmd/rekor-server"
-  "rekor-cli   v1.5.4  github.com/sigstore/rekor/cmd/rekor-cli"
-  "trillian_log_server v1.7.3 github.com/google/trillian/cmd/trillian_log_server"
-  "trillian_log_signer v1.7.3 github.com/google/trillian/cmd/trillian_log_signer"
-  "createtree  v1.7.3  github.com/google/trillian/cmd/createtree"
-  "ct_server   v1.3.3  github.com/google/certificate-transparency-go/trillian/ctfe/ct_server"
-  "fulcio      v1.8.8  github.com/sigstore/fulcio"
-  "crane       v0.21.9 github.com/google/go-containerregistry/cmd/crane"
-  "oras        v1.3.3  oras.land/oras/cmd/oras"
-)
+PINS="$(dirname "$0")/go-tools.txt"
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-trimpath
 # The module proxy is reachable; the checksum database may not be.
@@ -32,9 +19,13 @@ if ! go env GOSUMDB | grep -q off && ! timeout 10 go list -m -json golang.org/x/
   export GOSUMDB=off
 fi
 
+mkdir -p "$CACHE"
+# One builder at a time: a second run waits, then finds the programs cached.
+exec 9>"$CACHE/.lock"
+flock 9
+
 wanted=("$@")
-for line in "${TOOLS[@]}"; do
-  read -r name version module <<<"$line"
+grep -v '^\s*#' "$PINS" | grep -v '^\s*$' | while read -r name version module; do
   if [ ${#wanted[@]} -gt 0 ] && [[ ! " ${wanted[*]} " =~ " ${name} " ]]; then
     continue
   fi
@@ -49,7 +40,11 @@ for line in "${TOOLS[@]}"; do
   # Trillian: only the SQL storage backends, not cloud ones (smaller, faster build).
   tags=()
   case "$module" in github.com/google/trillian/*) tags=(-tags mysql) ;; esac
-  GOBIN="$dir.partial/bin" go install "${tags[@]}" "$module@$version"
+  if ! GOBIN="$dir.partial/bin" go install "${tags[@]}" "$module@$version" >"$dir.partial/build.log" 2>&1; then
+    tail -n 30 "$dir.partial/build.log" >&2
+    echo "$name $version: build failed (log: $dir.partial/build.log)" >&2
+    exit 1
+  fi
   touch "$dir.partial/.complete"
   rm -rf "$dir"
   mv "$dir.partial" "$dir"
