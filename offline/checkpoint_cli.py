@@ -1,6 +1,7 @@
 """`airgap checkpoint`: pin signed checkpoints, list, export and import the checkpoint store.
 
     airgap checkpoint add [FILE|-] [--proof FILE] [--trusted-root F] [--witness-policy F]
+    airgap checkpoint fetch --rekor URL [--trusted-root F] [--witness-policy F]
     airgap checkpoint list
     airgap checkpoint export OUT|-
     airgap checkpoint import FILE [--trusted-root F] [--witness-policy F]
@@ -88,6 +89,19 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     _trust_options(add)
     _common(add)
     add.set_defaults(handler=run_add)
+
+    fetch = commands.add_parser(
+        "fetch",
+        help="pin the signed tree heads a reachable Rekor serves, proving consistency",
+        description="Read the log's signed tree heads (GET /api/v1/log), verify them with the "
+        "trusted root, fetch and verify the consistency proof from the latest pinned checkpoint "
+        "of each, and pin them. The first checkpoint of a log is pinned on first use.",
+    )
+    fetch.add_argument("--rekor", required=True, metavar="URL", help="the Rekor server")
+    fetch.add_argument("--ca-bundle", metavar="FILE", help="CA certificates for Rekor's TLS")
+    _trust_options(fetch)
+    _common(fetch)
+    fetch.set_defaults(handler=run_fetch)
 
     listing = commands.add_parser("list", help="list pinned logs")
     _common(listing)
@@ -307,4 +321,40 @@ def run_import(args: argparse.Namespace) -> int:
                 f"{r.origin}: {r.checkpoints_added} checkpoint(s) and {r.anchors_added} anchor(s) "
                 f"added, latest size {r.latest_size}"
             )
+    return 0
+
+
+def run_fetch(args: argparse.Namespace) -> int:
+    from offline.checkpoint_sync import sync_from_rekor
+    from offline.rekor_client import RekorClient
+
+    client = RekorClient(args.rekor, ca_bundle=args.ca_bundle)
+    results = sync_from_rekor(client, _store(args), _trusted_root(args), _witness_policy(args))
+    if args.output == "json":
+        _print_json(
+            [
+                {
+                    "origin": r.added.origin,
+                    "size": r.added.size,
+                    "root": r.added.root.hex(),
+                    "outcome": r.added.outcome,
+                    "first_use": r.first_use,
+                    "previous_latest_size": r.added.previous_latest,
+                    "log": r.log.base_url,
+                }
+                for r in results
+            ]
+        )
+        return 0
+    for r in results:
+        how = (
+            "pinned on first use"
+            if r.first_use
+            else (
+                f"consistent with size {r.added.previous_latest}"
+                if r.added.outcome == "added"
+                else "already pinned"
+            )
+        )
+        print(f"{r.added.outcome}: {r.added.origin} at size {r.added.size} ({how})")
     return 0
