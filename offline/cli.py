@@ -16,7 +16,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from offline import checkpoint_cli, verify_bundle_cli
+    from offline import checkpoint_cli, proofs_cli, verify_bundle_cli
 
     parser = argparse.ArgumentParser(
         prog="airgap",
@@ -26,6 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     verify_bundle_cli.register(commands)
     checkpoint_cli.register(commands)
+    proofs_cli.register(commands)
     return parser
 
 

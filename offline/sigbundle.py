@@ -8,15 +8,17 @@ structural rules each bundle version imposes are checked here, so that key-based
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
-from sigstore_models.bundle.v1 import Bundle as BundleModel
+from sigstore_models.bundle.v1 import Bundle as _SpecBundle
+from sigstore_models.bundle.v1 import VerificationMaterial as _SpecMaterial
 from sigstore_models.intoto import Envelope
-from sigstore_models.rekor.v1 import TransparencyLogEntry
+from sigstore_models.rekor.v1 import InclusionProof, TransparencyLogEntry
 
 from offline.errors import UsageError, VerificationFailure
 from offline.inputs import parse_json_object, read_input
@@ -28,6 +30,20 @@ MEDIA_TYPE_VERSIONS = {
     "application/vnd.dev.sigstore.bundle.v0.3+json": (0, 3),
 }
 MAX_TLOG_ENTRIES = 32
+
+
+class _LogEntry(TransparencyLogEntry):
+    # The spec models require a proof; v0.1 bundles (and cosign's legacy format) may carry only
+    # a SET. Which versions need a proof is checked below, per bundle version.
+    inclusion_proof: InclusionProof | None = None  # type: ignore[assignment]
+
+
+class _Material(_SpecMaterial):
+    tlog_entries: list[_LogEntry]  # type: ignore[assignment]
+
+
+class BundleModel(_SpecBundle):
+    verification_material: _Material
 
 
 class BundleFormatError(VerificationFailure):
@@ -47,7 +63,7 @@ class SigstoreBundle:
         return self.model.media_type
 
     @property
-    def tlog_entries(self) -> list[TransparencyLogEntry]:
+    def tlog_entries(self) -> Sequence[TransparencyLogEntry]:
         return self.model.verification_material.tlog_entries
 
     @property

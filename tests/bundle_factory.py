@@ -118,3 +118,34 @@ class LoggedSignature:
 
     def bundle_json(self, log: TestLog, size: int | None = None, **kwargs: Any) -> str:
         return json.dumps(self.bundle(log, size, **kwargs))
+
+
+def legacy_bundle(logged: LoggedSignature, log: TestLog) -> dict[str, Any]:
+    """The bundle cosign's legacy format amounts to: v0.1, a SET, no inclusion proof."""
+    bundle = logged.bundle(log)
+    bundle["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.1"
+    del bundle["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]
+    return bundle
+
+
+def rekor_entry(logged: LoggedSignature, log: TestLog) -> dict[str, Any]:
+    """GET /api/v1/log/entries?logIndex=N as Rekor answers it, with a proof at the log's size."""
+    size = log.size
+    return {
+        hashlib.sha256(logged.body).hexdigest(): {
+            "body": _b64(logged.body),
+            "integratedTime": INTEGRATED_TIME,
+            "logID": log.log_id.hex(),
+            "logIndex": logged.index,
+            "verification": {
+                "inclusionProof": {
+                    "checkpoint": log.checkpoint(size),
+                    "hashes": [h.hex() for h in log.inclusion_proof(logged.index, size)],
+                    "logIndex": logged.index,
+                    "rootHash": log.root(size).hex(),
+                    "treeSize": size,
+                },
+                "signedEntryTimestamp": _b64(logged.signed_entry_timestamp(log)),
+            },
+        }
+    }

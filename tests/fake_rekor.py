@@ -20,7 +20,8 @@ Route = Callable[[dict[str, list[str]]], tuple[int, Any]]
 class FakeRekor:
     def __init__(self, log: TestLog) -> None:
         self.log = log
-        self.entries: dict[int, dict[str, Any]] = {}
+        # Global log index -> a function making the entry as Rekor returns it, when asked.
+        self.entries: dict[int, Callable[[], dict[str, Any]]] = {}
         self.overrides: dict[str, Route] = {}
         self.requests: list[str] = []
 
@@ -43,7 +44,7 @@ class FakeRekor:
         make = self.entries.get(index)
         if make is None:
             return 404, {"code": 404, "message": "entry not found"}
-        return 200, make
+        return 200, make()
 
 
 @contextmanager
@@ -51,7 +52,7 @@ def serve(rekor: FakeRekor) -> Iterator[str]:
     """Serve `rekor` on 127.0.0.1; yields its base URL."""
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        def do_GET(self) -> None:
             url = urlsplit(self.path)
             rekor.requests.append(self.path)
             route = rekor.routes().get(url.path)

@@ -1,0 +1,118 @@
+"""Completing log entries with inclusion proofs against pinned checkpoints, while Rekor is
+reachable, so that later verification needs no Rekor at all.
+
+An entry needs a proof when it has none (cosign's legacy format carries only a SET) or when its
+proof leads to a checkpoint the store cannot tie to a pinned one. The fresh proof Rekor returns
+is against its current tree; the store is moved forward to that tree (with a verified
+consistency proof) before the proof is written into the bundle.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from offline.checkpoint import verify_checkpoint
+from offline.checkpoint_state import UnpinnedError
+from offline.checkpoint_store import CheckpointStore
+from offline.checkpoint_sync import advance
+from offline.errors import VerificationFailure
+from offline.merkle import MerkleError, leaf_hash, verify_inclusion
+from offline.rekor_client import RekorClient
+from offline.rekor_json import parse_consistency_proof
+from offline.sigbundle import parse_bundle
+from offline.trust import TrustedRoot
+
+
+class ProofFailure(VerificationFailure):
+    pass
+
+
+@dataclass(frozen=True)
+class EntryUpdate:
+    log_index: int
+    action: str  # "kept" (already pinned) or "added" (a fresh proof was written)
+    tree_size: int
+
+
+def _pinned(store: CheckpointStore, entry: dict[str, Any]) -> bool:
+    proof = entry.get("inclusionProof") or {}
+    envelope = (proof.get("checkpoint") or {}).get("envelope")
+    if not envelope:
+        return False
+    from offline.checkpoint import parse_checkpoint
+
+    checkpoint = parse_checkpoint(envelope)
+    try:
+        store.pin(checkpoint.origin, checkpoint.size, checkpoint.root_hash)
+    except UnpinnedError:
+        return False
+    return True
+
+
+def complete_bundle(
+    bundle: dict[str, Any],
+    client: RekorClient,
+    store: CheckpointStore,
+    trusted_root: TrustedRoot,
+    name: str = "bundle",
+) -> tuple[dict[str, Any], list[EntryUpdate]]:
+    """A copy of `bundle` whose every log entry has an inclusion proof to a pinned checkpoint."""
+    parse_bundle(json.dumps(bundle).encode(), name)  # well-formed before anything is fetched
+    completed = copy.deepcopy(bundle)
+    updates = []
+    for entry in completed["verificationMaterial"].get("tlogEntries", []):
+        index = int(entry["logIndex"])
+        if _pinned(store, entry):
+            size = int(entry["inclusionProof"]["treeSize"])
+            updates.append(EntryUpdate(index, "kept", size))
+            continue
+        entry["inclusionProof"] = _fresh_proof(entry, client, store, trusted_root)
+        updates.append(EntryUpdate(index, "added", int(entry["inclusionProof"]["treeSize"])))
+    return completed, updates
+
+
+def _fresh_proof(
+    entry: dict[str, Any], client: RekorClient, store: CheckpointStore, trusted_root: TrustedRoot
+) -> dict[str, Any]:
+    log_id = base64.b64decode(entry["logId"]["keyId"])
+    log = trusted_root.tlog_by_id(log_id)
+    if log is None:
+        raise ProofFailure(f"log entry {entry['logIndex']}: its log is not in the trusted root")
+    index = int(entry["logIndex"])
+    fetched = client.entry_by_index(index)
+    body = base64.b64decode(entry["canonicalizedBody"])
+    if base64.b64decode(fetched.get("body", "")) != body:
+        raise ProofFailure(
+            f"Rekor at {client.base_url} returns another body for log index {index} than the "
+            f"bundle records: the entry was not logged as the bundle claims"
+        )
+    raw = (fetched.get("verification") or {}).get("inclusionProof")
+    if not isinstance(raw, dict) or not raw.get("checkpoint"):
+        raise ProofFailure(f"Rekor at {client.base_url} sent no inclusion proof for entry {index}")
+
+    checkpoint = verify_checkpoint(raw["checkpoint"], log)
+    hashes = parse_consistency_proof(
+        json.dumps(raw.get("hashes") or []).encode(), f"inclusion proof of entry {index}"
+    ).hashes
+    proof_index, tree_size = int(raw["logIndex"]), int(raw["treeSize"])
+    if tree_size != checkpoint.size or bytes.fromhex(raw["rootHash"]) != checkpoint.root_hash:
+        raise ProofFailure(
+            f"inclusion proof of entry {index} is for another tree than its signed checkpoint"
+        )
+    try:
+        verify_inclusion(leaf_hash(body), proof_index, tree_size, hashes, checkpoint.root_hash)
+    except MerkleError as exc:
+        raise ProofFailure(f"inclusion proof of entry {index} does not hold: {exc}") from exc
+    # The proof counts only once its tree is pinned: move the store forward to it.
+    advance(store, client, checkpoint, log)
+    return {
+        "logIndex": str(proof_index),
+        "rootHash": base64.b64encode(checkpoint.root_hash).decode(),
+        "treeSize": str(tree_size),
+        "hashes": [base64.b64encode(h).decode() for h in hashes],
+        "checkpoint": {"envelope": checkpoint.note.serialize()},
+    }
