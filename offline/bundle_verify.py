@@ -7,12 +7,17 @@ basic one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from offline.entries import Signer, check_entry_body, pae
 from offline.errors import UsageError, VerificationFailure
@@ -33,10 +38,12 @@ class SignatureFailure(VerificationFailure):
 
 @dataclass(frozen=True)
 class Artifact:
-    """What the bundle must be about: a file on disk, or only its SHA-256 digest."""
+    """What the bundle must be about: a file on disk, bytes in memory, or only a SHA-256."""
 
     sha256: bytes
     path: Path | None = None
+    data: bytes | None = None
+    name: str | None = None
 
     @classmethod
     def from_argument(cls, value: str) -> Artifact:
@@ -50,8 +57,36 @@ class Artifact:
             return cls(bytes.fromhex(match.group(1)))
         raise UsageError(f"artifact {value!r}: no such file, and not a sha256:<64 hex> digest")
 
+    @classmethod
+    def from_bytes(cls, data: bytes, name: str) -> Artifact:
+        return cls(hashlib.sha256(data).digest(), data=data, name=name)
+
+    @classmethod
+    def from_digest(cls, digest: str) -> Artifact:
+        """An OCI digest (`sha256:<hex>`): what image signatures and attestations name."""
+        match = _DIGEST_ARG.fullmatch(digest)
+        if not match:
+            raise UsageError(f"{digest!r} is not a sha256:<64 hex> digest")
+        return cls(bytes.fromhex(match.group(1)), name=digest)
+
+    def read(self) -> bytes | None:
+        if self.data is not None:
+            return self.data
+        return self.path.read_bytes() if self.path is not None else None
+
     def describe(self) -> str:
-        return str(self.path) if self.path else f"sha256:{self.sha256.hex()}"
+        return self.name or (str(self.path) if self.path else f"sha256:{self.sha256.hex()}")
+
+
+class SignerPolicy(Protocol):
+    """Who may have signed: a check for certificates and the keys accepted for key bundles."""
+
+    def certificate_problem(self, cert: x509.Certificate) -> str | None:
+        """None when `cert` names an accepted signer, else a one-line reason."""
+
+    def accepted_keys(self) -> Sequence[PublicKey]: ...
+
+    def describe_certificate(self, cert: x509.Certificate) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -61,13 +96,38 @@ class IdentityPolicy:
     identity: str
     issuer: str
 
+    def certificate_problem(self, cert: x509.Certificate) -> str | None:
+        from sigstore.errors import Error as SigstoreError
+        from sigstore.verify.policy import Identity
+
+        try:
+            Identity(identity=self.identity, issuer=self.issuer).verify(cert)
+        except SigstoreError as exc:
+            return str(exc)
+        return None
+
+    def accepted_keys(self) -> Sequence[PublicKey]:
+        return ()
+
+    def describe_certificate(self, cert: x509.Certificate) -> str:
+        return f"{self.identity} ({self.issuer})"
+
 
 @dataclass(frozen=True)
 class KeyPolicy:
     key: PublicKey
 
+    def certificate_problem(self, cert: x509.Certificate) -> str | None:
+        return (
+            "bundle is signed keylessly with a certificate: verify it with "
+            "--certificate-identity and --certificate-oidc-issuer"
+        )
 
-SignerPolicy = IdentityPolicy | KeyPolicy
+    def accepted_keys(self) -> Sequence[PublicKey]:
+        return (self.key,)
+
+    def describe_certificate(self, cert: x509.Certificate) -> str:
+        return "a certificate"
 
 
 @dataclass
@@ -93,21 +153,24 @@ def verify_bundle(
     policy: SignerPolicy,
     pinner: Pinner | None = None,
     witness_policy: WitnessPolicy | None = None,
+    *,
+    require_tlog: bool = True,
 ) -> BundleResult:
     cert = bundle.leaf_certificate
-    if cert is None and isinstance(policy, IdentityPolicy):
-        raise SignatureFailure(
-            "bundle is signed with a public key, not a certificate: verify it with --key"
-        )
-    if cert is not None and isinstance(policy, KeyPolicy):
-        raise SignatureFailure(
-            "bundle is signed keylessly with a certificate: verify it with "
-            "--certificate-identity and --certificate-oidc-issuer"
-        )
-    signer = Signer(cert.public_key(), cert) if cert is not None else Signer(policy.key)  # type: ignore[arg-type,union-attr]
+    if cert is not None:
+        signer = Signer(cert.public_key(), cert)  # type: ignore[arg-type]
+    else:
+        keys = policy.accepted_keys()
+        if not keys:
+            raise SignatureFailure(
+                "bundle is signed with a public key, not a certificate: verify it with --key"
+            )
+        signer = _key_signer(bundle, artifact, keys)
 
-    if not bundle.tlog_entries:
-        raise VerificationFailure("bundle has no transparency log entry")
+    if not bundle.tlog_entries and require_tlog:
+        raise VerificationFailure(
+            "bundle has no transparency log entry (only --insecure-ignore-tlog accepts that)"
+        )
     entries = [
         verify_entry(
             e, trusted_root, require_proof=bundle.version >= (0, 2), witness_policy=witness_policy
@@ -139,28 +202,43 @@ def verify_bundle(
                 f"log {entry.log.base_url} key was not valid at the signed timestamp"
             )
     times = tsa_times + [e.integrated_time for e in entries if e.integrated_time is not None]
+    if not times and not require_tlog:
+        # With the log ignored there is no trusted time: like cosign, use the present.
+        times = [datetime.now(UTC)]
 
     statement = _verify_signature(bundle, artifact, signer)
     for raw in bundle.tlog_entries:
         check_entry_body(raw, bundle, signer, artifact.sha256)
 
     if cert is not None:
-        from sigstore.verify.policy import Identity
-
         from offline.certs import verify_signing_certificate
 
-        assert isinstance(policy, IdentityPolicy)
-        verify_signing_certificate(
-            cert, times, sigstore_root, Identity(identity=policy.identity, issuer=policy.issuer)
-        )
-        signer_name = f"{policy.identity} ({policy.issuer})"
+        verify_signing_certificate(cert, times, sigstore_root, policy.certificate_problem)
+        signer_name = policy.describe_certificate(cert)
     else:
-        signer_name = "the given public key"
+        signer_name = "an accepted public key"
 
     result = BundleResult(bundle, signer_name, entries, times, statement=statement)
     if pinner is not None:
         result.pins = [pinner(entry) for entry in entries]
     return result
+
+
+def _key_signer(bundle: SigstoreBundle, artifact: Artifact, keys: Sequence[PublicKey]) -> Signer:
+    """The accepted key whose signature this is (a bundle names its key only by a hint)."""
+    failures = []
+    for key in keys:
+        try:
+            _verify_signature(bundle, artifact, Signer(key))
+        except SignatureFailure as exc:
+            failures.append(exc)
+            continue
+        return Signer(key)
+    if len(failures) == 1:
+        raise failures[0]
+    raise SignatureFailure(
+        f"signature does not verify for {artifact.describe()} with any of {len(keys)} accepted keys"
+    )
 
 
 def _verify_signature(
@@ -174,8 +252,14 @@ def _verify_signature(
             raise SignatureFailure(
                 f"bundle is for another artifact: its digest differs from {artifact.describe()}"
             )
-        if artifact.path is not None and not _is_prehash_key(signer.public_key):
-            ok = verify_over_data(signer.public_key, message.signature, artifact.path.read_bytes())
+        if isinstance(signer.public_key, ed25519.Ed25519PublicKey):
+            # Pure Ed25519 signs the message itself, not a digest.
+            data = artifact.read()
+            if data is None:
+                raise UsageError(
+                    "an Ed25519 signature over an artifact needs the artifact, not its digest"
+                )
+            ok = verify_over_data(signer.public_key, message.signature, data)
         else:
             ok = verify_over_sha256(signer.public_key, message.signature, artifact.sha256)
         if not ok:
@@ -204,13 +288,6 @@ def _verify_signature(
             f"in-toto statement has no subject with the digest of {artifact.describe()}"
         )
     return dict(statement)
-
-
-def _is_prehash_key(key: PublicKey) -> bool:
-    """Keys whose signatures can be checked from a SHA-256 digest (all but pure Ed25519)."""
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-
-    return not isinstance(key, ed25519.Ed25519PublicKey)
 
 
 def _sigstore_trusted_root(trusted_root: TrustedRoot) -> Any:

@@ -6,6 +6,7 @@ Chain building is `cryptography`'s X.509 verifier; SCT checking and identity mat
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 from cryptography import x509
@@ -21,7 +22,6 @@ from sigstore._internal.sct import verify_sct
 from sigstore._internal.trust import KeyringPurpose
 from sigstore.errors import Error as SigstoreError
 from sigstore.models import TrustedRoot as SigstoreTrustedRoot
-from sigstore.verify.policy import VerificationPolicy
 
 from offline.errors import VerificationFailure
 
@@ -34,10 +34,10 @@ def verify_signing_certificate(
     cert: x509.Certificate,
     times: list[datetime],
     trusted_root: SigstoreTrustedRoot,
-    policy: VerificationPolicy,
+    identity_problem: Callable[[x509.Certificate], str | None],
 ) -> None:
     """Raise CertificateFailure unless `cert` is a valid Fulcio leaf at every verified time,
-    carries a valid SCT, is for code signing, and matches `policy`."""
+    carries a valid SCT, is for code signing, and names an accepted signer."""
     if not times:
         raise CertificateFailure(
             "no verified time for the signature: the bundle needs a signed entry timestamp "
@@ -93,7 +93,6 @@ def verify_signing_certificate(
     if ExtendedKeyUsageOID.CODE_SIGNING not in extended:
         raise CertificateFailure("signing certificate is not for code signing")
 
-    try:
-        policy.verify(cert)
-    except SigstoreError as exc:
-        raise CertificateFailure(f"signer identity does not match: {exc}") from exc
+    problem = identity_problem(cert)
+    if problem is not None:
+        raise CertificateFailure(f"signer identity does not match: {problem}")
