@@ -8,9 +8,11 @@ structural rules each bundle version imposes are checked here, so that key-based
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -91,13 +93,29 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err.get('msg', 'invalid')}"
 
 
+def _fill_proto3_defaults(document: dict[str, Any]) -> None:
+    """Put back the zero values protojson leaves out and the spec models require: cosign writes
+    no `logIndex` for the first entry of a log, and no `hashes` for a proof in a one-leaf tree."""
+    material = document.get("verificationMaterial")
+    entries = material.get("tlogEntries") if isinstance(material, dict) else None
+    for entry in entries if isinstance(entries, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        entry.setdefault("logIndex", "0")
+        proof = entry.get("inclusionProof")
+        if isinstance(proof, dict):
+            proof.setdefault("logIndex", "0")
+            proof.setdefault("hashes", [])
+
+
 def parse_bundle(data: bytes, name: str = "bundle") -> SigstoreBundle:
     document = parse_json_object(data, name)
     media_type = document.get("mediaType")
     if media_type not in MEDIA_TYPE_VERSIONS:
         raise UsageError(f"{name}: unsupported bundle media type {media_type!r}")
+    _fill_proto3_defaults(document)
     try:
-        model = BundleModel.from_json(data)
+        model = BundleModel.from_json(json.dumps(document))
     except ValidationError as exc:
         raise UsageError(f"{name}: malformed bundle: {_first_error(exc)}") from exc
     except ValueError as exc:

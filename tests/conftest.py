@@ -7,6 +7,11 @@ from pathlib import Path
 
 import pytest
 
+# The private Sigstore stack fixture (`sigstore_stack`) and its log-tail report hook; the
+# registries (`docker_registry`: TLS and htpasswd, no referrers API; `referrers_registry`:
+# go-containerregistry's, with the API), each started once per session when a test asks.
+pytest_plugins = ["tests.stack.fixtures", "tests.registries"]
+
 REPO = Path(__file__).resolve().parent.parent
 # shared/ sits beside the checkout (in CI and on developer machines); AIRGAP_SHARED overrides.
 SHARED = Path(os.environ.get("AIRGAP_SHARED", REPO.parent / "shared"))
