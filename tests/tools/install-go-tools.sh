@@ -19,6 +19,22 @@ if ! go env GOSUMDB | grep -q off && ! timeout 10 go list -m -json golang.org/x/
   export GOSUMDB=off
 fi
 
+# Some modules' `go install pkg@version` fails at the proxy's version list (seen: oras answers
+# 403 there); the module itself downloads fine, so build the package inside the module cache.
+build_from_module_cache() {
+  local module=$1 version=$2 bin=$3; shift 3
+  local root=$module
+  until [ -z "$root" ]; do
+    if go mod download "$root@$version" 2>/dev/null; then break; fi
+    case "$root" in */*) root=${root%/*} ;; *) root="" ;; esac
+  done
+  [ -n "$root" ] || return 1
+  local src
+  src=$(go mod download -json "$root@$version" | sed -n 's/.*"Dir": "\(.*\)",*/\1/p')
+  local pkg=".${module#"$root"}"
+  (cd "$src" && go build "$@" -o "$bin/$(basename "$module")" "$pkg")
+}
+
 mkdir -p "$CACHE"
 # One builder at a time: a second run waits, then finds the programs cached.
 exec 9>"$CACHE/.lock"
@@ -40,7 +56,8 @@ grep -v '^\s*#' "$PINS" | grep -v '^\s*$' | while read -r name version module; d
   # Trillian: only the SQL storage backends, not cloud ones (smaller, faster build).
   tags=()
   case "$module" in github.com/google/trillian/*) tags=(-tags mysql) ;; esac
-  if ! GOBIN="$dir.partial/bin" go install "${tags[@]}" "$module@$version" >"$dir.partial/build.log" 2>&1; then
+  if ! GOBIN="$dir.partial/bin" go install "${tags[@]}" "$module@$version" >"$dir.partial/build.log" 2>&1 \
+     && ! build_from_module_cache "$module" "$version" "$dir.partial/bin" "${tags[@]}" >>"$dir.partial/build.log" 2>&1; then
     tail -n 30 "$dir.partial/build.log" >&2
     echo "$name $version: build failed (log: $dir.partial/build.log)" >&2
     exit 1
