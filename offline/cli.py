@@ -16,7 +16,7 @@ Handler = Callable[[argparse.Namespace], int]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from offline import checkpoint_cli, proofs_cli, verify_bundle_cli
+    from offline import checkpoint_cli, proofs_cli, verify_bundle_cli, verify_cli
 
     parser = argparse.ArgumentParser(
         prog="airgap",
@@ -24,6 +24,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
+    verify_cli.register(commands)
     verify_bundle_cli.register(commands)
     checkpoint_cli.register(commands)
     proofs_cli.register(commands)

@@ -236,9 +236,9 @@ def _start(
 
 def start_docker_registry(directory: Path) -> RegistryServer:
     if not Path(DOCKER_REGISTRY).exists():
-        pytest.skip("the Debian docker-registry package is not installed")
+        pytest.fail("the Debian docker-registry package is not installed")
     if shutil.which("htpasswd") is None:
-        pytest.skip("htpasswd (apache2-utils) is not installed")
+        pytest.fail("htpasswd (apache2-utils) is not installed")
     ca = make_test_ca(directory / "tls")
     password = secrets.token_urlsafe(16)
     htpasswd = subprocess.run(
@@ -291,7 +291,7 @@ def referrers_registry_binary() -> Path:
     if binary.exists():
         return binary
     if shutil.which("go") is None:
-        pytest.skip("go is not installed: cannot build tests/tools/referrers-registry")
+        pytest.fail("go is not installed: cannot build tests/tools/referrers-registry")
     directory.parent.mkdir(parents=True, exist_ok=True)
     # The same lock as tests/tools/install-go-tools.sh: one Go build at a time.
     with open(tools_cache() / ".lock", "w") as lock:

@@ -1,0 +1,274 @@
+"""Verifying one container image: its signatures, its attestations, and what they must say.
+
+The reference is resolved to a digest once; everything after works on that digest. For an
+index, what was signed is verified: the index itself, or else every platform manifest in it,
+and the result says which.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from offline.attachments import COSIGN_SIGN_PREDICATE, Attachments, Candidate, discover
+from offline.bundle_verify import BundleResult, SignerPolicy, verify_bundle
+from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.oci import IMAGE_MANIFESTS, ImageSource, Manifest
+from offline.pinning import Pinner
+from offline.sigbundle import parse_bundle
+from offline.sources import Sources
+from offline.trust import TrustedRoot
+from offline.witness import WitnessPolicy
+
+
+@dataclass(frozen=True)
+class AttestationRequirement:
+    """An attestation that must be present, signed by an accepted signer, and hold."""
+
+    predicate_type: str
+    check: Callable[[dict[str, Any]], list[str]]  # violations of the statement; empty = holds
+    label: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.label or self.predicate_type
+
+
+@dataclass(frozen=True)
+class ImageRequirements:
+    signers: SignerPolicy
+    attestations: Sequence[AttestationRequirement] = ()
+    require_tlog: bool = True
+    max_checkpoint_age: timedelta | None = None
+    checkpoint_age: Callable[[str], timedelta | None] | None = None  # origin -> age of newest pin
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    reason: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": self.name, "ok": self.ok, "reason": self.reason}
+
+
+@dataclass
+class ImageResult:
+    reference: str
+    digest: str = ""
+    signed: str = ""  # "index", "image", or "every platform manifest"
+    checks: list[Check] = field(default_factory=list)
+    environment_error: bool = False  # the image could not be read, as opposed to failing
+
+    @property
+    def verified(self) -> bool:
+        return bool(self.checks) and all(c.ok for c in self.checks)
+
+    def fail(self, name: str, reason: str) -> None:
+        self.checks.append(Check(name, False, reason))
+
+    def ok(self, name: str, reason: str) -> None:
+        self.checks.append(Check(name, True, reason))
+
+    def first_failure(self) -> str:
+        return next((f"{c.name}: {c.reason}" for c in self.checks if not c.ok), "")
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "verified": self.verified,
+            "signed": self.signed,
+            "checks": [c.as_dict() for c in self.checks],
+        }
+
+
+@dataclass
+class _Verified:
+    candidate: Candidate
+    result: BundleResult
+    predicate_type: str | None
+
+
+@dataclass
+class _TargetOutcome:
+    digest: str
+    signatures: list[_Verified] = field(default_factory=list)
+    attestations: list[_Verified] = field(default_factory=list)
+    rejected: list[str] = field(default_factory=list)
+    attachments: Attachments | None = None
+
+
+class ImageVerifier:
+    """Everything that is the same for every image of one run."""
+
+    def __init__(
+        self,
+        trusted_root: TrustedRoot,
+        pinner: Pinner | None = None,
+        witness_policy: WitnessPolicy | None = None,
+    ) -> None:
+        self.trusted_root = trusted_root
+        self.pinner = pinner
+        self.witness_policy = witness_policy
+
+    def verify(self, sources: Sources, reference: str, req: ImageRequirements) -> ImageResult:
+        result = ImageResult(reference)
+        try:
+            image = sources.resolve(reference)
+            result.digest = image.digest
+            result.ok("resolve", f"{reference} is {image.digest}")
+            manifest = image.source.fetch_manifest(image.digest)
+            self._verify_manifest(image.source, manifest, req, result)
+        except UsageError as exc:
+            result.fail("reference", str(exc))
+        except AirgapError as exc:
+            result.environment_error = True
+            result.fail("registry", str(exc))
+        return result
+
+    def _verify_manifest(
+        self, source: ImageSource, manifest: Manifest, req: ImageRequirements, result: ImageResult
+    ) -> None:
+        outcome = self._target(source, manifest.digest, req)
+        if outcome.signatures or not manifest.is_index:
+            result.signed = "index" if manifest.is_index else "image"
+            self._report(outcome, req, result, "")
+            return
+        # An unsigned index is acceptable when every platform manifest in it is signed.
+        children = [
+            c
+            for c in manifest.children()
+            if c.media_type in IMAGE_MANIFESTS
+            and c.annotations.get("vnd.docker.reference.type") != "attestation-manifest"
+        ]
+        outcomes = [self._target(source, child.digest, req) for child in children]
+        if children and all(o.signatures for o in outcomes):
+            result.signed = "every platform manifest"
+            for child, child_outcome in zip(children, outcomes, strict=True):
+                self._report(child_outcome, req, result, f"{_platform(child.platform)} ")
+            return
+        result.signed = "index"
+        self._report(outcome, req, result, "")
+
+    def _target(self, source: ImageSource, digest: str, req: ImageRequirements) -> _TargetOutcome:
+        outcome = _TargetOutcome(digest)
+        attachments = discover(source, digest)
+        outcome.attachments = attachments
+        for candidate in attachments.candidates:
+            try:
+                verified = self._verify_candidate(candidate, digest, req)
+            except AirgapError as exc:
+                outcome.rejected.append(f"{candidate.origin}: {exc}")
+                continue
+            if verified.predicate_type in (None, COSIGN_SIGN_PREDICATE):
+                outcome.signatures.append(verified)
+            else:
+                outcome.attestations.append(verified)
+        return outcome
+
+    def _verify_candidate(
+        self, candidate: Candidate, digest: str, req: ImageRequirements
+    ) -> _Verified:
+        bundle = parse_bundle(json.dumps(candidate.bundle).encode(), candidate.origin)
+        result = verify_bundle(
+            bundle,
+            candidate.artifact,
+            self.trusted_root,
+            req.signers,
+            self.pinner,
+            self.witness_policy,
+            require_tlog=req.require_tlog,
+        )
+        if candidate.legacy is not None and not candidate.legacy.is_attestation:
+            claimed = candidate.legacy.signed_image_digest()
+            if claimed != digest:
+                raise VerificationFailure(
+                    f"the signature is for {claimed}, not {digest}: the tag was moved or the "
+                    f"signature copied from another image"
+                )
+        predicate_type = None
+        if result.statement is not None:
+            predicate_type = str(result.statement.get("predicateType", ""))
+        if req.max_checkpoint_age is not None and req.checkpoint_age is not None:
+            for entry in result.entries:
+                origin = entry.checkpoint.origin if entry.checkpoint else entry.log.base_url
+                age = req.checkpoint_age(origin)
+                if age is None or age > req.max_checkpoint_age:
+                    shown = "none pinned" if age is None else f"newest is {_days(age)} old"
+                    raise VerificationFailure(
+                        f"log {origin}: pinned checkpoints must be at most "
+                        f"{_days(req.max_checkpoint_age)} old ({shown}); run `airgap checkpoint "
+                        f"fetch` where the log is reachable, or import a fresher store"
+                    )
+        return _Verified(candidate, result, predicate_type)
+
+    def _report(
+        self, outcome: _TargetOutcome, req: ImageRequirements, result: ImageResult, prefix: str
+    ) -> None:
+        attachments = outcome.attachments
+        for error in attachments.fetch_errors if attachments else []:
+            result.fail(f"{prefix}fetch", error)
+        if outcome.signatures:
+            first = outcome.signatures[0]
+            result.ok(
+                f"{prefix}signature",
+                f"{len(outcome.signatures)} valid, signed by {first.result.signer} "
+                f"({first.candidate.origin})",
+            )
+            for verified in outcome.signatures:
+                for pin in verified.result.pins:
+                    if pin.status == "pinned":
+                        result.ok(f"{prefix}pinning", pin.message)
+                    elif pin.status == "unpinned":
+                        result.ok(f"{prefix}pinning", f"warning: {pin.message}")
+        elif outcome.rejected:
+            result.fail(f"{prefix}signature", outcome.rejected[0])
+        else:
+            places = ", ".join(attachments.places) if attachments and attachments.places else None
+            result.fail(
+                f"{prefix}signature",
+                f"no signature found for {outcome.digest}"
+                + (f" (looked in: {places})" if places else " (no cosign tags, no referrers)"),
+            )
+        for requirement in req.attestations:
+            matching = [
+                v for v in outcome.attestations if v.predicate_type == requirement.predicate_type
+            ]
+            name = f"{prefix}attestation {requirement.name}"
+            if not matching:
+                rejected = [r for r in outcome.rejected if requirement.predicate_type in r]
+                result.fail(
+                    name,
+                    rejected[0]
+                    if rejected
+                    else f"no verified {requirement.predicate_type} attestation for "
+                    f"{outcome.digest}",
+                )
+                continue
+            problems: list[str] = []
+            for verified in matching:
+                assert verified.result.statement is not None
+                problems.extend(requirement.check(verified.result.statement))
+            if problems:
+                result.fail(name, problems[0])
+            else:
+                result.ok(name, f"{len(matching)} verified, signed by {matching[0].result.signer}")
+
+
+def _platform(platform: Any) -> str:
+    if not platform:
+        return "manifest"
+    parts = [platform.get("os", "?"), platform.get("architecture", "?")]
+    if platform.get("variant"):
+        parts.append(platform["variant"])
+    return "/".join(parts)
+
+
+def _days(age: timedelta) -> str:
+    hours = age.total_seconds() / 3600
+    return f"{hours / 24:.1f}d" if hours >= 24 else f"{hours:.1f}h"
