@@ -42,6 +42,7 @@ class Candidate:
     origin: str
     bundle: dict[str, Any]
     artifact: Artifact
+    layer_digest: str = ""  # the blob the bundle came from: what a proof referrer names
     legacy: LegacySignature | None = None
 
 
@@ -72,7 +73,7 @@ def discover(source: ImageSource, digest: str) -> Attachments:
     for descriptor in referrers.descriptors:
         if descriptor.artifact_type in SIGSTORE_BUNDLE_TYPES:
             found.places.append("OCI referrer")
-            _sigstore_referrer(source, digest, descriptor, found)
+            _sigstore_referrer(source, digest, descriptor, proofs, found)
     return found
 
 
@@ -105,7 +106,7 @@ def _legacy(
                 artifact = Artifact.from_bytes(payload, f"signature payload {layer.digest}")
                 kind = "signature"
             found.candidates.append(
-                Candidate(kind, f"{where} layer {i}", bundle, artifact, legacy=legacy)
+                Candidate(kind, f"{where} layer {i}", bundle, artifact, layer.digest, legacy)
             )
     except NotFound as exc:
         found.fetch_errors.append(f"{where}: tag listed but its content is missing ({exc})")
@@ -114,7 +115,11 @@ def _legacy(
 
 
 def _sigstore_referrer(
-    source: ImageSource, digest: str, descriptor: Descriptor, found: Attachments
+    source: ImageSource,
+    digest: str,
+    descriptor: Descriptor,
+    proofs: dict[str, dict[str, Any]],
+    found: Attachments,
 ) -> None:
     where = f"referrer {descriptor.digest} of {digest}"
     try:
@@ -129,8 +134,10 @@ def _sigstore_referrer(
             except ValueError:
                 found.fetch_errors.append(f"{where} layer {i}: not JSON")
                 continue
+            # A proof completed by `airgap proofs fetch` replaces one to an unpinned tree.
+            bundle = proofs.get(layer.digest, bundle)
             found.candidates.append(
-                Candidate("bundle", where, bundle, Artifact.from_digest(digest))
+                Candidate("bundle", where, bundle, Artifact.from_digest(digest), layer.digest)
             )
     except AirgapError as exc:
         found.fetch_errors.append(f"{where}: {exc}")

@@ -1,6 +1,7 @@
 """`airgap proofs fetch`: complete log entries with inclusion proofs to pinned checkpoints.
 
-    airgap proofs fetch --rekor URL [--trusted-root F] [--checkpoints DIR] [--out DIR] BUNDLE...
+    airgap proofs fetch --rekor URL [--trusted-root F] [--checkpoints DIR] [--out DIR]
+        (BUNDLE | IMAGE)...
 
 Run inside the gap while the internal Rekor is reachable; afterwards the bundles verify with
 `--pinning require` and no Rekor at all.
@@ -42,8 +43,21 @@ def register(commands: Any) -> None:
         metavar="DIR",
         help="write completed bundles here (default: replace each bundle in place, atomically)",
     )
+    fetch.add_argument("--registry-ca", type=Path, metavar="FILE", help="CA bundle for registries")
+    fetch.add_argument(
+        "--allow-http-registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="reach this registry host over plain HTTP (repeatable)",
+    )
     fetch.add_argument("--output", choices=("text", "json"), default="text")
-    fetch.add_argument("bundles", nargs="+", type=Path, metavar="BUNDLE")
+    fetch.add_argument(
+        "targets",
+        nargs="+",
+        metavar="BUNDLE|IMAGE",
+        help="bundle files (rewritten) or images (proofs attached as a referrer)",
+    )
     fetch.set_defaults(handler=run_fetch)
 
 
@@ -61,8 +75,10 @@ def run_fetch(args: argparse.Namespace) -> int:
     trusted_root = load_trusted_root(path)
     if args.out is not None and not args.out.is_dir():
         raise UsageError(f"output directory {args.out} does not exist")
+    bundles = [Path(t) for t in args.targets if Path(t).is_file()]
+    images = [t for t in args.targets if not Path(t).is_file()]
     # Read every bundle before fetching anything: bad input fails before the store moves.
-    documents = [(p, parse_json_object(read_input(p, "bundle"), str(p))) for p in args.bundles]
+    documents = [(p, parse_json_object(read_input(p, "bundle"), str(p))) for p in bundles]
     client = RekorClient(args.rekor, ca_bundle=args.ca_bundle)
     store = CheckpointStore(args.checkpoints)
     report: list[dict[str, Any]] = []
@@ -80,6 +96,8 @@ def run_fetch(args: argparse.Namespace) -> int:
                 ],
             }
         )
+    if images:
+        report += _fetch_for_images(args, images, client, store, trusted_root)
     if args.output == "json":
         print(json.dumps(report, indent=2))
     else:
@@ -90,3 +108,29 @@ def run_fetch(args: argparse.Namespace) -> int:
             )
             print(f"{item['written']}: {actions or 'no log entries'}")
     return 0
+
+
+def _fetch_for_images(
+    args: argparse.Namespace, images: list[str], client: Any, store: Any, trusted_root: Any
+) -> list[dict[str, Any]]:
+    from offline.proofs_images import fetch_image_proofs
+    from offline.sources import RegistryOptions, Sources
+
+    options = RegistryOptions(
+        ca_bundle=args.registry_ca, insecure_http_hosts=frozenset(args.allow_http_registry)
+    )
+    report: list[dict[str, Any]] = []
+    with Sources(options) as sources:
+        for reference in images:
+            image = sources.resolve(reference)
+            for result in fetch_image_proofs(image, client, store, trusted_root):
+                entries = [
+                    {"logIndex": u.log_index, "action": u.action, "treeSize": u.tree_size}
+                    for _, updates in result.completed
+                    for u in updates
+                ]
+                written = f"{reference} ({result.digest})"
+                if result.referrer:
+                    written += f", proofs attached as referrer {result.referrer}"
+                report.append({"image": reference, "written": written, "entries": entries})
+    return report
