@@ -323,7 +323,7 @@ def test_bad_index_entries(layout: OCILayout) -> None:
 def _skopeo() -> str:
     path = shutil.which("skopeo")
     if path is None:
-        pytest.skip("skopeo is not installed")
+        pytest.fail("skopeo is not installed: run bash .ci/setup")
     return path
 
 
@@ -416,7 +416,7 @@ def _oras() -> str:
     try:
         return str(go_tool("oras"))
     except ToolMissing as exc:
-        pytest.skip(str(exc))
+        pytest.fail(str(exc))
 
 
 @pytest.mark.slow

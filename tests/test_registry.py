@@ -395,7 +395,7 @@ def _tool(name: str) -> str:
     try:
         return str(go_tool(name))
     except ToolMissing as exc:
-        pytest.skip(str(exc))
+        pytest.fail(str(exc))
 
 
 def _run(argv: list[str], env: dict[str, str] | None = None) -> str:
