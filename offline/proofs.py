@@ -23,7 +23,7 @@ from offline.errors import VerificationFailure
 from offline.merkle import MerkleError, leaf_hash, verify_inclusion
 from offline.rekor_client import RekorClient
 from offline.rekor_json import parse_consistency_proof
-from offline.sigbundle import parse_bundle
+from offline.sigbundle import fill_proto3_defaults, parse_bundle
 from offline.trust import TrustedRoot
 
 
@@ -63,6 +63,8 @@ def complete_bundle(
     """A copy of `bundle` whose every log entry has an inclusion proof to a pinned checkpoint."""
     parse_bundle(json.dumps(bundle).encode(), name)  # well-formed before anything is fetched
     completed = copy.deepcopy(bundle)
+    # protojson leaves out zeros: cosign writes no logIndex for a log's first entry.
+    fill_proto3_defaults(completed)
     updates = []
     for entry in completed["verificationMaterial"].get("tlogEntries", []):
         index = int(entry["logIndex"])

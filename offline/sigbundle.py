@@ -93,7 +93,7 @@ def _first_error(exc: ValidationError) -> str:
     return f"{where}: {err.get('msg', 'invalid')}"
 
 
-def _fill_proto3_defaults(document: dict[str, Any]) -> None:
+def fill_proto3_defaults(document: dict[str, Any]) -> None:
     """Put back the zero values protojson leaves out and the spec models require: cosign writes
     no `logIndex` for the first entry of a log, and no `hashes` for a proof in a one-leaf tree."""
     material = document.get("verificationMaterial")
@@ -113,7 +113,7 @@ def parse_bundle(data: bytes, name: str = "bundle") -> SigstoreBundle:
     media_type = document.get("mediaType")
     if media_type not in MEDIA_TYPE_VERSIONS:
         raise UsageError(f"{name}: unsupported bundle media type {media_type!r}")
-    _fill_proto3_defaults(document)
+    fill_proto3_defaults(document)
     try:
         model = BundleModel.from_json(json.dumps(document))
     except ValidationError as exc:

@@ -165,3 +165,35 @@ def test_proofs_can_be_written_to_another_directory(
         "inclusionProof"
         not in json.loads(site.bundle.read_text())["verificationMaterial"]["tlogEntries"][0]
     )
+
+
+def test_the_first_entry_of_a_log_written_without_zero_fields_gets_its_proof(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # cosign (protojson) leaves out zero values: the entry at index 0 has no logIndex, and its
+    # proof to an early tree neither logIndex nor hashes.
+    log = TestLog("rekor.airgap.test")
+    signer = KeySigner()
+    artifact = tmp_path / "artifact.bin"
+    artifact.write_bytes(b"the log's first entry\n")
+    logged = signer.log_artifact(log, artifact.read_bytes())
+    assert logged.index == 0
+    bundle = logged.bundle(log)  # a proof at size 1: no hashes
+    entry = bundle["verificationMaterial"]["tlogEntries"][0]
+    del entry["logIndex"], entry["inclusionProof"]["logIndex"]
+    entry["inclusionProof"].pop("hashes")
+    log.extend(4)
+    (tmp_path / "trusted_root.json").write_text(log.trusted_root_json())
+    (tmp_path / "key.pub").write_bytes(signer.public_pem)
+    bundle_path = tmp_path / "artifact.sigstore.json"
+    bundle_path.write_text(json.dumps(bundle))
+    rekor = FakeRekor(log)
+    rekor.entries[0] = lambda: rekor_entry(logged, log)
+    common = ["--trusted-root", str(tmp_path / "trusted_root.json")]
+    common += ["--checkpoints", str(tmp_path / "checkpoints")]
+    with serve(rekor) as url:
+        assert main(["checkpoint", "fetch", "--rekor", url, *common]) == 0
+        assert main(["proofs", "fetch", "--rekor", url, *common, str(bundle_path)]) == 0
+    assert "entry 0 added (tree size 5)" in capsys.readouterr().out
+    verify = ["verify-bundle", "--bundle", str(bundle_path), "--key", str(tmp_path / "key.pub")]
+    assert main([*verify, *common, "--pinning", "require", str(artifact)]) == 0
