@@ -174,6 +174,16 @@ class ImageVerifier:
     def _verify_candidate(
         self, candidate: Candidate, digest: str, req: ImageRequirements
     ) -> _Verified:
+        # First what the payload claims: a signature copied from another image fails for that
+        # reason, not for whatever else its bundle lacks here (its proofs stay with the image
+        # it was made for).
+        if candidate.legacy is not None and not candidate.legacy.is_attestation:
+            claimed = candidate.legacy.signed_image_digest()
+            if claimed != digest:
+                raise VerificationFailure(
+                    f"the signature is for {claimed}, not {digest}: the tag was moved or the "
+                    f"signature copied from another image"
+                )
         bundle = parse_bundle(json.dumps(candidate.bundle).encode(), candidate.origin)
         result = verify_bundle(
             bundle,
@@ -184,13 +194,6 @@ class ImageVerifier:
             self.witness_policy,
             require_tlog=req.require_tlog,
         )
-        if candidate.legacy is not None and not candidate.legacy.is_attestation:
-            claimed = candidate.legacy.signed_image_digest()
-            if claimed != digest:
-                raise VerificationFailure(
-                    f"the signature is for {claimed}, not {digest}: the tag was moved or the "
-                    f"signature copied from another image"
-                )
         predicate_type = None
         if result.statement is not None:
             predicate_type = str(result.statement.get("predicateType", ""))

@@ -211,7 +211,10 @@ def run(args: argparse.Namespace) -> int:
                 summary = "; ".join(c.reason for c in r.checks if c.name.endswith("signature"))
                 attested = sum(1 for c in r.checks if " attestation " in f" {c.name} ")
                 extra = f", {attested} attestation(s)" if attested else ""
-                print(f"OK   {r.reference}@{r.digest} ({r.signed} signed{extra}): {summary}")
+                shown = (
+                    r.reference if r.reference.endswith(r.digest) else f"{r.reference}@{r.digest}"
+                )
+                print(f"OK   {shown} ({r.signed} signed{extra}): {summary}")
             else:
                 print(f"FAIL {r.reference}: {r.first_failure()}")
         for r in results:
