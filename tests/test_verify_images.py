@@ -41,7 +41,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from offline.attachments import AIRGAP_PROOF_TYPE, SIGSTORE_BUNDLE_TYPES
 from offline.digests import cosign_tag, fallback_tag
 from offline.registry import Repository
-from tests.oci_images import make_image, push_image
+from tests.oci_images import make_image, make_index, push_image, push_index
 from tests.registries import RegistryServer
 from tests.stack import SigstoreStack, pki
 from tests.stack.mariadb import trillian_schema
@@ -543,6 +543,22 @@ def world(
         lambda: fully_attested("v2-docker", legacy=True),
         lambda: cosign.sign(images["moved"].by_digest),  # signed, no attestations
     ]
+    # Multi-arch: one index signed as a whole, one whose platform manifests are signed one by
+    # one, and one with a platform manifest left unsigned.
+    platform_images: list[str] = []
+    for n, name in enumerate(("index-signed", "platforms-signed", "platforms-partly")):
+        index = make_index(random.Random(20 + n))
+        descriptor = push_index(api.client().repository(f"release/{name}"), index, "1.0")
+        images[name] = Image(api, f"release/{name}", "1.0", descriptor.digest)
+        children = [f"{api.host}/release/{name}@{i.digest}" for i in index.images]
+        if name == "index-signed":
+            jobs.append(lambda image=images[name].by_digest: cosign.sign(image))
+        elif name == "platforms-signed":
+            platform_images += children
+        else:
+            platform_images.append(children[0])
+    for child in platform_images:
+        jobs.append(lambda image=child: cosign.sign(image))
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()
@@ -563,6 +579,9 @@ def world(
     check(airgap(["checkpoint", "fetch", *rekor, *w.trust_flags()], env), "checkpoint fetch")
     signed = [images[n].by_digest for n in ("v3", "v3-docker", "v2", "v2-docker")]
     signed.append(f"{api.host}/release/moved@{w.moved_from}")
+    signed += [
+        images[n].by_digest for n in ("index-signed", "platforms-signed", "platforms-partly")
+    ]
     out = check(
         airgap(
             [
@@ -1029,3 +1048,21 @@ def test_cosign_accepts_and_rejects_what_airgap_does(offline: World) -> None:
     # cosign pins nothing: it accepts the signature made after the last checkpoint fetch,
     # which airgap refuses under --pinning require (test_signature_in_no_pinned_checkpoint).
     assert cosign.verify(images["late"].by_tag, right).returncode == 0
+
+
+def test_a_multi_arch_image_verifies_what_was_signed_and_says_which(offline: World) -> None:
+    images = offline.images
+    whole, each = images["index-signed"].by_tag, images["platforms-signed"].by_tag
+    verified = offline.verify(whole, each)
+    assert verified.code == 0, verified
+    assert verified.image(whole)["signed"] == "index"
+    assert verified.image(each)["signed"] == "every platform manifest"
+    checks = verified.checks(each)
+    assert "linux/amd64 signature" in checks and "linux/arm64 signature" in checks
+
+
+def test_a_multi_arch_image_with_an_unsigned_platform_fails(offline: World) -> None:
+    partly = offline.images["platforms-partly"].by_tag
+    verified = offline.verify(partly)
+    assert verified.code == 1, verified
+    assert "no signature found" in verified.failures(partly)["signature"]
