@@ -97,14 +97,9 @@ class IdentityPolicy:
     issuer: str
 
     def certificate_problem(self, cert: x509.Certificate) -> str | None:
-        from sigstore.errors import Error as SigstoreError
-        from sigstore.verify.policy import Identity
+        from offline.signers import SignerRule
 
-        try:
-            Identity(identity=self.identity, issuer=self.issuer).verify(cert)
-        except SigstoreError as exc:
-            return str(exc)
-        return None
+        return SignerRule(issuer=self.issuer, subject=self.identity).matches_certificate(cert)
 
     def accepted_keys(self) -> Sequence[PublicKey]:
         return ()
@@ -178,7 +173,6 @@ def verify_bundle(
         for e in bundle.tlog_entries
     ]
 
-    sigstore_root = _sigstore_trusted_root(trusted_root)
     from offline.timestamps import verify_timestamps
 
     material = bundle.model.verification_material
@@ -190,7 +184,7 @@ def verify_bundle(
             else []
         )
     ]
-    tsa_times = verify_timestamps(raw_timestamps, bundle.signature, sigstore_root)
+    tsa_times = verify_timestamps(raw_timestamps, bundle.signature, trusted_root)
     for entry in entries:
         # Rekor v2 entries carry no integrated time: the log key must cover a signed timestamp.
         if (
@@ -213,7 +207,7 @@ def verify_bundle(
     if cert is not None:
         from offline.certs import verify_signing_certificate
 
-        verify_signing_certificate(cert, times, sigstore_root, policy.certificate_problem)
+        verify_signing_certificate(cert, times, trusted_root, policy.certificate_problem)
         signer_name = policy.describe_certificate(cert)
     else:
         signer_name = "an accepted public key"
@@ -288,13 +282,3 @@ def _verify_signature(
             f"in-toto statement has no subject with the digest of {artifact.describe()}"
         )
     return dict(statement)
-
-
-def _sigstore_trusted_root(trusted_root: TrustedRoot) -> Any:
-    from sigstore.models import TrustedRoot as SigstoreTrustedRoot
-    from sigstore_models.trustroot.v1 import TrustedRoot as TrustedRootModel
-
-    try:
-        return SigstoreTrustedRoot(TrustedRootModel.from_json(json.dumps(trusted_root.document)))
-    except Exception as exc:  # sigstore raises several unrelated types for a bad document
-        raise UsageError(f"trusted root is not usable: {exc}") from exc

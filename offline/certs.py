@@ -1,7 +1,7 @@
 """Keyless signers: Fulcio certificates checked against the trusted root at verified times.
 
-Chain building is `cryptography`'s X.509 verifier; SCT checking and identity matching are the
-`sigstore` library's. The only thing decided here is what must hold and in which order.
+Chain building is `cryptography`'s X.509 verifier, the SCT check is offline/sct.py, and who
+counts as an accepted signer is the caller's policy. Decided here: what must hold, in which order.
 """
 
 from __future__ import annotations
@@ -18,12 +18,10 @@ from cryptography.x509.verification import (
     Store,
 )
 from cryptography.x509.verification import VerificationError as X509VerificationError
-from sigstore._internal.sct import verify_sct
-from sigstore._internal.trust import KeyringPurpose
-from sigstore.errors import Error as SigstoreError
-from sigstore.models import TrustedRoot as SigstoreTrustedRoot
 
 from offline.errors import VerificationFailure
+from offline.sct import SctFailure, verify_embedded_sct
+from offline.trust import TrustedRoot
 
 
 class CertificateFailure(VerificationFailure):
@@ -33,7 +31,7 @@ class CertificateFailure(VerificationFailure):
 def verify_signing_certificate(
     cert: x509.Certificate,
     times: list[datetime],
-    trusted_root: SigstoreTrustedRoot,
+    trusted_root: TrustedRoot,
     identity_problem: Callable[[x509.Certificate], str | None],
 ) -> None:
     """Raise CertificateFailure unless `cert` is a valid Fulcio leaf at every verified time,
@@ -43,10 +41,10 @@ def verify_signing_certificate(
             "no verified time for the signature: the bundle needs a signed entry timestamp "
             "from the log or an RFC 3161 timestamp"
         )
-    try:
-        roots = trusted_root.get_fulcio_certs()
-    except SigstoreError as exc:
-        raise CertificateFailure(f"trusted root has no certificate authority: {exc}") from exc
+    # Expired CAs stay: they may have been valid when the certificate was used to sign.
+    roots = [c for ca in trusted_root.certificate_authorities for c in ca.certificates]
+    if not roots:
+        raise CertificateFailure("the trusted root has no certificate authority")
 
     # Fulcio leaves carry the code-signing EKU, not client-auth: allow any EKU, check it below.
     ca_policy = ExtensionPolicy.webpki_defaults_ca().may_be_present(
@@ -79,8 +77,8 @@ def verify_signing_certificate(
             )
 
     try:
-        verify_sct(cert, chain, trusted_root.ct_keyring(KeyringPurpose.VERIFY))
-    except SigstoreError as exc:
+        verify_embedded_sct(cert, chain, trusted_root.ctlogs)
+    except SctFailure as exc:
         raise CertificateFailure(f"signing certificate's SCT does not verify: {exc}") from exc
 
     try:

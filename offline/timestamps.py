@@ -14,10 +14,9 @@ from rfc3161_client import (
     VerifierBuilder,
     decode_timestamp_response,
 )
-from sigstore._internal.trust import CertificateAuthority
-from sigstore.models import TrustedRoot as SigstoreTrustedRoot
 
 from offline.errors import VerificationFailure
+from offline.trust import CertificateAuthority, TrustedRoot
 
 MAX_TIMESTAMPS = 32
 
@@ -27,7 +26,7 @@ class TimestampFailure(VerificationFailure):
 
 
 def verify_timestamps(
-    raw_timestamps: list[bytes], signature: bytes, trusted_root: SigstoreTrustedRoot
+    raw_timestamps: list[bytes], signature: bytes, trusted_root: TrustedRoot
 ) -> list[datetime]:
     """The times vouched for by trusted TSAs; any timestamp that does not verify is an error."""
     if len(raw_timestamps) > MAX_TIMESTAMPS:
@@ -36,7 +35,7 @@ def verify_timestamps(
         raise TimestampFailure("the bundle carries the same signed timestamp twice")
     if not raw_timestamps:
         return []
-    authorities = trusted_root.get_timestamp_authorities()
+    authorities = list(trusted_root.timestamp_authorities)
     if not authorities:
         raise TimestampFailure("the bundle has signed timestamps but the trusted root has no TSA")
     times = []
@@ -60,7 +59,7 @@ def _verify_one(
 ) -> datetime | None:
     gen_time = response.tst_info.gen_time
     for authority in authorities:
-        chain = authority.certificates(allow_expired=True)
+        chain = authority.certificates
         if len(chain) < 2:
             continue
         builder = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1])
@@ -70,7 +69,6 @@ def _verify_one(
             builder.build().verify_message(response, signature)
         except VerificationError:
             continue
-        start, end = authority.validity_period_start, authority.validity_period_end
-        if start <= gen_time and (end is None or gen_time <= end):
+        if authority.valid_at(gen_time):
             return gen_time
     return None

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
@@ -69,11 +70,28 @@ class LogInstance:
 
 
 @dataclass(frozen=True)
+class CertificateAuthority:
+    """A Fulcio CA or a timestamp authority: its chain (leaf or issuing CA first, root last)."""
+
+    uri: str
+    certificates: tuple[x509.Certificate, ...]
+    valid_from: datetime | None
+    valid_until: datetime | None
+
+    def valid_at(self, when: datetime) -> bool:
+        if self.valid_from is not None and when < self.valid_from:
+            return False
+        return self.valid_until is None or when <= self.valid_until
+
+
+@dataclass(frozen=True)
 class TrustedRoot:
     path: Path | None
     document: dict[str, Any]
     tlogs: tuple[LogInstance, ...]
     ctlogs: tuple[LogInstance, ...]
+    certificate_authorities: tuple[CertificateAuthority, ...] = ()
+    timestamp_authorities: tuple[CertificateAuthority, ...] = ()
 
     def tlog_by_id(self, log_id: bytes) -> LogInstance | None:
         return next((t for t in self.tlogs if t.log_id == log_id), None)
@@ -129,6 +147,28 @@ def _log_instance(raw: Any, where: str) -> LogInstance:
     )
 
 
+def _authority(raw: Any, where: str) -> CertificateAuthority:
+    if not isinstance(raw, dict):
+        raise UsageError(f"trusted root: {where} is not an object")
+    chain = (raw.get("certChain") or {}).get("certificates") or []
+    if not isinstance(chain, list) or not chain:
+        raise UsageError(f"trusted root: {where}.certChain has no certificates")
+    certificates = []
+    for i, item in enumerate(chain):
+        der = _b64((item or {}).get("rawBytes"), f"{where}.certChain.certificates[{i}].rawBytes")
+        try:
+            certificates.append(x509.load_der_x509_certificate(der))
+        except ValueError as exc:
+            raise UsageError(f"trusted root: {where}.certChain[{i}] is not a certificate") from exc
+    valid_for = raw.get("validFor") or {}
+    return CertificateAuthority(
+        uri=str(raw.get("uri", "")),
+        certificates=tuple(certificates),
+        valid_from=_timestamp(valid_for.get("start"), f"{where}.validFor.start"),
+        valid_until=_timestamp(valid_for.get("end"), f"{where}.validFor.end"),
+    )
+
+
 def parse_trusted_root(data: bytes | str, path: Path | None = None) -> TrustedRoot:
     name = str(path) if path else "trusted root"
     document = parse_json_object(data, name)
@@ -141,7 +181,15 @@ def parse_trusted_root(data: bytes | str, path: Path | None = None) -> TrustedRo
     ctlogs = tuple(
         _log_instance(t, f"ctlogs[{i}]") for i, t in enumerate(document.get("ctlogs") or [])
     )
-    return TrustedRoot(path=path, document=document, tlogs=tlogs, ctlogs=ctlogs)
+    authorities = tuple(
+        _authority(a, f"certificateAuthorities[{i}]")
+        for i, a in enumerate(document.get("certificateAuthorities") or [])
+    )
+    tsas = tuple(
+        _authority(a, f"timestampAuthorities[{i}]")
+        for i, a in enumerate(document.get("timestampAuthorities") or [])
+    )
+    return TrustedRoot(path, document, tlogs, ctlogs, authorities, tsas)
 
 
 def load_trusted_root(path: str | Path) -> TrustedRoot:

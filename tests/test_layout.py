@@ -38,6 +38,17 @@ def test_the_verifier_needs_no_provisioner_extra() -> None:
     base = {
         d.split("=")[0].split(">")[0].split("<")[0].strip().lower() for d in project["dependencies"]
     }
-    for heavy in ("kubernetes", "pyhelm3", "ansible-runner", "paramiko", "rich"):
+    for heavy in ("kubernetes", "pyhelm3", "ansible-runner", "paramiko", "rich", "sigstore"):
         assert heavy not in base, f"{heavy} belongs in the provisioner extra"
     assert project["scripts"]["airgap"].startswith("offline.")
+
+
+def test_the_verifier_does_not_import_the_sigstore_client() -> None:
+    # Its import costs more than a whole verification: CD hosts verify without it.
+    offenders = [
+        f"{path.relative_to(REPO)} imports {name}"
+        for path in OFFLINE.rglob("*.py")
+        for name in _imported_modules(path)
+        if name == "sigstore" or name.startswith("sigstore.")
+    ]
+    assert not offenders
