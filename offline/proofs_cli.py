@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from offline.cli_options import add_registry_options, registry_options
 from offline.errors import UsageError
 
 
@@ -43,14 +44,7 @@ def register(commands: Any) -> None:
         metavar="DIR",
         help="write completed bundles here (default: replace each bundle in place, atomically)",
     )
-    fetch.add_argument("--registry-ca", type=Path, metavar="FILE", help="CA bundle for registries")
-    fetch.add_argument(
-        "--allow-http-registry",
-        action="append",
-        default=[],
-        metavar="HOST",
-        help="reach this registry host over plain HTTP (repeatable)",
-    )
+    add_registry_options(fetch)
     fetch.add_argument("--output", choices=("text", "json"), default="text")
     fetch.add_argument(
         "targets",
@@ -114,11 +108,9 @@ def _fetch_for_images(
     args: argparse.Namespace, images: list[str], client: Any, store: Any, trusted_root: Any
 ) -> list[dict[str, Any]]:
     from offline.proofs_images import fetch_image_proofs
-    from offline.sources import RegistryOptions, Sources
+    from offline.sources import Sources
 
-    options = RegistryOptions(
-        ca_bundle=args.registry_ca, insecure_http_hosts=frozenset(args.allow_http_registry)
-    )
+    options = registry_options(args)
     report: list[dict[str, Any]] = []
     with Sources(options) as sources:
         for reference in images:

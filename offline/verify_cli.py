@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from offline.cli_options import add_registry_options, registry_options
 from offline.errors import UsageError
 
 if TYPE_CHECKING:
@@ -67,14 +68,7 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help="a list of images, or Kubernetes manifests whose images to verify",
     )
-    parser.add_argument("--registry-ca", type=Path, metavar="FILE", help="CA bundle for registries")
-    parser.add_argument(
-        "--allow-http-registry",
-        action="append",
-        default=[],
-        metavar="HOST",
-        help="reach this registry host over plain HTTP (repeatable)",
-    )
+    add_registry_options(parser)
     parser.add_argument("--jobs", type=int, default=4, help="images verified at once (default 4)")
     parser.add_argument("--output", choices=("text", "json"), default="text")
     parser.add_argument("images", nargs="*", metavar="IMAGE")
@@ -130,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
     from offline.inputs import read_input
     from offline.pinning import make_pinner
     from offline.policy import load_policy_file
-    from offline.sources import RegistryOptions, Sources
+    from offline.sources import Sources
     from offline.trust import default_trusted_root_path, load_trusted_root
     from offline.witness import load_witness_policy
 
@@ -179,9 +173,7 @@ def run(args: argparse.Namespace) -> int:
             trusted_root, make_pinner(args.checkpoints, pin_mode), witness_policy
         )
 
-    options = RegistryOptions(
-        ca_bundle=args.registry_ca, insecure_http_hosts=frozenset(args.allow_http_registry)
-    )
+    options = registry_options(args)
 
     def one(image: str) -> ImageResult:
         policy = policies[image]
