@@ -62,7 +62,7 @@ class ImageResult:
     digest: str = ""
     signed: str = ""  # "index", "image", or "every platform manifest"
     checks: list[Check] = field(default_factory=list)
-    environment_error: bool = False  # the image could not be read, as opposed to failing
+    environment_error: bool = False  # the image could not be read or named, rather than failing
 
     @property
     def verified(self) -> bool:
@@ -125,6 +125,7 @@ class ImageVerifier:
             manifest = image.source.fetch_manifest(image.digest)
             self._verify_manifest(image.source, manifest, req, result)
         except UsageError as exc:
+            result.environment_error = True  # bad input: not a verdict on the image
             result.fail("reference", str(exc))
         except AirgapError as exc:
             result.environment_error = True

@@ -50,7 +50,7 @@ class RekorClient:
             response = self.session.request(method, url, timeout=self.timeout, **kwargs)
         except requests.RequestException as exc:
             raise RekorUnavailable(
-                f"Rekor at {self.base_url} did not answer {path}: {exc}"
+                f"Rekor at {self.base_url} did not answer {path}: {_reason(exc)}"
             ) from exc
         if response.status_code >= 400:
             detail = response.text.strip().replace("\n", " ")[:200]
@@ -92,3 +92,11 @@ class RekorClient:
         if not isinstance(entry, dict):
             raise RekorUnavailable(f"Rekor at {self.base_url}: entry {uuid} is not an object")
         return {"uuid": uuid, **entry}
+
+
+def _reason(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.ConnectionError):
+        return "could not connect (refused, unreachable, or TLS failed)"
+    if isinstance(exc, requests.Timeout):
+        return "timed out"
+    return str(exc)[:200]
