@@ -1,0 +1,362 @@
+"""The bundle manifest `airgap-bundle.json` (format `airgap-bundle/v1`): what a bundle holds.
+
+    manifest = BundleManifest(created=..., images=(...), blobs=(...), charts=(), files=())
+    data = manifest.to_bytes()           # canonical: what the detached signature covers
+    again = BundleManifest.from_bytes(data)
+
+It lists every image (the reference as given, the digest it resolved to, its digest graph: each
+manifest digest with its media type and the digests it references, and its attachments by kind),
+every blob in the bundle's OCI layout (digest, size), every chart (name, version, digest, file)
+and every plain file (path inside the bundle, sha256, size).
+
+Parsing is strict: an unknown or missing field, a wrong type, a malformed digest, a path that
+leaves the bundle or a duplicate entry is a one-line `UsageError` naming the field. The
+serialization is canonical (sorted keys, no whitespace, UTF-8), so the signed bytes are stable.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import PurePosixPath
+from types import MappingProxyType
+from typing import Any
+
+from offline.digests import is_digest
+from offline.errors import UsageError
+
+FORMAT = "airgap-bundle/v1"
+MANIFEST_FILE = "airgap-bundle.json"
+# Where the OCI image layout lives inside a bundle directory.
+OCI_DIR = "oci"
+
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+def canonical_json(document: object) -> bytes:
+    """Sorted keys, no whitespace, UTF-8 (not \\u-escaped)."""
+    return json.dumps(
+        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+
+
+# ----------------------------------------------------------------------------- field checks
+def _object(value: object, where: str, required: tuple[str, ...]) -> dict[str, Any]:
+    """`value` as a JSON object with exactly the `required` keys."""
+    if not isinstance(value, dict):
+        raise UsageError(f"{where} is not a JSON object")
+    for key in required:
+        if key not in value:
+            raise UsageError(f"{where}: missing field {key!r}")
+    for key in value:
+        if key not in required:
+            raise UsageError(f"{where}: unknown field {key!r}")
+    return value
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str) or not value:
+        raise UsageError(f"{where} is not a non-empty string")
+    return value
+
+
+def _size(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise UsageError(f"{where} is not a non-negative integer")
+    return value
+
+
+def _digest(value: object, where: str) -> str:
+    if not isinstance(value, str) or not is_digest(value):
+        raise UsageError(f"{where} {value!r} is not sha256: followed by 64 lowercase hex digits")
+    return value
+
+
+def _list(value: object, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise UsageError(f"{where} is not a list")
+    return value
+
+
+def check_bundle_path(value: object, where: str) -> str:
+    """A relative POSIX path inside the bundle: no `..`, no absolute path, no empty part."""
+    text = _str(value, where)
+    if "\\" in text or "\x00" in text:
+        raise UsageError(f"{where} {text!r} contains a backslash or NUL")
+    path = PurePosixPath(text)
+    if path.is_absolute() or str(path) != text:
+        raise UsageError(f"{where} {text!r} is not a normalized relative path")
+    if any(part in ("", ".", "..") for part in path.parts):
+        raise UsageError(f"{where} {text!r} leaves the bundle directory")
+    return text
+
+
+def format_created(created: datetime) -> str:
+    if created.tzinfo is None:
+        raise UsageError("created time has no time zone")
+    return created.astimezone(UTC).strftime(_CREATED_FORMAT)
+
+
+def _parse_created(value: object, where: str) -> datetime:
+    text = _str(value, where)
+    try:
+        parsed = datetime.strptime(text, _CREATED_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        raise UsageError(f"{where} {text!r} is not a UTC time like 2026-01-31T12:00:00Z") from None
+    return parsed
+
+
+def _unique(values: list[str], where: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise UsageError(f"{where}: {value!r} is listed twice")
+        seen.add(value)
+
+
+# ------------------------------------------------------------------------------- entries
+@dataclass(frozen=True)
+class GraphNode:
+    """One manifest of an image's graph: its digest, media type and the digests it references
+    (an index's manifests; an image manifest's config and layers; a referrer's subject)."""
+
+    digest: str
+    media_type: str
+    references: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "references": list(self.references),
+        }
+
+    @classmethod
+    def from_json(cls, value: object, where: str) -> GraphNode:
+        document = _object(value, where, ("digest", "mediaType", "references"))
+        references = tuple(
+            _digest(r, f"{where}.references[{i}]")
+            for i, r in enumerate(_list(document["references"], f"{where}.references"))
+        )
+        return cls(
+            digest=_digest(document["digest"], f"{where}.digest"),
+            media_type=_str(document["mediaType"], f"{where}.mediaType"),
+            references=references,
+        )
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """An image as named in the spec, the digest it resolved to, its graph and attachments.
+
+    `attachments` maps a kind (`sig`, `att`, `sbom`, `referrer`, ...) to the digests of the
+    attachment manifests of that kind; each is also a node of `graph`."""
+
+    reference: str
+    digest: str
+    graph: tuple[GraphNode, ...]
+    attachments: Mapping[str, tuple[str, ...]] = field(
+        default_factory=lambda: MappingProxyType({}), hash=False
+    )
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "reference": self.reference,
+            "digest": self.digest,
+            "graph": [node.to_json() for node in self.graph],
+            "attachments": {kind: list(ds) for kind, ds in sorted(self.attachments.items())},
+        }
+
+    @classmethod
+    def from_json(cls, value: object, where: str) -> ImageEntry:
+        document = _object(value, where, ("reference", "digest", "graph", "attachments"))
+        graph = tuple(
+            GraphNode.from_json(n, f"{where}.graph[{i}]")
+            for i, n in enumerate(_list(document["graph"], f"{where}.graph"))
+        )
+        _unique([n.digest for n in graph], f"{where}.graph")
+        raw_attachments = document["attachments"]
+        if not isinstance(raw_attachments, dict):
+            raise UsageError(f"{where}.attachments is not a JSON object")
+        attachments: dict[str, tuple[str, ...]] = {}
+        for kind, digests in raw_attachments.items():
+            here = f"{where}.attachments.{kind}"
+            _str(kind, f"{where}.attachments kind")
+            attachments[kind] = tuple(
+                _digest(d, f"{here}[{i}]") for i, d in enumerate(_list(digests, here))
+            )
+        return cls(
+            reference=_str(document["reference"], f"{where}.reference"),
+            digest=_digest(document["digest"], f"{where}.digest"),
+            graph=graph,
+            attachments=MappingProxyType(attachments),
+        )
+
+
+@dataclass(frozen=True)
+class BlobEntry:
+    """A blob of the bundle's OCI layout (`oci/blobs/sha256/<hex>`), manifests included."""
+
+    digest: str
+    size: int
+
+    @property
+    def hex(self) -> str:
+        return self.digest.split(":", 1)[1]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"digest": self.digest, "size": self.size}
+
+    @classmethod
+    def from_json(cls, value: object, where: str) -> BlobEntry:
+        document = _object(value, where, ("digest", "size"))
+        return cls(
+            digest=_digest(document["digest"], f"{where}.digest"),
+            size=_size(document["size"], f"{where}.size"),
+        )
+
+
+@dataclass(frozen=True)
+class ChartEntry:
+    """A Helm chart archive: its name and version, its digest and its file in the bundle."""
+
+    name: str
+    version: str
+    digest: str
+    file: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": self.version,
+            "digest": self.digest,
+            "file": self.file,
+        }
+
+    @classmethod
+    def from_json(cls, value: object, where: str) -> ChartEntry:
+        document = _object(value, where, ("name", "version", "digest", "file"))
+        return cls(
+            name=_str(document["name"], f"{where}.name"),
+            version=_str(document["version"], f"{where}.version"),
+            digest=_digest(document["digest"], f"{where}.digest"),
+            file=check_bundle_path(document["file"], f"{where}.file"),
+        )
+
+
+@dataclass(frozen=True)
+class FileEntry:
+    """A plain file (a tool binary, trust material): its path in the bundle, SHA-256, size."""
+
+    path: str
+    sha256: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "sha256": self.sha256, "size": self.size}
+
+    @classmethod
+    def from_json(cls, value: object, where: str) -> FileEntry:
+        document = _object(value, where, ("path", "sha256", "size"))
+        sha256 = document["sha256"]
+        if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
+            raise UsageError(f"{where}.sha256 {sha256!r} is not 64 lowercase hex digits")
+        return cls(
+            path=check_bundle_path(document["path"], f"{where}.path"),
+            sha256=sha256,
+            size=_size(document["size"], f"{where}.size"),
+        )
+
+
+# ------------------------------------------------------------------------------ manifest
+@dataclass(frozen=True)
+class BundleManifest:
+    created: datetime
+    images: tuple[ImageEntry, ...] = ()
+    blobs: tuple[BlobEntry, ...] = ()
+    charts: tuple[ChartEntry, ...] = ()
+    files: tuple[FileEntry, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "created": format_created(self.created),
+            "images": [i.to_json() for i in self.images],
+            "blobs": [b.to_json() for b in self.blobs],
+            "charts": [c.to_json() for c in self.charts],
+            "files": [f.to_json() for f in self.files],
+        }
+
+    def to_bytes(self) -> bytes:
+        """The canonical bytes written to `airgap-bundle.json` and signed."""
+        return canonical_json(self.to_json())
+
+    @classmethod
+    def from_json(cls, value: object, where: str = MANIFEST_FILE) -> BundleManifest:
+        document = _object(
+            value, where, ("format", "created", "images", "blobs", "charts", "files")
+        )
+        if document["format"] != FORMAT:
+            raise UsageError(f"{where}.format is {document['format']!r}, expected {FORMAT!r}")
+        images = tuple(
+            ImageEntry.from_json(v, f"{where}.images[{i}]")
+            for i, v in enumerate(_list(document["images"], f"{where}.images"))
+        )
+        blobs = tuple(
+            BlobEntry.from_json(v, f"{where}.blobs[{i}]")
+            for i, v in enumerate(_list(document["blobs"], f"{where}.blobs"))
+        )
+        charts = tuple(
+            ChartEntry.from_json(v, f"{where}.charts[{i}]")
+            for i, v in enumerate(_list(document["charts"], f"{where}.charts"))
+        )
+        files = tuple(
+            FileEntry.from_json(v, f"{where}.files[{i}]")
+            for i, v in enumerate(_list(document["files"], f"{where}.files"))
+        )
+        _unique([b.digest for b in blobs], f"{where}.blobs")
+        _unique([p for p in [c.file for c in charts] + [f.path for f in files]], f"{where} files")
+        return cls(
+            created=_parse_created(document["created"], f"{where}.created"),
+            images=images,
+            blobs=blobs,
+            charts=charts,
+            files=files,
+        )
+
+    @classmethod
+    def from_bytes(cls, data: bytes, where: str = MANIFEST_FILE) -> BundleManifest:
+        """Parse `airgap-bundle.json`; duplicate keys and non-finite numbers are refused."""
+        try:
+            document = json.loads(
+                data.decode("utf-8"),
+                object_pairs_hook=_no_duplicates,
+                parse_constant=_no_constant,
+            )
+        except UnicodeDecodeError:
+            raise UsageError(f"{where} is not UTF-8") from None
+        except json.JSONDecodeError as exc:
+            raise UsageError(f"{where} is not valid JSON ({exc})") from None
+        except ValueError as exc:
+            raise UsageError(f"{where}: {exc}") from None
+        return cls.from_json(document, where)
+
+    def blob_sizes(self) -> dict[str, int]:
+        return {b.digest: b.size for b in self.blobs}
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"field {key!r} appears twice")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
