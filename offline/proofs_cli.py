@@ -69,8 +69,8 @@ def run_fetch(args: argparse.Namespace) -> int:
     trusted_root = load_trusted_root(path)
     if args.out is not None and not args.out.is_dir():
         raise UsageError(f"output directory {args.out} does not exist")
-    bundles = [Path(t) for t in args.targets if Path(t).is_file()]
-    images = [t for t in args.targets if not Path(t).is_file()]
+    bundles = [Path(t) for t in args.targets if _names_a_bundle(t)]
+    images = [t for t in args.targets if not _names_a_bundle(t)]
     # Read every bundle before fetching anything: bad input fails before the store moves.
     documents = [(p, parse_json_object(read_input(p, "bundle"), str(p))) for p in bundles]
     client = RekorClient(args.rekor, ca_bundle=args.ca_bundle)
@@ -126,3 +126,10 @@ def _fetch_for_images(
                     written += f", proofs attached as referrer {result.referrer}"
                 report.append({"image": reference, "written": written, "entries": entries})
     return report
+
+
+def _names_a_bundle(target: str) -> bool:
+    """A file, or a path to a missing .json file (reported as such, not looked up as an image)."""
+    if Path(target).is_file():
+        return True
+    return target.endswith(".json") and ":" not in target and "@" not in target
