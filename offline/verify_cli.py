@@ -96,7 +96,7 @@ def _flags_policy(args: argparse.Namespace) -> ImagePolicy:
     )
 
 
-def _requirements(
+def requirements_for(
     policy: ImagePolicy, extra_attestations: list[str], checkpoint_age: Any
 ) -> ImageRequirements:
     from offline.attestations import AttestationRule, check_statement, resolve_predicate_type
@@ -181,7 +181,7 @@ def run(args: argparse.Namespace) -> int:
             result = ImageResult(image)
             result.fail("policy", f"no policy in {args.policy} matches {image}")
             return result
-        req = _requirements(policy, args.attestation, checkpoint_age)
+        req = requirements_for(policy, args.attestation, checkpoint_age)
         return verifiers[policy.pinning].verify(sources, image, req)
 
     with Sources(options) as sources, ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -7,7 +7,9 @@
 It lists every image (the reference as given, the digest it resolved to, its digest graph: each
 manifest digest with its media type and the digests it references, and its attachments by kind),
 every blob in the bundle's OCI layout (digest, size), every chart (name, version, digest, file)
-and every plain file (path inside the bundle, sha256, size).
+and every plain file (path inside the bundle, sha256, size). A delta bundle also lists under
+`onTarget` the blobs and manifests its graph needs that the target registry already holds (from
+`airgap bundle inventory`); they are not carried, and import checks they are there.
 
 Parsing is strict: an unknown or missing field, a wrong type, a malformed digest, a path that
 leaves the bundle or a duplicate entry is a one-line `UsageError` naming the field. The
@@ -280,6 +282,9 @@ class BundleManifest:
     blobs: tuple[BlobEntry, ...] = ()
     charts: tuple[ChartEntry, ...] = ()
     files: tuple[FileEntry, ...] = ()
+    # A delta bundle leaves out what the target already holds (from its inventory): these
+    # blobs and manifests are referenced by the graph but not carried.
+    on_target: tuple[BlobEntry, ...] = ()
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -289,7 +294,12 @@ class BundleManifest:
             "blobs": [b.to_json() for b in self.blobs],
             "charts": [c.to_json() for c in self.charts],
             "files": [f.to_json() for f in self.files],
+            "onTarget": [b.to_json() for b in self.on_target],
         }
+
+    @property
+    def is_delta(self) -> bool:
+        return bool(self.on_target)
 
     def to_bytes(self) -> bytes:
         """The canonical bytes written to `airgap-bundle.json` and signed."""
@@ -298,7 +308,9 @@ class BundleManifest:
     @classmethod
     def from_json(cls, value: object, where: str = MANIFEST_FILE) -> BundleManifest:
         document = _object(
-            value, where, ("format", "created", "images", "blobs", "charts", "files")
+            value,
+            where,
+            ("format", "created", "images", "blobs", "charts", "files", "onTarget"),
         )
         if document["format"] != FORMAT:
             raise UsageError(f"{where}.format is {document['format']!r}, expected {FORMAT!r}")
@@ -318,7 +330,11 @@ class BundleManifest:
             FileEntry.from_json(v, f"{where}.files[{i}]")
             for i, v in enumerate(_list(document["files"], f"{where}.files"))
         )
-        _unique([b.digest for b in blobs], f"{where}.blobs")
+        on_target = tuple(
+            BlobEntry.from_json(v, f"{where}.onTarget[{i}]")
+            for i, v in enumerate(_list(document["onTarget"], f"{where}.onTarget"))
+        )
+        _unique([b.digest for b in blobs + on_target], f"{where}.blobs and onTarget")
         _unique([p for p in [c.file for c in charts] + [f.path for f in files]], f"{where} files")
         return cls(
             created=_parse_created(document["created"], f"{where}.created"),
@@ -326,6 +342,7 @@ class BundleManifest:
             blobs=blobs,
             charts=charts,
             files=files,
+            on_target=on_target,
         )
 
     @classmethod

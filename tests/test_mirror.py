@@ -6,17 +6,14 @@ tag behind."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import random
 import tracemalloc
 from collections import Counter
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from offline.digests import cosign_tag, sha256_digest
 from offline.oci import (
     OCI_EMPTY,
     OCI_EMPTY_DATA,
@@ -24,33 +21,32 @@ from offline.oci import (
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
-    ImageSink,
-    ImageSource,
 )
 from offline.ocilayout import OCILayout
 from offline.registry import Repository
 from provisioner.mirror import MirrorError, MirrorReport, mirror_image
+from tests.image_graphs import (
+    BUNDLE,
+    SBOM,
+    Graph,
+    check_target,
+    dumps,
+    populate,
+    shared_base_index,
+)
 from tests.oci_images import (
     CONFIG,
     LAYER,
-    Artifact,
     Blob,
-    TestImage,
-    TestIndex,
     make_artifact,
     make_image,
     push_artifact,
     push_image,
     push_index,
-    random_layer,
 )
 from tests.registries import RegistryServer
 
 pytestmark = pytest.mark.slow
-
-SBOM = "application/spdx+json"
-BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
-SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
 
 
 @pytest.fixture
@@ -63,134 +59,6 @@ def _repo(server: RegistryServer, request: pytest.FixtureRequest, suffix: str) -
     name = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())
     name = "-".join(part for part in name.split("-") if part)[:100].rstrip("-")
     return server.client().repository(f"mirror/{name}-{suffix}")
-
-
-def _dumps(document: object) -> bytes:
-    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
-
-
-def _image(rng: random.Random, layers: list[Blob], platform: tuple[str, str]) -> TestImage:
-    config = Blob(
-        CONFIG, _dumps({"os": platform[0], "architecture": platform[1], "n": rng.random()})
-    )
-    manifest = {
-        "schemaVersion": 2,
-        "mediaType": OCI_MANIFEST,
-        "config": config.descriptor.to_json(),
-        "layers": [b.descriptor.to_json() for b in layers],
-    }
-    return TestImage(config, tuple(layers), _dumps(manifest), platform=platform)
-
-
-def _shared_base_index(rng: random.Random) -> tuple[TestIndex, Blob]:
-    """Two platform images that share their base layer, in one index."""
-    base, _ = random_layer(rng, 4096)
-    images = tuple(
-        _image(rng, [base, random_layer(rng, 2048)[0]], platform)
-        for platform in (("linux", "amd64"), ("linux", "arm64"))
-    )
-    index = {
-        "schemaVersion": 2,
-        "mediaType": OCI_INDEX,
-        "manifests": [i.descriptor.to_json() for i in images],
-    }
-    return TestIndex(images, _dumps(index)), base
-
-
-@dataclass
-class CosignTag:
-    manifest: bytes
-    layer: Blob
-    tag: str
-
-    @property
-    def digest(self) -> str:
-        return sha256_digest(self.manifest)
-
-
-def _push_cosign(sink: ImageSink, subject: str, suffix: str, payload: bytes) -> CosignTag:
-    """A fake cosign legacy attachment: a simple-signing layer with a signature annotation,
-    under the tag `sha256-<hex>.<suffix>` (the shape cosign writes; not a valid signature)."""
-    layer = Blob(SIMPLESIGNING, payload)
-    config = Blob(CONFIG, _dumps({"rootfs": {"type": "layers", "diff_ids": [layer.digest]}}))
-    layer_json = layer.descriptor.to_json()
-    layer_json["annotations"] = {"dev.cosignproject.cosign/signature": "MEUCIQ=="}
-    manifest = _dumps(
-        {
-            "schemaVersion": 2,
-            "mediaType": OCI_MANIFEST,
-            "config": config.descriptor.to_json(),
-            "layers": [layer_json],
-        }
-    )
-    for blob in (config, layer):
-        sink.push_blob(blob.data, blob.digest, len(blob.data))
-    tag = cosign_tag(subject, suffix)
-    sink.push_manifest(manifest, OCI_MANIFEST, tag)
-    return CosignTag(manifest, layer, tag)
-
-
-@dataclass
-class Graph:
-    index: TestIndex
-    base: Blob
-    sbom: Artifact  # referrer of the index
-    sbom_signature: Artifact  # referrer of the sbom referrer
-    child_bundle: Artifact  # referrer of the first platform manifest
-    index_sig: CosignTag  # cosign .sig tag of the index
-    child_att: CosignTag  # cosign .att tag of the second platform manifest
-
-    @property
-    def manifests(self) -> dict[str, bytes]:
-        return {
-            self.index.digest: self.index.manifest,
-            **{i.digest: i.manifest for i in self.index.images},
-            self.sbom.digest: self.sbom.manifest,
-            self.sbom_signature.digest: self.sbom_signature.manifest,
-            self.child_bundle.digest: self.child_bundle.manifest,
-            self.index_sig.digest: self.index_sig.manifest,
-            self.child_att.digest: self.child_att.manifest,
-        }
-
-
-def _populate(sink: ImageSink, rng: random.Random) -> Graph:
-    index, base = _shared_base_index(rng)
-    push_index(sink, index, "v1")
-    sbom = make_artifact(index.descriptor, SBOM, b'{"spdxVersion":"SPDX-2.3"}')
-    push_artifact(sink, sbom)
-    sbom_descriptor = Descriptor(OCI_MANIFEST, sbom.digest, len(sbom.manifest))
-    sbom_signature = make_artifact(
-        sbom_descriptor, BUNDLE, b'{"n":%d}' % rng.getrandbits(32), layer_type=BUNDLE
-    )
-    push_artifact(sink, sbom_signature)
-    child = index.images[0]
-    child_bundle = make_artifact(child.descriptor, BUNDLE, b'{"c":1}', layer_type=BUNDLE)
-    push_artifact(sink, child_bundle)
-    index_sig = _push_cosign(sink, index.digest, "sig", b'{"critical":{"index":1}}')
-    child_att = _push_cosign(sink, index.images[1].digest, "att", b'{"payloadType":"x"}')
-    return Graph(index, base, sbom, sbom_signature, child_bundle, index_sig, child_att)
-
-
-def _check_target(target: ImageSource, graph: Graph) -> None:
-    """Every manifest byte-identical, every attachment listed where it belongs, the tag."""
-    for digest, raw in graph.manifests.items():
-        assert target.fetch_manifest(digest).raw == raw, digest
-    for blob in (graph.base, *[b for i in graph.index.images for b in i.blobs]):
-        with target.open_blob(blob.digest, len(blob.data)) as reader:
-            assert reader.read() == blob.data
-    assert target.resolve("v1").digest == graph.index.digest
-
-    def referrers(subject: str) -> set[str]:
-        return {d.digest for d in target.referrers(subject).descriptors}
-
-    assert referrers(graph.index.digest) == {graph.sbom.digest}
-    assert referrers(graph.sbom.digest) == {graph.sbom_signature.digest}
-    assert referrers(graph.index.images[0].digest) == {graph.child_bundle.digest}
-    assert referrers(graph.index.images[1].digest) == set()
-    sig = target.cosign_attachments(graph.index.digest)
-    assert {k: d.digest for k, d in sig.items()} == {"sig": graph.index_sig.digest}
-    att = target.cosign_attachments(graph.index.images[1].digest)
-    assert {k: d.digest for k, d in att.items()} == {"att": graph.child_att.digest}
 
 
 def _check_report(report: MirrorReport, graph: Graph) -> None:
@@ -240,13 +108,13 @@ def test_registry_layout_registry_round_trip(
 ) -> None:
     source = _repo(request.getfixturevalue(first), request, "src")
     target = _repo(request.getfixturevalue(second), request, "dst")
-    graph = _populate(source, rng)
+    graph = populate(source, rng)
     layout = OCILayout.create(tmp_path / "bundle")
 
     events = Events()
     report = mirror_image(source, layout, graph.index.digest, tags=["v1"], progress=events)
     _check_report(report, graph)
-    _check_target(layout, graph)
+    check_target(layout, graph)
     assert set(report.manifests_copied) == set(graph.manifests)
     # The shared base layer (and the empty config all referrers share) is copied once.
     assert events.count("blob")[graph.base.digest] == 1
@@ -267,12 +135,12 @@ def test_registry_layout_registry_round_trip(
 
     onward = mirror_image(layout, target, graph.index.digest, tags=["v1"])
     _check_report(onward, graph)
-    _check_target(target, graph)
+    check_target(target, graph)
     assert set(onward.blobs_copied) == set(report.blobs)
 
     last = mirror_image(layout, target, graph.index.digest, tags=["v1"])
     assert last.copied_nothing
-    _check_target(target, graph)
+    check_target(target, graph)
 
 
 def _unique_blobs(graph: Graph) -> list[Blob]:
@@ -280,7 +148,7 @@ def _unique_blobs(graph: Graph) -> list[Blob]:
     blobs += [b for a in (graph.sbom, graph.sbom_signature, graph.child_bundle) for b in a.blobs]
     blobs += [graph.index_sig.layer, graph.child_att.layer]
     blobs += [
-        Blob(CONFIG, _dumps({"rootfs": {"type": "layers", "diff_ids": [c.layer.digest]}}))
+        Blob(CONFIG, dumps({"rootfs": {"type": "layers", "diff_ids": [c.layer.digest]}}))
         for c in (graph.index_sig, graph.child_att)
     ]
     return list({b.digest: b for b in blobs}.values())
@@ -292,7 +160,7 @@ def test_index_stays_whole_and_partial_target_is_completed(
     # Distribution keeps blobs per repository (go-containerregistry's are registry-wide).
     source = _repo(docker_registry, request, "src")
     target = _repo(docker_registry, request, "dst")
-    index, _ = _shared_base_index(rng)
+    index, _ = shared_base_index(rng)
     push_index(source, index)
     # The target already holds one platform image: only the rest is copied.
     push_image(target, index.images[0])
@@ -395,7 +263,7 @@ def test_listed_referrer_with_another_subject_is_refused(
     stray = make_artifact(other.descriptor, SBOM, b"{}")
     push_artifact(source, stray)
     # List it under the image's fallback tag as well, as a confused tool might.
-    fallback = _dumps(
+    fallback = dumps(
         {
             "schemaVersion": 2,
             "mediaType": OCI_INDEX,
@@ -427,7 +295,7 @@ def _copy_peak(directory: Path, size: int) -> int:
     layer = Descriptor(LAYER, f"sha256:{hasher.hexdigest()}", size)
     tmp.rename(source.path / "blobs" / "sha256" / hasher.hexdigest())
     source.push_blob(OCI_EMPTY_DATA, OCI_EMPTY_DIGEST, len(OCI_EMPTY_DATA))
-    manifest = _dumps(
+    manifest = dumps(
         {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
