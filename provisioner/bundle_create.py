@@ -131,7 +131,7 @@ def create_bundle(
         resolved = [_resolve(sources, image) for image in spec.images]
         if spec.verify is not None:
             _verify_images(spec, resolved, options)
-        charts = _charts(spec, resolved, partial, helm)
+        charts = _charts(spec, resolved, partial, helm, options)
         files = [_copy_file(f, partial, "files") for f in spec.files]
         files += [_copy_file(f, partial, "trust") for f in spec.trust]
         # Referrers are listed in index.json as they are written: no need to scan every blob.
@@ -356,13 +356,62 @@ def _blob_lists(
 
 # ------------------------------------------------------------------------- charts, files
 def _charts(
-    spec: BundleSpec, resolved: list[ImageRef], partial: Path, helm: str | None
+    spec: BundleSpec,
+    resolved: list[ImageRef],
+    partial: Path,
+    helm: str | None,
+    options: RegistryOptions | None,
 ) -> list[ChartEntry]:
+    """Pull every chart into `charts/`, render it with its values, and require every image
+    it runs to be in the spec."""
     if not spec.charts:
         return []
-    from provisioner.charts import charts_for_bundle
+    from provisioner.charts import (
+        ChartSource,
+        compare_images,
+        pull_chart,
+        render_images,
+        resolve_helm,
+    )
 
-    return charts_for_bundle(spec, resolved, partial, helm)
+    program = resolve_helm(helm)
+    options = options or RegistryOptions()
+    spec_images = [str(ref) for ref in resolved]
+    entries: list[ChartEntry] = []
+    missing: list[str] = []
+    for chart in spec.charts:
+        source = ChartSource(
+            name=chart.name,
+            version=chart.version,
+            repo=chart.repo,
+            oci=chart.oci,
+            path=chart.path,
+            values_files=chart.values,
+            values=chart.set_values,
+            namespace=chart.namespace,
+            digest=chart.digest,
+        )
+        host = chart.oci.removeprefix("oci://").split("/", 1)[0] if chart.oci else None
+        pulled = pull_chart(
+            source,
+            partial / "charts",
+            helm=program,
+            ca_file=None if options.ca_bundle is None else Path(options.ca_bundle),
+            plain_http=host is not None and host in options.insecure_http_hosts,
+        )
+        missing += compare_images(render_images(pulled.path, source, helm=program), spec_images)
+        entries.append(
+            ChartEntry(
+                name=pulled.name,
+                version=pulled.version,
+                digest=pulled.digest,
+                file=pulled.path.relative_to(partial).as_posix(),
+            )
+        )
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CreateError(f"{missing[0]}{more}: add it to the spec's images")
+    return entries
 
 
 def _copy_file(file: FileSpec, partial: Path, under: str) -> FileEntry:

@@ -75,6 +75,7 @@ def create(
     options: RegistryOptions,
     since: Inventory | None = None,
     warnings: list[str] | None = None,
+    helm: str | None = None,
 ) -> CreateResult:
     return create_bundle(
         load_spec(spec_path),
@@ -82,5 +83,6 @@ def create(
         signing_key=key,
         options=options,
         since=since,
+        helm=helm,
         warn=None if warnings is None else warnings.append,
     )

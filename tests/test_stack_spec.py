@@ -1,0 +1,63 @@
+"""bundles/sigstore-stack.yaml carries the five upstream sigstore charts at the versions of the
+charts we read (../shared/upstream/sigstore-helm-charts) and every image their values run, so
+`bundle create` (which renders the pulled charts) cannot find one missing on the day."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from offline.imageref import parse_image_ref
+from provisioner.bundle_spec import load_spec
+from provisioner.charts import ChartImage, compare_images, values_image_keys
+from tests.conftest import REPO, SHARED
+
+UPSTREAM = SHARED / "upstream" / "sigstore-helm-charts"
+STACK = REPO / "bundles" / "sigstore-stack.yaml"
+COMPONENTS = ("trillian", "rekor", "fulcio", "ctlog", "tuf")
+# Values keys of features the stack leaves off (see the spec's header).
+DISABLED = ("mysql.gcp.", "backfillredis.", "init.")
+
+
+def _chart_yaml(name: str) -> dict[str, object]:
+    return yaml.safe_load((UPSTREAM / name / "Chart.yaml").read_text())
+
+
+def test_the_stack_spec_pins_the_five_charts_at_the_upstream_versions() -> None:
+    spec = load_spec(STACK)
+    assert [c.name for c in spec.charts] == list(COMPONENTS)
+    for chart in spec.charts:
+        assert chart.version == str(_chart_yaml(chart.name)["version"]), chart.name
+        assert chart.repo == "https://sigstore.github.io/helm-charts"
+
+
+@pytest.mark.parametrize("component", COMPONENTS)
+def test_every_image_the_chart_runs_is_in_the_stack_spec(component: str) -> None:
+    spec = load_spec(STACK)
+    values = yaml.safe_load((UPSTREAM / component / "values.yaml").read_text())
+    app_version = str(_chart_yaml(component)["appVersion"])
+    used = [
+        ChartImage(image, f"values/{key}", key, f"{component}")
+        for key, image in values_image_keys(values, app_version=app_version)
+        if not key.startswith(DISABLED)
+    ]
+    assert used, f"no images found in {component}'s values"
+    assert compare_images(used, [i.reference for i in spec.images]) == []
+
+
+def test_every_image_in_the_stack_spec_is_pinned_by_digest() -> None:
+    for image in load_spec(STACK).images:
+        assert image.ref.digest is not None, image.reference
+
+
+def test_the_stack_spec_lists_nothing_the_charts_do_not_use() -> None:
+    used: set[str] = set()
+    for component in COMPONENTS:
+        values = yaml.safe_load((UPSTREAM / component / "values.yaml").read_text())
+        used |= {
+            parse_image_ref(image).digest or ""
+            for key, image in values_image_keys(values)
+            if not key.startswith(DISABLED)
+        }
+    for image in load_spec(STACK).images:
+        assert image.ref.digest in used, image.reference
