@@ -9,13 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from offline.errors import AirgapError
 
 Handler = Callable[[argparse.Namespace], int]
+# Adds more subcommands: the operator's commands (provisioner/cli.py) build on this parser, so
+# the verifier never imports them.
+Extension = Callable[[Any], None]
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(extensions: Sequence[Extension] = ()) -> argparse.ArgumentParser:
     from offline import checkpoint_cli, proofs_cli, verify_bundle_cli, verify_cli
 
     parser = argparse.ArgumentParser(
@@ -28,11 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     verify_bundle_cli.register(commands)
     checkpoint_cli.register(commands)
     proofs_cli.register(commands)
+    for extend in extensions:
+        extend(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+def main(argv: Sequence[str] | None = None, extensions: Sequence[Extension] = ()) -> int:
+    parser = build_parser(extensions)
     args = parser.parse_args(argv)
     handler: Handler = args.handler
     try:
