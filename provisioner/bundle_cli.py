@@ -184,7 +184,8 @@ def run_create(args: argparse.Namespace) -> int:
             left = sum(b.size for b in manifest.on_target)
             delta = f"; left out {len(manifest.on_target)} blobs ({left} bytes) the target has"
         print(
-            f"bundle {summary['bundle']}: {len(manifest.images)} images, {attachments} attachments, "
+            f"bundle {summary['bundle']}: {len(manifest.images)} images, "
+            f"{attachments} attachments, "
             f"{len(manifest.blobs)} blobs ({summary['blobBytes']} bytes), "
             f"{len(manifest.charts)} charts, {len(manifest.files)} files{delta}"
         )
