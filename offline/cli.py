@@ -52,6 +52,10 @@ def main(argv: Sequence[str] | None = None, extensions: Sequence[Extension] = ()
     except PermissionError as exc:
         print(f"airgap: permission denied: {exc.filename}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a full disk, an I/O error: one line, never a traceback
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"airgap: {exc.strerror or exc}{where}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("airgap: interrupted", file=sys.stderr)
         return 130

@@ -12,12 +12,20 @@ On disk, for an output prefix `P`:
     P.parts.json               the parts list (format `airgap-parts/v1`), canonical JSON
     P.parts.json.sig           its detached signature: the format of `airgap-bundle.json.sig`,
                                made with the same operator key
+    P.parts.json.sigstore.json or, signed keylessly, a Sigstore bundle (bundle_keyless.py) by
+                               the identity that signed the bundle
+
+The signer (`signing_key`) is a ManifestSigner and the trust a ManifestTrust
+(provisioner/detached.py): an operator key pair, or a KeylessSigner and a KeylessTrust. One
+trust checks both the parts list and the bundle's manifest, so both must be signed alike.
 
 The stream is one POSIX (pax) tar of the bundle directory, zstd-compressed or not:
-`airgap-bundle.json` and `airgap-bundle.json.sig` first, then every directory and file in
-sorted path order; mtime 0, uid/gid 0, no user or group names, mode 0755 for directories and
-executables and 0644 otherwise. It holds nothing but the bundle layout: the blobs, charts and
-files the manifest lists, the OCI layout's `oci-layout` and `index.json`, and their directories.
+`airgap-bundle.json` and its signature (`airgap-bundle.json.sig`, or for a keyless signer
+`airgap-bundle.json.sigstore.json`; a signature of the other kind is not carried) first, then
+every directory and file in sorted path order; mtime 0, uid/gid 0, no user or group names,
+mode 0755 for directories and executables and 0644 otherwise. It holds nothing but the bundle
+layout: the blobs, charts and files the manifest lists, the OCI layout's `oci-layout` and
+`index.json`, and their directories.
 
 The parts list:
 
@@ -66,18 +74,24 @@ import zstandard
 from offline.atomicfile import atomic_write, fsync_dir
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from provisioner.bundle_check import short
+from provisioner.bundle_keyless import KeylessSigner, keyless_signer
 from provisioner.bundle_manifest import MANIFEST_FILE, OCI_DIR, BundleManifest, canonical_json
-from provisioner.bundle_signing import (
-    SIGNATURE_FILE,
-    PrivateKey,
-    PublicKey,
-    sign_manifest,
-    verify_signature,
+from provisioner.detached import (
+    KEY_SUFFIX,
+    MAX_KEY_SIGNATURE_SIZE,
+    ManifestSigner,
+    ManifestTrust,
+    max_signature_size,
+    preflight,
+    sign_detached,
+    signature_name,
+    signature_names,
+    verify_detached,
 )
 
 FORMAT = "airgap-parts/v1"
 PARTS_SUFFIX = ".parts.json"
-SIGNATURE_SUFFIX = ".sig"
+SIGNATURE_SUFFIX = KEY_SUFFIX  # a key signature; keyless ones end in `.sigstore.json`
 PARTIAL_SUFFIX = ".partial"
 
 Compression = Literal["zstd", "none"]
@@ -88,7 +102,7 @@ ZSTD_LEVEL = 3
 
 # Bounds for what the manifest records no size for; an archive claiming more is refused.
 MAX_MANIFEST_SIZE = 256 * 1024 * 1024  # as bundle_check
-MAX_SIGNATURE_SIZE = 64 * 1024
+MAX_SIGNATURE_SIZE = MAX_KEY_SIGNATURE_SIZE  # a keyless one may be larger: max_signature_size
 MAX_PARTS_LIST_SIZE = 16 * 1024 * 1024
 MAX_LAYOUT_FILE_SIZE = 64 * 1024  # oci/oci-layout is {"imageLayoutVersion":"1.0.0"}
 MAX_INDEX_SIZE = 64 * 1024 * 1024  # oci/index.json
@@ -104,6 +118,8 @@ _KNOWN_DIRS = ("charts", "files", "trust", OCI_DIR, f"{OCI_DIR}/blobs", BLOB_DIR
 # A tar ends with two zero blocks (then zero padding to a whole record).
 _END_OF_ARCHIVE = 2 * tarfile.BLOCKSIZE
 _HEX64 = re.compile(r"[0-9a-f]{64}")
+# The manifest's signature, of either kind: reserved names, never a listed file.
+_SIGNATURE_FILES = signature_names(MANIFEST_FILE)
 
 
 # ----------------------------------------------------------------------------- names
@@ -113,9 +129,21 @@ def parts_list_path(out_prefix: str | Path) -> Path:
     return prefix.with_name(prefix.name + PARTS_SUFFIX)
 
 
-def signature_path(parts_list: str | Path) -> Path:
+def signature_path(
+    parts_list: str | Path, signer_or_trust: ManifestSigner | ManifestTrust | None = None
+) -> Path:
+    """`P.parts.json.sig` (a key; also without `signer_or_trust`), `P.parts.json.sigstore.json`
+    (keyless)."""
     path = Path(parts_list)
-    return path.with_name(path.name + SIGNATURE_SUFFIX)
+    if signer_or_trust is None:
+        return path.with_name(path.name + SIGNATURE_SUFFIX)
+    return path.with_name(signature_name(path.name, signer_or_trust))
+
+
+def signature_files(parts_list: str | Path) -> list[Path]:
+    """The parts list's signature files that exist, of either kind (what to carry with it)."""
+    path = Path(parts_list)
+    return [path.with_name(n) for n in signature_names(path.name) if (path.with_name(n)).exists()]
 
 
 def stream_name(out_prefix: str | Path, compress: Compression) -> str:
@@ -257,20 +285,30 @@ def _part_file_name(value: object, where: str) -> str:
     return value
 
 
-def write_parts_list(path: Path, parts_list: PartsList, signing_key: PrivateKey) -> None:
-    """The signature first, the parts list last: a parts list on disk is always signed."""
+def write_parts_list(
+    path: Path, parts_list: PartsList, signing_key: ManifestSigner, signature: bytes | None = None
+) -> None:
+    """The signature first, the parts list last: a parts list on disk is always signed.
+    `signature`: already made over `parts_list.to_bytes()` (else it is made here)."""
     data = parts_list.to_bytes()
-    atomic_write(signature_path(path), sign_manifest(data, signing_key))
+    if signature is None:
+        signature = sign_detached(data, signing_key)
+    atomic_write(signature_path(path, signing_key), signature)
     atomic_write(path, data)
 
 
-def load_parts_list(path: str | Path, public_key: PublicKey) -> PartsList:
-    """The parts list, parsed only after its signature verifies with `public_key`."""
+def load_parts_list(path: str | Path, trust: ManifestTrust) -> PartsList:
+    """The parts list, parsed only after its signature verifies with `trust`."""
     path = Path(path)
     data = _read_bounded(path, MAX_PARTS_LIST_SIZE, "parts list")
-    signature = _read_bounded(signature_path(path), MAX_SIGNATURE_SIZE, "parts list signature")
+    signature_file = signature_path(path, trust)
+    if not os.path.lexists(signature_file):
+        other = [p.name for p in signature_files(path)]
+        hint = f" (there is {other[0]}: signed the other way)" if other else ""
+        raise UsageError(f"the parts list signature {signature_file} is missing{hint}")
+    signature = _read_bounded(signature_file, max_signature_size(trust), "parts list signature")
     try:
-        verify_signature(data, signature, public_key)
+        verify_detached(data, signature, trust, path.name)
     except VerificationFailure as exc:
         raise VerificationFailure(f"parts list {path}: {exc}") from None
     return PartsList.from_bytes(data, f"parts list {path}")
@@ -323,7 +361,7 @@ def _layout(manifest: BundleManifest) -> _Layout:
         listed.append((f.path, _Expected(f"file {f.path}", f.size, f.size, f.sha256)))
     for path, expected in listed:
         # The manifest parser refused `..`, absolute paths and duplicates already.
-        if path in (MANIFEST_FILE, SIGNATURE_FILE) or path.split("/")[0] == OCI_DIR:
+        if path in (MANIFEST_FILE, *_SIGNATURE_FILES) or path.split("/")[0] == OCI_DIR:
             raise UsageError(f"{MANIFEST_FILE} lists {path}, a path reserved for the bundle itself")
         files[path] = expected
     dirs = set(_KNOWN_DIRS)
@@ -355,11 +393,12 @@ def write_archive(
     *,
     compress: Compression,
     split_size: int | None,
-    signing_key: PrivateKey,
+    signing_key: ManifestSigner,
 ) -> PartsList:
     """Write the bundle at `bundle_dir` as `P.tar[.zst]` or its parts, then `P.parts.json`
     and its signature, where `P` is `out_prefix`. The bundle's manifest must be signed by
-    `signing_key`; every file is checked against the manifest on the way."""
+    `signing_key` (keyless: by the same identity); every file is checked against the manifest
+    on the way."""
     bundle = Path(bundle_dir)
     prefix = Path(out_prefix)
     if compress not in COMPRESSIONS:
@@ -371,18 +410,26 @@ def write_archive(
     if prefix.parent.resolve().is_relative_to(bundle.resolve()):
         raise UsageError(f"cannot write the archive of {bundle} inside the bundle itself")
     list_path = parts_list_path(prefix)
-    for existing in (list_path, signature_path(list_path)):
+    for existing in (list_path, *(list_path.with_name(n) for n in signature_names(list_path.name))):
         if os.path.lexists(existing):
             raise UsageError(
                 f"{existing} already exists: remove the old archive or choose another name"
             )
+    preflight(signing_key)  # a bad token fails now, not after the whole stream is written
     manifest_bytes, signature_bytes, manifest = _read_bundle_head(bundle, signing_key)
     members = _collect(bundle, _layout(manifest))
     _remove_leftovers(prefix)
 
     sink = _PartSink(prefix.parent, stream_name(prefix, compress), split_size)
     try:
-        tar_size = _write_stream(sink, compress, bundle, members, manifest_bytes, signature_bytes)
+        tar_size = _write_stream(
+            sink,
+            compress,
+            bundle,
+            members,
+            manifest_bytes,
+            (signature_name(MANIFEST_FILE, signing_key), signature_bytes),
+        )
         parts = sink.finish()
         parts_list = PartsList(
             compression=compress,
@@ -392,11 +439,16 @@ def write_archive(
             manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
             parts=tuple(parts),
         )
-        write_parts_list(list_path, parts_list, signing_key)
+        parts_bytes = parts_list.to_bytes()
+        parts_signature = sign_detached(parts_bytes, signing_key)
+        _same_keyless_signer(
+            signing_key, bundle, (manifest_bytes, signature_bytes), (parts_bytes, parts_signature)
+        )
+        write_parts_list(list_path, parts_list, signing_key, parts_signature)
     except BaseException as exc:
         sink.abort()
         with contextlib.suppress(OSError):
-            signature_path(list_path).unlink(missing_ok=True)
+            signature_path(list_path, signing_key).unlink(missing_ok=True)
         if isinstance(exc, AirgapError):
             raise type(exc)(f"{exc}; the archive was not created") from None
         if isinstance(exc, OSError):
@@ -408,18 +460,51 @@ def write_archive(
     return parts_list
 
 
-def _read_bundle_head(bundle: Path, key: PrivateKey) -> tuple[bytes, bytes, BundleManifest]:
-    """The manifest and its signature, which must verify with the key that signs the parts
-    list: the extracting side checks both with one public key."""
+def _read_bundle_head(bundle: Path, signer: ManifestSigner) -> tuple[bytes, bytes, BundleManifest]:
+    """The manifest and its signature, of the kind that signs the parts list: the extracting
+    side checks both with one trust. A key's signature must verify with its public key. A
+    keyless signer has no identity to verify against (Fulcio derives it from the token): the
+    Sigstore bundle must parse and be about this manifest, and once the parts list is signed
+    both must name the same identity (`_same_keyless_signer`)."""
     if not bundle.is_dir():
         raise UsageError(f"{bundle} is not a bundle directory")
     manifest_bytes = _read_bounded(bundle / MANIFEST_FILE, MAX_MANIFEST_SIZE, "bundle manifest")
-    signature = _read_bounded(bundle / SIGNATURE_FILE, MAX_SIGNATURE_SIZE, "bundle signature")
+    name = signature_name(MANIFEST_FILE, signer)
+    if not os.path.lexists(bundle / name):
+        kind = "keylessly" if isinstance(signer, KeylessSigner) else "with a key"
+        raise UsageError(
+            f"bundle {bundle} has no {name}: the archive is signed {kind}, so the bundle must be "
+            "signed the same way"
+        )
+    signature = _read_bounded(bundle / name, max_signature_size(signer), "bundle signature")
     try:
-        verify_signature(manifest_bytes, signature, key.public_key())
+        if isinstance(signer, KeylessSigner):
+            keyless_signer(manifest_bytes, signature, MANIFEST_FILE)
+        else:
+            verify_detached(manifest_bytes, signature, signer.public_key(), MANIFEST_FILE)
     except VerificationFailure as exc:
-        raise VerificationFailure(f"bundle {bundle} and the signing key: {exc}") from None
+        who = "its keyless signature" if isinstance(signer, KeylessSigner) else "the signing key"
+        raise VerificationFailure(f"bundle {bundle} and {who}: {exc}") from None
     return manifest_bytes, signature, BundleManifest.from_bytes(manifest_bytes)
+
+
+def _same_keyless_signer(
+    signer: ManifestSigner,
+    bundle: Path,
+    manifest: tuple[bytes, bytes],
+    parts: tuple[bytes, bytes],
+) -> None:
+    """Keyless: the parts list is signed by whom the manifest is, or extraction would refuse
+    one of them. `manifest` and `parts`: each file's bytes and its Sigstore bundle."""
+    if not isinstance(signer, KeylessSigner):
+        return  # a key: _read_bundle_head verified the manifest with it already
+    bundle_signer = keyless_signer(*manifest, MANIFEST_FILE)
+    archive_signer = keyless_signer(*parts, "the parts list")
+    if bundle_signer != archive_signer:
+        raise VerificationFailure(
+            f"bundle {bundle} is signed by {bundle_signer}, but this token signs as "
+            f"{archive_signer}: the extracting side checks both against one identity"
+        )
 
 
 def _collect(bundle: Path, layout: _Layout) -> list[_Member]:
@@ -432,8 +517,8 @@ def _collect(bundle: Path, layout: _Layout) -> list[_Member]:
             entries = list(scan)
         for entry in entries:
             name = prefix + entry.name
-            if name in (MANIFEST_FILE, SIGNATURE_FILE):
-                continue
+            if name in (MANIFEST_FILE, *_SIGNATURE_FILES):
+                continue  # the head of the stream; a signature of the other kind stays behind
             info = entry.stat(follow_symlinks=False)
             if stat.S_ISDIR(info.st_mode):
                 if name not in layout.dirs:
@@ -504,7 +589,7 @@ def _write_stream(
     bundle: Path,
     members: list[_Member],
     manifest_bytes: bytes,
-    signature_bytes: bytes,
+    signature: tuple[str, bytes],
 ) -> int:
     """Tar (and compress) the bundle into `sink`; returns the size of the tar."""
     compressor: zstandard.ZstdCompressionWriter | None = None
@@ -525,9 +610,8 @@ def _write_stream(
         copybufsize=CHUNK_SIZE,
     ) as tar:
         tar.addfile(_tarinfo(MANIFEST_FILE, len(manifest_bytes), 0o644), io.BytesIO(manifest_bytes))
-        tar.addfile(
-            _tarinfo(SIGNATURE_FILE, len(signature_bytes), 0o644), io.BytesIO(signature_bytes)
-        )
+        name, data = signature
+        tar.addfile(_tarinfo(name, len(data), 0o644), io.BytesIO(data))
         for member in members:
             if member.is_dir:
                 tar.addfile(_tarinfo(member.name, 0, member.mode, is_dir=True))
@@ -737,11 +821,11 @@ class PartsReport:
             raise VerificationFailure(self.summary())
 
 
-def check_parts(parts_list_path: str | Path, public_key: PublicKey) -> PartsReport:
+def check_parts(parts_list_path: str | Path, trust: ManifestTrust) -> PartsReport:
     """The parts list's signature first (nothing else is read if it fails), then every part:
     all missing or damaged parts are reported, by name."""
     path = Path(parts_list_path)
-    parts_list = load_parts_list(path, public_key)
+    parts_list = load_parts_list(path, trust)
     report = PartsReport(path, parts_list)
     total: hashlib._Hash | None = hashlib.sha256()
     for part in parts_list.parts:
@@ -795,17 +879,17 @@ def _check_part(
 
 # ------------------------------------------------------------------------------ extract
 def extract_archive(
-    parts_list_path: str | Path, public_key: PublicKey, dest_dir: str | Path
+    parts_list_path: str | Path, trust: ManifestTrust, dest_dir: str | Path
 ) -> Path:
     """Check the parts, then unpack the stream into `dest_dir` (missing or empty): into a
     temporary directory beside it, renamed at the end, so a refusal leaves nothing."""
     dest = Path(dest_dir)
     _check_destination(dest)
-    report = check_parts(parts_list_path, public_key)
+    report = check_parts(parts_list_path, trust)
     report.raise_for_failure()
     temporary = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.extracting-"))
     try:
-        _unpack(report, public_key, temporary)
+        _unpack(report, trust, temporary)
         os.chmod(temporary, 0o755)
         try:
             os.rename(temporary, dest)
@@ -836,10 +920,10 @@ def _check_destination(dest: Path) -> None:
         raise UsageError(f"cannot extract into {dest}: {dest.parent} is not a directory")
 
 
-def _unpack(report: PartsReport, public_key: PublicKey, root: Path) -> None:
+def _unpack(report: PartsReport, trust: ManifestTrust, root: Path) -> None:
     parts_list = report.parts_list
     raw = _PartsReader(report.path.parent, parts_list.parts)
-    unpacker = _Unpacker(root, public_key, parts_list.manifest_sha256)
+    unpacker = _Unpacker(root, trust, parts_list.manifest_sha256)
     with raw:
         source: _Readable = raw
         if parts_list.compression == "zstd":
@@ -907,9 +991,10 @@ class _Unpacker:
     """Checks each member as it arrives and writes it below `root`: the manifest and its
     signature first, then only what the manifest's layout holds, at the recorded sizes."""
 
-    def __init__(self, root: Path, public_key: PublicKey, manifest_sha256: str) -> None:
+    def __init__(self, root: Path, trust: ManifestTrust, manifest_sha256: str) -> None:
         self._root = root
-        self._public_key = public_key
+        self._trust = trust
+        self._signature_name = signature_name(MANIFEST_FILE, trust)
         self._manifest_sha256 = manifest_sha256
         self._manifest_bytes: bytes | None = None
         self._layout: _Layout | None = None
@@ -962,12 +1047,12 @@ class _Unpacker:
     def _add_head(self, tar: tarfile.TarFile, member: tarfile.TarInfo) -> None:
         """The first two members: the manifest (the one the parts list records), then its
         signature; together they say what else the archive may hold."""
-        wanted = SIGNATURE_FILE if self._manifest_bytes is not None else MANIFEST_FILE
+        wanted = self._signature_name if self._manifest_bytes is not None else MANIFEST_FILE
         if member.name != wanted or not member.isfile():
             raise VerificationFailure(
                 f"the archive has {member.name!r} where {wanted} belongs (not a bundle archive)"
             )
-        limit = MAX_MANIFEST_SIZE if wanted == MANIFEST_FILE else MAX_SIGNATURE_SIZE
+        limit = MAX_MANIFEST_SIZE if wanted == MANIFEST_FILE else max_signature_size(self._trust)
         if member.size > limit:
             raise VerificationFailure(f"{wanted} in the archive claims {member.size} bytes")
         buffer = io.BytesIO()
@@ -980,9 +1065,9 @@ class _Unpacker:
             self._manifest_bytes = buffer.getvalue()
             return
         try:
-            verify_signature(self._manifest_bytes, buffer.getvalue(), self._public_key)
+            verify_detached(self._manifest_bytes, buffer.getvalue(), self._trust, MANIFEST_FILE)
         except VerificationFailure as exc:
-            raise VerificationFailure(f"{SIGNATURE_FILE} in the archive: {exc}") from None
+            raise VerificationFailure(f"{wanted} in the archive: {exc}") from None
         self._layout = _layout(BundleManifest.from_bytes(self._manifest_bytes))
 
     def _mkdir(self, path: Path) -> None:

@@ -5,8 +5,10 @@
 
 The order is fixed, and the first failure stops the check (nothing is looked at after it):
 
-1. the detached signature `airgap-bundle.json.sig` over the exact bytes of
-   `airgap-bundle.json`; the manifest is not even parsed before it verifies;
+1. the detached signature over the exact bytes of `airgap-bundle.json`: an operator key's
+   `airgap-bundle.json.sig`, or (with a KeylessTrust) the Sigstore bundle
+   `airgap-bundle.json.sigstore.json` verified offline against a carried trusted root and the
+   expected identity; the manifest is not even parsed before it verifies;
 2. every blob the manifest lists, in `oci/blobs/sha256/`: present, a regular file, the listed
    size, the listed SHA-256 (streamed in chunks: memory stays flat whatever the size);
    then no blob that the manifest does not list (all of them are reported);
@@ -27,7 +29,15 @@ from pathlib import Path
 from offline.errors import AirgapError, VerificationFailure
 from offline.oci import MAX_MANIFEST_SIZE, check_manifest
 from provisioner.bundle_manifest import MANIFEST_FILE, OCI_DIR, BundleManifest
-from provisioner.bundle_signing import SIGNATURE_FILE, PublicKey, key_id, verify_signature
+from provisioner.detached import (
+    ManifestTrust,
+    is_keyless,
+    other_kind_hint,
+    signature_name,
+    verify_detached,
+)
+
+__all__ = ["CheckReport", "ManifestTrust", "short", "verify_bundle_dir"]
 
 CHUNK_SIZE = 1024 * 1024
 
@@ -51,7 +61,7 @@ class CheckReport:
     path: Path
     problem: str | None = None
     signature_ok: bool = False
-    keyid: str | None = None
+    signer: str | None = None  # `key <key id>`, or the keyless signer's identity
     manifest: BundleManifest | None = None
     blobs_checked: int = 0
     blob_bytes_checked: int = 0
@@ -73,7 +83,7 @@ class CheckReport:
         if self.problem is not None:
             return f"bundle {self.path} FAILED: {self.problem}"
         return (
-            f"bundle {self.path} verified: signature by key {self.keyid}, "
+            f"bundle {self.path} verified: signed by {self.signer}, "
             f"{self.blobs_checked} blobs ({self.blob_bytes_checked} bytes), "
             f"{self.charts_checked} charts, {self.files_checked} files, "
             f"{self.manifests_checked} manifests of {self.images_checked} images"
@@ -84,10 +94,11 @@ class _Failed(Exception):
     """Internal: stops the check at the first problem."""
 
 
-def verify_bundle_dir(path: str | Path, public_key: PublicKey) -> CheckReport:
+def verify_bundle_dir(path: str | Path, trust: ManifestTrust) -> CheckReport:
+    """`trust`: the operator's public key, or a KeylessTrust (identity, issuer, trusted root)."""
     report = CheckReport(Path(path))
     try:
-        manifest = _check_signature(report, public_key)
+        manifest = _check_signature(report, trust)
         _check_blobs(report, manifest)
         _check_files(report, manifest)
         _check_graph(report, manifest)
@@ -97,17 +108,18 @@ def verify_bundle_dir(path: str | Path, public_key: PublicKey) -> CheckReport:
 
 
 # ---------------------------------------------------------------------------------- steps
-def _check_signature(report: CheckReport, public_key: PublicKey) -> BundleManifest:
-    manifest_path = report.path / MANIFEST_FILE
-    signature_path = report.path / SIGNATURE_FILE
-    manifest_bytes = _read_small(manifest_path, MANIFEST_FILE)
-    signature_bytes = _read_small(signature_path, SIGNATURE_FILE)
+def _check_signature(report: CheckReport, trust: ManifestTrust) -> BundleManifest:
+    manifest_bytes = _read_small(report.path / MANIFEST_FILE, MANIFEST_FILE)
+    name = signature_name(MANIFEST_FILE, trust)
+    if not os.path.lexists(report.path / name):
+        raise _Failed(f"{name} is missing{other_kind_hint(report.path, MANIFEST_FILE, trust)}")
+    signature_bytes = _read_small(report.path / name, name)
     try:
-        verify_signature(manifest_bytes, signature_bytes, public_key)
+        report.signer = verify_detached(manifest_bytes, signature_bytes, trust, MANIFEST_FILE)
     except VerificationFailure as exc:
-        raise _Failed(f"signature: {exc}") from None
+        kind = "keyless signature" if is_keyless(trust) else "signature"
+        raise _Failed(f"{kind}: {exc}") from None
     report.signature_ok = True
-    report.keyid = key_id(public_key)
     try:
         manifest = BundleManifest.from_bytes(manifest_bytes)
     except AirgapError as exc:

@@ -19,6 +19,7 @@ from offline.cli_options import add_registry_options, registry_options
 from offline.errors import UsageError
 
 KEY_PASSWORD_ENV = "AIRGAP_SIGN_KEY_PASSWORD"
+TOKEN_ENV = "SIGSTORE_ID_TOKEN"
 _SIZE = re.compile(r"(\d+)\s*([KMGT]i?B?|B)?", re.IGNORECASE)
 _UNITS = {"": 1, "B": 1, "K": 1000, "M": 1000**2, "G": 1000**3, "T": 1000**4}
 
@@ -51,12 +52,30 @@ def register(commands: Any) -> None:
     create = sub.add_parser("create", help="build a bundle from a spec (bundles/*.yaml)")
     create.add_argument("spec", type=Path, metavar="SPEC")
     create.add_argument("-o", "--out", type=Path, required=True, help="bundle directory to make")
-    create.add_argument(
+    signer = create.add_mutually_exclusive_group(required=True)
+    signer.add_argument(
         "--sign-key",
         type=Path,
-        required=True,
         metavar="KEY",
         help=f"operator private key (PEM); password from ${KEY_PASSWORD_ENV}",
+    )
+    signer.add_argument(
+        "--keyless",
+        action="store_true",
+        help="sign with a Fulcio certificate for --identity-token, logged in Rekor",
+    )
+    create.add_argument(
+        "--identity-token",
+        type=Path,
+        metavar="FILE",
+        help=f"with --keyless: a file holding the OIDC token (or ${TOKEN_ENV})",
+    )
+    create.add_argument(
+        "--sigstore-trust-config",
+        type=Path,
+        metavar="FILE",
+        help="with --keyless: a private Sigstore instance's ClientTrustConfig JSON "
+        "(default: the public-good instance)",
     )
     create.add_argument(
         "--since",
@@ -96,14 +115,134 @@ def register(commands: Any) -> None:
         metavar="BUNDLE",
         help="bundle directory, or its parts list (OUT.parts.json)",
     )
-    verify.add_argument("--key", type=Path, required=True, help="operator public key (PEM)")
+    _add_trust_options(verify)
     verify.add_argument("--output", choices=("text", "json"), default="text")
     verify.set_defaults(handler=run_verify)
+
+    imp = sub.add_parser(
+        "import",
+        help="verify a bundle, then push it into a registry or an OCI layout, digests unchanged",
+    )
+    imp.add_argument(
+        "bundle",
+        type=Path,
+        metavar="BUNDLE",
+        help="bundle directory, or its parts list (OUT.parts.json)",
+    )
+    _add_trust_options(imp)
+    imp.add_argument(
+        "--to",
+        required=True,
+        metavar="TARGET",
+        help="REGISTRY[/PREFIX] (e.g. registry.internal:5000/mirror) or oci:DIR",
+    )
+    imp.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="report what exists, the bytes to push and tags that would move; write nothing",
+    )
+    imp.add_argument("--journal", type=Path, help="import journal (default: in the bundle)")
+    imp.add_argument(
+        "--mapping",
+        type=Path,
+        help="where each image landed, for airgap install (default: in the bundle)",
+    )
+    add_registry_options(imp)
+    imp.add_argument("--output", choices=("text", "json"), default="text")
+    imp.set_defaults(handler=run_import)
+
+    inventory = sub.add_parser(
+        "inventory", help="record what a registry holds, to build delta bundles against it"
+    )
+    inventory.add_argument(
+        "--registry", required=True, metavar="TARGET", help="REGISTRY[/PREFIX] or oci:DIR"
+    )
+    inventory.add_argument(
+        "--repository",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="look only at these repositories (registries without a catalog)",
+    )
+    inventory.add_argument("-o", "--out", type=Path, required=True, help="inventory file")
+    add_registry_options(inventory)
+    inventory.add_argument("--output", choices=("text", "json"), default="text")
+    inventory.set_defaults(handler=run_inventory)
+
+    push = sub.add_parser(
+        "push-ssh", help="send a bundle to a bastion over SFTP, resumable, host key checked"
+    )
+    push.add_argument(
+        "bundle",
+        type=Path,
+        metavar="BUNDLE",
+        help="parts list (OUT.parts.json) or bundle directory",
+    )
+    push.add_argument("destination", metavar="USER@HOST:PATH")
+    push.add_argument("--port", type=int, default=22)
+    push.add_argument(
+        "--identity",
+        type=Path,
+        metavar="KEY",
+        help="SSH private key (passphrase from $AIRGAP_SSH_KEY_PASSPHRASE)",
+    )
+    push.add_argument("--known-hosts", type=Path, metavar="FILE", help="default ~/.ssh/known_hosts")
+    push.add_argument(
+        "--accept-new-host-key",
+        action="store_true",
+        help="trust an unknown host's key and record it (a changed key is always refused)",
+    )
+    push.add_argument("--output", choices=("text", "json"), default="text")
+    push.set_defaults(handler=run_push_ssh)
 
     keygen = sub.add_parser("keygen", help="make an operator signing key pair (0600)")
     keygen.add_argument("key", type=Path, metavar="KEY", help="private key file to create")
     keygen.add_argument("--type", choices=("ecdsa-p256", "ed25519"), default="ecdsa-p256")
     keygen.set_defaults(handler=run_keygen)
+
+
+def _add_trust_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--key", type=Path, help="operator public key (PEM)")
+    keyless = parser.add_argument_group("a keyless signer (instead of --key)")
+    keyless.add_argument("--certificate-identity", help="the signer's identity, exactly")
+    keyless.add_argument("--certificate-oidc-issuer", help="the signer's OIDC issuer, exactly")
+    keyless.add_argument(
+        "--trusted-root", type=Path, help="trusted_root.json of the instance that signed"
+    )
+
+
+def _trust(args: argparse.Namespace) -> Any:
+    """The operator's public key, or the keyless identity checked against a trusted root."""
+    keyless = (args.certificate_identity, args.certificate_oidc_issuer, args.trusted_root)
+    if args.key is not None:
+        if any(keyless):
+            raise UsageError("give --key or the keyless signer's identity, not both")
+        from provisioner.bundle_signing import load_public_key
+
+        return load_public_key(args.key)
+    if not all(keyless):
+        raise UsageError(
+            "who signed the bundle? give --key PUB, or --certificate-identity, "
+            "--certificate-oidc-issuer and --trusted-root"
+        )
+    from provisioner.bundle_keyless import KeylessTrust
+
+    return KeylessTrust(args.trusted_root, args.certificate_identity, args.certificate_oidc_issuer)
+
+
+def _signer(args: argparse.Namespace) -> Any:
+    if args.sign_key is not None:
+        if args.identity_token or args.sigstore_trust_config:
+            raise UsageError("--identity-token and --sigstore-trust-config go with --keyless")
+        from provisioner.bundle_signing import load_private_key
+
+        return load_private_key(args.sign_key, _password())
+    from provisioner.bundle_keyless import KeylessSigner
+
+    token: str | Path | None = args.identity_token or os.environ.get(TOKEN_ENV)
+    if not token:
+        raise UsageError(f"--keyless needs --identity-token FILE or ${TOKEN_ENV}")
+    return KeylessSigner(token, trust_config=args.sigstore_trust_config)
 
 
 def _provisioner_extra() -> None:
@@ -130,6 +269,7 @@ def _warn(message: str) -> None:
 def run_keygen(args: argparse.Namespace) -> int:
     from provisioner.bundle_signing import generate_key
 
+    args.key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     public = generate_key(args.key, args.type, _password())
     print(f"private key {args.key} (0600), public key {public}")
     return 0
@@ -138,13 +278,12 @@ def run_keygen(args: argparse.Namespace) -> int:
 def run_create(args: argparse.Namespace) -> int:
     _provisioner_extra()
     from provisioner.bundle_create import create_bundle
-    from provisioner.bundle_signing import load_private_key
     from provisioner.bundle_spec import load_spec
     from provisioner.inventory import load_inventory
     from provisioner.progress import transfer_progress
 
     spec = load_spec(args.spec)
-    key = load_private_key(args.sign_key, _password())
+    key = _signer(args)
     since = load_inventory(args.since) if args.since is not None else None
     helm = args.helm or os.environ.get("AIRGAP_HELM")
     streaming = args.compress is not None or args.split is not None
@@ -194,10 +333,10 @@ def run_create(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     from provisioner.bundle_check import verify_bundle_dir
-    from provisioner.bundle_signing import load_public_key
 
-    key = load_public_key(args.key)
+    key = _trust(args)
     bundle: Path = args.bundle
+    _exists(bundle)
     summary: dict[str, Any] = {"bundle": str(bundle)}
     if bundle.is_dir():
         report = verify_bundle_dir(bundle, key)
@@ -224,3 +363,134 @@ def run_verify(args: argparse.Namespace) -> int:
     else:
         print("\n".join(lines))
     return 0 if summary["ok"] else 1
+
+
+def _exists(bundle: Path) -> None:
+    if not bundle.exists():
+        raise UsageError(f"no bundle at {bundle}: give a bundle directory or its parts list")
+
+
+def _bundle_dir(bundle: Path, key: Any) -> Path:
+    """A bundle directory; a parts list is checked and unpacked beside it first (once: a
+    second import of the same parts reuses the unpacked directory, after verifying it)."""
+    _exists(bundle)
+    if bundle.is_dir():
+        return bundle
+    from provisioner.bundle_archive import extract_archive
+
+    unpacked = bundle.with_name(bundle.name.removesuffix(".parts.json") + ".bundle")
+    if not unpacked.exists():
+        extract_archive(bundle, key, unpacked)
+    return unpacked
+
+
+def run_import(args: argparse.Namespace) -> int:
+    _provisioner_extra()
+    from provisioner.bundle_import import import_bundle
+    from provisioner.inventory import parse_target
+    from provisioner.progress import transfer_progress
+
+    parse_target(args.to)  # a wrong target is reported before any work
+    key = _trust(args)
+    bundle = _bundle_dir(args.bundle, key)
+    with transfer_progress(f"import into {args.to}", enabled=None) as progress:
+        report = import_bundle(
+            bundle,
+            key,
+            args.to,
+            options=registry_options(args),
+            dry_run=args.dry_run,
+            journal_path=args.journal,
+            mapping_path=args.mapping,
+            progress=progress,
+        )
+    if args.output == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.summary())
+        if report.mapping is not None:
+            print(f"mapping: {report.mapping}")
+    return 0 if report.ok else 1
+
+
+def run_inventory(args: argparse.Namespace) -> int:
+    from provisioner.inventory import build_inventory
+
+    inventory = build_inventory(
+        args.registry, registry_options(args), repositories=args.repository or None
+    )
+    inventory.write(args.out)
+    summary = {
+        "inventory": str(args.out),
+        "registry": args.registry,
+        "blobs": len(inventory.blobs),
+        "blobBytes": sum(inventory.blobs.values()),
+        "manifests": len(inventory.manifests),
+    }
+    if args.output == "json":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(
+            f"inventory {args.out}: {summary['manifests']} manifests, {summary['blobs']} blobs "
+            f"({summary['blobBytes']} bytes) in {args.registry}"
+        )
+    return 0
+
+
+def _transfer_items(bundle: Path) -> list[Any]:
+    """The files of a parts list (parts, signature, list) or of a bundle directory, each with
+    its size and SHA-256 (from the signed list for parts; computed for a directory)."""
+    import hashlib
+
+    from provisioner.push_ssh import TransferItem, push_order
+
+    if bundle.is_dir():
+        items = []
+        for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
+            relative = path.relative_to(bundle).as_posix()
+            if relative.startswith((".import-", "import-mapping-")):
+                continue  # this side's import journal and mapping stay here
+            digest = hashlib.sha256()
+            with open(path, "rb") as f:
+                while chunk := f.read(1 << 20):
+                    digest.update(chunk)
+            items.append(
+                TransferItem(
+                    path, f"{bundle.name}/{relative}", path.stat().st_size, digest.hexdigest()
+                )
+            )
+        return push_order(items)
+    from provisioner.bundle_archive import PartsList, signature_files
+
+    where = str(bundle)
+    parts = PartsList.from_bytes(bundle.read_bytes(), where)
+    items = [TransferItem(bundle.parent / p.name, p.name, p.size, p.sha256) for p in parts.parts]
+    for path in (*signature_files(bundle), bundle):
+        data = path.read_bytes()
+        items.append(TransferItem(path, path.name, len(data), hashlib.sha256(data).hexdigest()))
+    return push_order(items)
+
+
+def run_push_ssh(args: argparse.Namespace) -> int:
+    _provisioner_extra()
+    from provisioner.push_ssh import push_files
+
+    _exists(args.bundle)
+    items = _transfer_items(args.bundle)
+    report = push_files(
+        items,
+        args.destination,
+        port=args.port,
+        known_hosts=args.known_hosts,
+        accept_new_host_key=args.accept_new_host_key,
+        identity_file=args.identity,
+    )
+    if args.output == "json":
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        sent = sum(1 for i in report.items if i.status != "present")
+        print(
+            f"pushed {len(report.items)} files to {report.destination} ({sent} sent, "
+            f"{report.bytes_sent} bytes; host key {report.host_key})"
+        )
+    return 0

@@ -11,11 +11,14 @@ Order, so that nothing is carried that should not be and nothing claims to be co
 4. files and trust material are copied, each checked against its SHA-256;
 5. images are mirrored, with every attachment, into one OCI layout (`oci/`), each blob once;
    with an inventory (`since`), blobs the target already has are left out and recorded;
-6. the manifest `airgap-bundle.json` is written and signed, then the directory is renamed from
-   `OUT.partial` to `OUT`.
+6. the manifest `airgap-bundle.json` is signed, then written with its signature (with an
+   operator key `airgap-bundle.json.sig`, keylessly `airgap-bundle.json.sigstore.json`), and
+   the directory is renamed from `OUT.partial` to `OUT`.
 
-A failed or interrupted create leaves only `OUT.partial` (no manifest, no signature: it claims
-nothing); running the same create again resumes it, copying only what is not there yet.
+A keyless signer is checked before anything is done (its token and trust config), since the
+signature is only made at the end. A failed or interrupted create, signing included, leaves only
+`OUT.partial` (no manifest, no signature: it claims nothing); running the same create again
+resumes it, copying only what is not there yet.
 """
 
 from __future__ import annotations
@@ -47,8 +50,14 @@ from provisioner.bundle_manifest import (
     GraphNode,
     ImageEntry,
 )
-from provisioner.bundle_signing import SIGNATURE_FILE, PrivateKey, sign_manifest
 from provisioner.bundle_spec import BundleSpec, FileSpec, ImageSpec
+from provisioner.detached import (
+    ManifestSigner,
+    preflight,
+    sign_detached,
+    signature_name,
+    signature_names,
+)
 from provisioner.inventory import Inventory
 from provisioner.mirror import MirrorReport, Progress, mirror_image
 
@@ -108,7 +117,7 @@ def create_bundle(
     spec: BundleSpec,
     out: Path,
     *,
-    signing_key: PrivateKey,
+    signing_key: ManifestSigner,
     options: RegistryOptions | None = None,
     since: Inventory | None = None,
     helm: str | None = None,
@@ -118,6 +127,7 @@ def create_bundle(
     out = Path(out)
     if out.exists():
         raise UsageError(f"{out} already exists: choose another output or remove it")
+    preflight(signing_key)  # a bad token fails now, not after the whole create
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
@@ -127,6 +137,30 @@ def create_bundle(
         if warn is not None:
             warn(message)
 
+    try:
+        result = _create(spec, out, partial, signing_key, options, since, helm, progress, note)
+    except (FileNotFoundError, PermissionError):
+        raise
+    except OSError as exc:
+        raise CreateError(
+            f"writing {partial} failed: {exc.strerror or exc}; nothing claims to be complete: "
+            "free the space (or fix the cause) and rerun the same command to resume"
+        ) from None
+    result.warnings = warnings
+    return result
+
+
+def _create(
+    spec: BundleSpec,
+    out: Path,
+    partial: Path,
+    signing_key: ManifestSigner,
+    options: RegistryOptions | None,
+    since: Inventory | None,
+    helm: str | None,
+    progress: Progress | None,
+    note: Warn,
+) -> CreateResult:
     with Sources(options) as sources:
         resolved = [_resolve(sources, image) for image in spec.images]
         if spec.verify is not None:
@@ -152,11 +186,16 @@ def create_bundle(
         on_target=tuple(left_out),
     )
     data = manifest.to_bytes()
+    # Signed before either is written: a signing failure (Sigstore unreachable, the token
+    # refused) leaves OUT.partial with no manifest, as any other failure does.
+    signature = sign_detached(data, signing_key)
+    for stale in signature_names(MANIFEST_FILE):  # from an earlier attempt, maybe another kind
+        (partial / stale).unlink(missing_ok=True)
     atomic_write(partial / MANIFEST_FILE, data)
-    atomic_write(partial / SIGNATURE_FILE, sign_manifest(data, signing_key))
+    atomic_write(partial / signature_name(MANIFEST_FILE, signing_key), signature)
     os.rename(partial, out)
     fsync_dir(out.parent)
-    return CreateResult(out, manifest, outcomes, warnings)
+    return CreateResult(out, manifest, outcomes)
 
 
 # ------------------------------------------------------------------------------ images

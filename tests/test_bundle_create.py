@@ -137,10 +137,9 @@ def test_an_interrupted_create_claims_nothing_and_resumes(
     spec = write_spec(tmp_path / "spec.yaml", images=[image.reference])
     _, key = operator_key(tmp_path)
     import errno
+    import os
 
-    from offline import ocilayout
-
-    real_replace = ocilayout.os.replace
+    real_replace = os.replace
     calls = {"n": 0}
 
     def full_disk(src: str, dst: str) -> None:
@@ -149,8 +148,8 @@ def test_an_interrupted_create_claims_nothing_and_resumes(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_replace(src, dst)
 
-    monkeypatch.setattr(ocilayout.os, "replace", full_disk)
-    with pytest.raises(OSError, match="No space left"):
+    monkeypatch.setattr(os, "replace", full_disk)
+    with pytest.raises(AirgapError, match=r"No space left on device.*rerun"):
         create(spec, tmp_path / "out", key, registry_options(referrers_registry))
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "out.partial" / MANIFEST_FILE).exists()
