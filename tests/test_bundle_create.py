@@ -178,3 +178,29 @@ def test_delta_bundle_leaves_out_what_the_target_holds(
     assert base.digest not in {b.digest for b in delta.manifest.blobs}
     assert len(delta.manifest.blobs) == len(full.manifest.blobs) - 1
     assert verify_bundle_dir(delta.path, key.public_key()).ok
+
+
+def test_a_platform_filter_carries_only_that_platform_and_says_what_it_breaks(
+    referrers_registry: RegistryServer,
+    request: pytest.FixtureRequest,
+    rng: random.Random,
+    tmp_path: Path,
+) -> None:
+    image = push_graph(referrers_registry, unique_repository(request, "app"), rng)
+    spec = write_spec(
+        tmp_path / "spec.yaml", images=[{"ref": image.reference, "platforms": ["linux/arm64"]}]
+    )
+    _, key = operator_key(tmp_path)
+    warnings: list[str] = []
+
+    result = create(
+        spec, tmp_path / "out", key, registry_options(referrers_registry), warnings=warnings
+    )
+
+    (entry,) = result.manifest.images
+    arm64 = image.graph.index.images[1]
+    assert entry.digest == arm64.digest
+    assert entry.attachments == {"cosign-att": (image.graph.child_att.digest,)}
+    assert image.graph.index.digest not in {b.digest for b in result.manifest.blobs}
+    assert any("signatures and attestations made on the index" in w for w in warnings), warnings
+    assert verify_bundle_dir(result.path, key.public_key()).ok
