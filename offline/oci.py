@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import IO, Any, Protocol, runtime_checkable
 
 from offline.blobstream import BlobReader
-from offline.digests import DigestMismatch, is_digest, sha256_digest
+from offline.digests import COSIGN_SUFFIXES, DigestMismatch, cosign_tag, is_digest, sha256_digest
 from offline.errors import AirgapError, UsageError
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -216,6 +216,18 @@ class ImageSink(Protocol):
     def push_referrer(self, raw: bytes, media_type: str) -> Descriptor:
         """Store a manifest that has a `subject`, so that `referrers(subject)` lists it."""
         ...
+
+
+def cosign_attachments_by_tag(
+    resolve_optional: Callable[[str], Descriptor | None], digest: str
+) -> dict[str, Descriptor]:
+    """cosign's `sha256-<hex>.sig|.att|.sbom` tags of `digest` that resolve, by suffix."""
+    found = {}
+    for suffix in COSIGN_SUFFIXES:
+        descriptor = resolve_optional(cosign_tag(digest, suffix))
+        if descriptor is not None:
+            found[suffix] = descriptor
+    return found
 
 
 def fetch_blob_bytes(source: ImageSource, descriptor: Descriptor, limit: int) -> bytes:

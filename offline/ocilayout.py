@@ -31,9 +31,7 @@ from typing import IO, Any
 from offline.atomicfile import atomic_write, fsync_dir
 from offline.blobstream import CHUNK_SIZE, BlobReader
 from offline.digests import (
-    COSIGN_SUFFIXES,
     DigestMismatch,
-    cosign_tag,
     fallback_tag,
     is_digest,
     sha256_digest,
@@ -53,6 +51,7 @@ from offline.oci import (
     Referrers,
     check_manifest,
     complete_referrers,
+    cosign_attachments_by_tag,
     parse_manifest_json,
     referrer_descriptor,
 )
@@ -217,12 +216,7 @@ class OCILayout:
         ]
 
     def cosign_attachments(self, digest: str) -> dict[str, Descriptor]:
-        found = {}
-        for suffix in COSIGN_SUFFIXES:
-            descriptor = self.resolve_optional(cosign_tag(digest, suffix))
-            if descriptor is not None:
-                found[suffix] = descriptor
-        return found
+        return cosign_attachments_by_tag(self.resolve_optional, digest)
 
     def referrers(self, digest: str, artifact_type: str | None = None) -> Referrers:
         validate_digest(digest)

@@ -27,9 +27,7 @@ from requests.structures import CaseInsensitiveDict
 from offline import registry_upload
 from offline.blobstream import BlobReader
 from offline.digests import (
-    COSIGN_SUFFIXES,
     DigestMismatch,
-    cosign_tag,
     fallback_tag,
     is_digest,
     sha256_digest,
@@ -47,6 +45,7 @@ from offline.oci import (
     Referrers,
     check_manifest,
     complete_referrers,
+    cosign_attachments_by_tag,
     parse_manifest_json,
     referrer_descriptor,
 )
@@ -432,12 +431,7 @@ class Repository:
     def cosign_attachments(self, digest: str) -> dict[str, Descriptor]:
         """cosign's legacy tags of `digest` that exist; a missing tag is absent, an error
         raises (so "unsigned" and "could not look" are never confused)."""
-        found = {}
-        for suffix in COSIGN_SUFFIXES:
-            descriptor = self.resolve_optional(cosign_tag(digest, suffix))
-            if descriptor is not None:
-                found[suffix] = descriptor
-        return found
+        return cosign_attachments_by_tag(self.resolve_optional, digest)
 
     # ------------------------------------------------------------------------- writes
     def push_manifest(

@@ -393,7 +393,9 @@ def run_import(args: argparse.Namespace) -> int:
     parse_target(args.to)  # a wrong target is reported before any work
     key = _trust(args)
     bundle = _bundle_dir(args.bundle, key)
-    with transfer_progress(f"import into {args.to}", enabled=None) as progress:
+    # A dry run reads nothing from the bundle: there would be no bytes to show.
+    show = None if not args.dry_run else False
+    with transfer_progress(f"import into {args.to}", enabled=show) as progress:
         report = import_bundle(
             bundle,
             key,

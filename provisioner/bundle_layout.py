@@ -18,11 +18,9 @@ from __future__ import annotations
 from typing import IO
 
 from offline.blobstream import BlobReader
-from offline.digests import cosign_tag, is_digest
-from offline.oci import Descriptor, Manifest, Referrers
+from offline.digests import is_digest
+from offline.oci import Descriptor, Manifest, Referrers, cosign_attachments_by_tag
 from offline.ocilayout import OCILayout
-
-COSIGN_SUFFIXES = ("sig", "att", "sbom")
 
 
 class RepositoryView:
@@ -61,20 +59,13 @@ class RepositoryView:
 
     def list_tags(self) -> list[str]:
         prefix = f"{self.repository}:"
-        return [
-            name[len(prefix) :] for name in self.layout.list_tags() if name.startswith(prefix)
-        ]
+        return [name[len(prefix) :] for name in self.layout.list_tags() if name.startswith(prefix)]
 
     def referrers(self, digest: str, artifact_type: str | None = None) -> Referrers:
         return self.layout.referrers(digest, artifact_type)
 
     def cosign_attachments(self, digest: str) -> dict[str, Descriptor]:
-        found = {}
-        for suffix in COSIGN_SUFFIXES:
-            descriptor = self.resolve_optional(cosign_tag(digest, suffix))
-            if descriptor is not None:
-                found[suffix] = descriptor
-        return found
+        return cosign_attachments_by_tag(self.resolve_optional, digest)
 
     # -------------------------------------------------------------------------- ImageSink
     def blob_exists(self, digest: str) -> bool:

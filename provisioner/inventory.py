@@ -13,11 +13,20 @@ configs) and every manifest reachable from the tags of the registry's repositori
 Blob sizes are kept so a delta bundle can record what it left out. The inventory is not secret
 and not signed: a wrong one can only make a delta bundle that import refuses (it checks every
 left-out blob is on the target before pushing anything that needs it).
+
+`build_inventory` makes one from a target: `REGISTRY[/PREFIX]` (the repositories from the
+catalog API, or the ones named when the registry has no catalog; in each, every tag, every
+manifest reachable from a tag, index children and referrers included, cosign's tags being tags,
+and every blob those manifests reference, with its size), or `oci:DIR` (every manifest the
+layout's index.json lists, and what they reach). `parse_target` reads the target syntax shared
+with `airgap bundle import`.
 """
 
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +35,11 @@ from typing import Any
 from offline.atomicfile import atomic_write
 from offline.digests import is_digest
 from offline.errors import UsageError
+from offline.imageref import LAYOUT_PREFIX, is_valid_repository
 from offline.inputs import read_input
+from offline.oci import MANIFEST_MEDIA_TYPES, ImageSource, NotFound
+from offline.ocilayout import OCILayout
+from offline.sources import RegistryOptions, Sources
 from provisioner.bundle_manifest import canonical_json, format_created
 
 FORMAT = "airgap-inventory/v1"
@@ -93,3 +106,145 @@ def parse_inventory(document: Any, where: str) -> Inventory:
         manifests=frozenset(manifests),
         created=created.replace(tzinfo=UTC),
     )
+
+
+# ---------------------------------------------------------------------------------- targets
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+    r"|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where images go (import) or what is looked at (inventory): a registry with an optional
+    repository prefix, or an OCI image layout directory."""
+
+    registry: str | None = None
+    prefix: str = ""
+    layout: Path | None = None
+
+    @property
+    def is_layout(self) -> bool:
+        return self.layout is not None
+
+    def repository_for(self, source_repository: str) -> str:
+        """The target repository of a source repository path (its registry host dropped):
+        `sigstore/fulcio` under the prefix `mirror` is `mirror/sigstore/fulcio`."""
+        return "/".join(part for part in (self.prefix, source_repository) if part)
+
+    def __str__(self) -> str:
+        if self.layout is not None:
+            return f"{LAYOUT_PREFIX}{self.layout}"
+        return "/".join(part for part in (self.registry or "", self.prefix) if part)
+
+
+def parse_target(text: str) -> Target:
+    """`REGISTRY[/PREFIX]` (e.g. `registry.internal:5000/mirror`) or `oci:DIR`."""
+    if text.startswith(LAYOUT_PREFIX):
+        directory = text[len(LAYOUT_PREFIX) :]
+        if not directory:
+            raise UsageError(f"target {text!r} names no directory (oci:DIR)")
+        return Target(layout=Path(directory))
+    if "://" in text:
+        raise UsageError(
+            f"target {text!r}: give REGISTRY[/PREFIX] without a scheme "
+            "(HTTPS is the default; plain HTTP is a registry option)"
+        )
+    host, _, prefix = text.strip().partition("/")
+    prefix = prefix.strip("/")
+    if not host or _HOST.fullmatch(host) is None:
+        raise UsageError(f"target {text!r}: {host!r} is not a registry host[:port]")
+    if prefix and not is_valid_repository(prefix):
+        raise UsageError(
+            f"target {text!r}: prefix {prefix!r} is not a repository path "
+            "(lower-case letters, digits and . _ - between them, / between parts)"
+        )
+    return Target(registry=host, prefix=prefix)
+
+
+# ----------------------------------------------------------------------------- building it
+def build_inventory(
+    target: str | Target,
+    options: RegistryOptions | None = None,
+    *,
+    repositories: Sequence[str] | None = None,
+) -> Inventory:
+    """What `target` holds now. For a registry, the repositories come from its catalog (under
+    the prefix), or are the full names given in `repositories` (for registries without the
+    catalog API); a named repository that does not exist is an error."""
+    where = parse_target(target) if isinstance(target, str) else target
+    blobs: dict[str, int] = {}
+    manifests: set[str] = set()
+    if where.layout is not None:
+        layout = OCILayout(where.layout)
+        _walk(layout, [e.digest for e in layout.entries()], blobs, manifests, True)
+        return Inventory(registry=str(where), blobs=blobs, manifests=frozenset(manifests))
+    assert where.registry is not None
+    # Imported here: the catalog is only for this (and import's mount search).
+    from provisioner.registry_catalog import list_repositories
+
+    with Sources(options) as sources:
+        registry = sources.registry(where.registry)
+        names = (
+            list(repositories)
+            if repositories is not None
+            else list_repositories(registry, prefix=where.prefix)
+        )
+        referrers_api: bool | None = None
+        for name in names:
+            repository = registry.repository(name)
+            try:
+                tags = repository.list_tags()
+            except NotFound:
+                if repositories is None:
+                    continue  # listed by the catalog, emptied since
+                raise UsageError(
+                    f"registry {where.registry} has no repository {name!r} to inventory"
+                ) from None
+            roots = []
+            for tag in sorted(tags):
+                descriptor = repository.resolve_optional(tag)
+                if descriptor is not None:
+                    roots.append(descriptor.digest)
+            if roots and referrers_api is None:
+                referrers_api = repository.has_referrers_api(roots[0])
+            # Without the referrers API, referrers are listed under fallback tags, which are
+            # tags like any other: asking for them per manifest would only repeat that.
+            _walk(repository, roots, blobs, manifests, bool(referrers_api))
+    return Inventory(
+        registry=where.registry,
+        prefix=where.prefix,
+        blobs=blobs,
+        manifests=frozenset(manifests),
+    )
+
+
+def _walk(
+    source: ImageSource,
+    roots: Iterable[str],
+    blobs: dict[str, int],
+    manifests: set[str],
+    ask_referrers: bool,
+) -> None:
+    """Every manifest reachable from `roots` in one repository (index children, referrers),
+    into `manifests`, and the blobs they reference into `blobs`."""
+    seen: set[str] = set()
+    pending = list(roots)
+    while pending:
+        digest = pending.pop()
+        if digest in seen:
+            continue
+        seen.add(digest)
+        try:
+            manifest = source.fetch_manifest(digest)
+        except NotFound:
+            continue  # an index child the store does not hold (a platform filtered out)
+        manifests.add(digest)
+        for child in manifest.children():
+            if manifest.is_index and child.media_type in MANIFEST_MEDIA_TYPES:
+                pending.append(child.digest)
+            else:
+                blobs[child.digest] = child.size
+        if ask_referrers:
+            pending.extend(d.digest for d in source.referrers(digest).descriptors)

@@ -119,7 +119,10 @@ class Graph:
 def populate(sink: ImageSink, rng: random.Random, tag: str = "v1") -> Graph:
     index, base = shared_base_index(rng)
     push_index(sink, index, tag)
-    sbom = make_artifact(index.descriptor, SBOM, b'{"spdxVersion":"SPDX-2.3"}')
+    # Every payload carries random bits: blobs never repeat across tests (some registries
+    # serve a blob pushed anywhere from every repository).
+    nonce = rng.getrandbits(32)
+    sbom = make_artifact(index.descriptor, SBOM, b'{"spdxVersion":"SPDX-2.3","n":%d}' % nonce)
     push_artifact(sink, sbom)
     sbom_descriptor = Descriptor(OCI_MANIFEST, sbom.digest, len(sbom.manifest))
     sbom_signature = make_artifact(
@@ -127,10 +130,12 @@ def populate(sink: ImageSink, rng: random.Random, tag: str = "v1") -> Graph:
     )
     push_artifact(sink, sbom_signature)
     child = index.images[0]
-    child_bundle = make_artifact(child.descriptor, BUNDLE, b'{"c":1}', layer_type=BUNDLE)
+    child_bundle = make_artifact(child.descriptor, BUNDLE, b'{"c":%d}' % nonce, layer_type=BUNDLE)
     push_artifact(sink, child_bundle)
-    index_sig = push_cosign(sink, index.digest, "sig", b'{"critical":{"index":1}}')
-    child_att = push_cosign(sink, index.images[1].digest, "att", b'{"payloadType":"x"}')
+    index_sig = push_cosign(sink, index.digest, "sig", b'{"critical":{"index":%d}}' % nonce)
+    child_att = push_cosign(
+        sink, index.images[1].digest, "att", b'{"payloadType":"x","n":%d}' % nonce
+    )
     return Graph(index, base, sbom, sbom_signature, child_bundle, index_sig, child_att)
 
 

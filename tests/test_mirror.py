@@ -136,7 +136,8 @@ def test_registry_layout_registry_round_trip(
     onward = mirror_image(layout, target, graph.index.digest, tags=["v1"])
     _check_report(onward, graph)
     check_target(target, graph)
-    assert set(onward.blobs_copied) == set(report.blobs)
+    # Only the empty config can be there already: a registry may serve it from any repository.
+    assert set(onward.blobs_copied) | {OCI_EMPTY_DIGEST} == set(report.blobs) | {OCI_EMPTY_DIGEST}
 
     last = mirror_image(layout, target, graph.index.digest, tags=["v1"])
     assert last.copied_nothing
