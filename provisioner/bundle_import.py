@@ -186,6 +186,7 @@ class ImportReport:
     journal_records: int = 0  # found at the start: > 0 when resuming
     mapping: Path | None = None
     attachments_verified: int = 0
+    blobs_mounted: int = 0  # from another repository of the target, instead of uploaded
     # Cosign tags and referrer listings written (or, in a dry run, to write) at the end.
     attachment_tags: int = 0
 
@@ -238,6 +239,7 @@ class ImportReport:
             "resumedFromJournal": self.journal_records,
             "mapping": str(self.mapping) if self.mapping else None,
             "attachmentsVerified": self.attachments_verified,
+            "blobsMounted": self.blobs_mounted,
             "attachmentTags": self.attachment_tags,
         }
 
@@ -249,6 +251,11 @@ class ImportReport:
             f"{'dry run: ' if self.dry_run else ''}{len(self.images)} images into {self.target}: "
             f"{verb} {blobs} blobs and {sum(i.manifests_to_push for i in self.images)} manifests "
             f"({self.bytes_to_push} bytes), {present} blobs already there"
+            + (
+                f" ({self.blobs_mounted} mounted from another repository)"
+                if self.blobs_mounted
+                else ""
+            )
         )
         if not self.dry_run:
             text += f"; {self.attachments_verified} attachments verified in the target"
@@ -652,11 +659,25 @@ class _TargetSink:
     # -------------------------------------------------------------------------- ImageSink
     def blob_exists(self, digest: str) -> bool:
         if digest in self.blobs or self.run.journaled(self.key, "blob", digest):
+            self.run.blob_homes.setdefault(digest, self.key)
             return True
         if self.store.blob_exists(digest):
             self.have("blob", digest)
             return True
-        return False
+        return self._mount(digest)
+
+    def _mount(self, digest: str) -> bool:
+        """A blob this import already put in another repository of the same registry is
+        mounted from there (one request, no bytes) instead of uploaded again: images sharing
+        base layers cost their bytes once."""
+        home = self.run.blob_homes.get(digest)
+        if home is None or home == self.key or not isinstance(self.store, Repository):
+            return False
+        if not self.run.dry_run and not self.store.mount_blob(digest, home):
+            return False
+        self.run.report.blobs_mounted += 1
+        self.have("blob", digest)
+        return True
 
     def manifest_exists(self, digest: str) -> bool:
         if digest in self.manifests or self.run.journaled(self.key, "manifest", digest):
@@ -708,6 +729,8 @@ class _TargetSink:
 
     def have(self, kind: Literal["blob", "manifest"], digest: str) -> None:
         (self.blobs if kind == "blob" else self.manifests).add(digest)
+        if kind == "blob":
+            self.run.blob_homes.setdefault(digest, self.key)
         self.run.record(self.key, kind, digest)
 
     # ------------------------------------------------------------------------------ tags
@@ -897,6 +920,8 @@ class _Import:
         self.deferred: list[_Deferred] = []
         self.sinks: dict[str, _TargetSink] = {}
         self.stores: dict[str, _Store] = {}
+        # A repository of the target known to hold each blob: where to mount it from.
+        self.blob_homes: dict[str, str] = {}
         self._layout: OCILayout | None = None
         self._layout_blobs: set[str] = set()
         self._layout_manifests: set[str] = set()

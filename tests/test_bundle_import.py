@@ -671,3 +671,31 @@ def test_the_inventory_of_a_layout_target(bundle: Bundle, tmp_path: Path) -> Non
     for image in bundle.images.values():
         assert _blob_digests(image.graph) <= set(inventory.blobs)
         assert set(image.graph.manifests) <= inventory.manifests
+
+
+def test_a_layer_shared_by_two_repositories_is_uploaded_once_and_mounted_once(
+    docker_registry: RegistryServer, referrers_registry: RegistryServer, tmp_path: Path
+) -> None:
+    from tests.bundle_sites import create, registry_options, write_spec
+    from tests.image_graphs import populate
+
+    run = uuid.uuid4().hex[:8]
+    with referrers_registry.client() as registry:
+        graph = populate(registry.repository(f"share-{run}/a"), random.Random(run))
+        populate(registry.repository(f"share-{run}/b"), random.Random(run))
+    host = referrers_registry.host
+    spec = write_spec(
+        tmp_path / "spec.yaml", images=[f"{host}/share-{run}/a:v1", f"{host}/share-{run}/b:v1"]
+    )
+    _, key = operator_key(tmp_path)
+    options = registry_options(docker_registry, referrers_registry)
+    bundle = create(spec, tmp_path / "bundle", key, options)
+
+    report = import_bundle(
+        bundle.path, key.public_key(), f"{docker_registry.host}/m{run}", options=options
+    )
+
+    assert report.blobs_mounted >= 1
+    for name in ("a", "b"):
+        target = docker_registry.client().repository(f"m{run}/share-{run}/{name}")
+        assert target.blob_exists(graph.base.digest)
