@@ -23,11 +23,15 @@ from tests.test_verify_images import (
     Image,
     check,
     push_random,
+    run,
     write_docker_config,
     write_predicates,
 )
+from tests.tools import go_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.stack]
+
+SCAN_REPORT = "application/vnd.example.scan-report+json"
 
 
 @dataclass
@@ -83,6 +87,16 @@ def signed(
     for image, legacy in ((v3, False), (v2, True)):
         cosign.sign(image.by_digest, legacy=legacy)
         cosign.attest(image.by_digest, "spdxjson", predicates["spdxjson"], legacy=legacy)
+    # An attachment made by oras: a scan report referring to the v3 image.
+    (directory / "scan.json").write_text('{"findings": []}')
+    oras = [str(go_tool("oras")), "attach", "--no-tty", "--plain-http", "--disable-path-validation"]
+    oras += [
+        "--artifact-type",
+        SCAN_REPORT,
+        v3.by_digest,
+        f"{directory}/scan.json:application/json",
+    ]
+    check(run(oras, cosign.env), "oras attach")
     return Signed(sigstore_stack, cosign, v3, v2, unsigned, directory)
 
 
@@ -114,6 +128,28 @@ def test_signed_images_cross_the_gap_and_cosign_verifies_them_on_the_other_side(
         check(attested, f"cosign verify-attestation {target}")
         tagged = docker_registry.client().repository(f"crossed/{image.repository}").resolve("1.0")
         assert tagged.digest == image.digest
+    # oras finds its own attachment on the target (through the referrers fallback tag there).
+    assert docker_registry.ca is not None
+    target = f"{docker_registry.host}/crossed/{signed.v3.repository}@{signed.v3.digest}"
+    found = check(
+        run(
+            [
+                str(go_tool("oras")),
+                "discover",
+                "--no-tty",
+                "--format",
+                "json",
+                "--ca-file",
+                str(docker_registry.ca.ca_cert),
+                "--registry-config",
+                str(signed.cosign.docker_config / "config.json"),
+                target,
+            ],
+            signed.cosign.env,
+        ),
+        "oras discover",
+    )
+    assert SCAN_REPORT in found
 
 
 def test_an_image_that_fails_the_policy_stops_the_create_before_anything_is_carried(
