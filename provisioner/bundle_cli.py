@@ -475,18 +475,21 @@ def _transfer_items(bundle: Path) -> list[Any]:
 
 def run_push_ssh(args: argparse.Namespace) -> int:
     _provisioner_extra()
+    from provisioner.progress import byte_progress
     from provisioner.push_ssh import push_files
 
     _exists(args.bundle)
     items = _transfer_items(args.bundle)
-    report = push_files(
-        items,
-        args.destination,
-        port=args.port,
-        known_hosts=args.known_hosts,
-        accept_new_host_key=args.accept_new_host_key,
-        identity_file=args.identity,
-    )
+    with byte_progress(f"push to {args.destination}") as progress:
+        report = push_files(
+            items,
+            args.destination,
+            port=args.port,
+            known_hosts=args.known_hosts,
+            accept_new_host_key=args.accept_new_host_key,
+            identity_file=args.identity,
+            progress=progress,
+        )
     if args.output == "json":
         print(json.dumps(report.to_json(), indent=2))
     else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from provisioner.mirror import Progress
@@ -57,3 +57,34 @@ def transfer_progress(description: str, *, enabled: bool | None = None) -> Itera
 
 def _ignore(event: str, digest: str, amount: int) -> None:
     return None
+
+
+@contextmanager
+def byte_progress(
+    description: str, *, enabled: bool | None = None
+) -> Iterator[Callable[[int, int], None]]:
+    """A bar fed with (bytes done, bytes in all), as provisioner.push_ssh reports them."""
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    if not enabled:
+        yield lambda done, total: None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+    from rich.progress import Progress as RichProgress
+
+    with RichProgress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task(description, total=0)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
