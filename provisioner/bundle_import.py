@@ -49,6 +49,7 @@ import contextlib
 import hashlib
 import json
 import os
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -286,6 +287,7 @@ class ImportJournal:
         self.loaded = 0
         self.written = 0
         self._done: set[tuple[str, str, str]] = set()
+        self._lock = threading.Lock()
         self._file: IO[bytes] | None = None
 
     def open(self) -> ImportJournal:
@@ -339,11 +341,13 @@ class ImportJournal:
         return (repository, kind, digest) in self._done
 
     def record(self, repository: str, kind: JournalKind, digest: str) -> None:
-        if (repository, kind, digest) in self._done:
-            return
-        self._write({"repo": repository, "kind": kind, "digest": digest})
-        self._done.add((repository, kind, digest))
-        self.written += 1
+        # Blobs are copied several at a time: one line at a time into the file.
+        with self._lock:
+            if (repository, kind, digest) in self._done:
+                return
+            self._write({"repo": repository, "kind": kind, "digest": digest})
+            self._done.add((repository, kind, digest))
+            self.written += 1
 
     def _write(self, document: dict[str, str]) -> None:
         assert self._file is not None
@@ -675,7 +679,8 @@ class _TargetSink:
             return False
         if not self.run.dry_run and not self.store.mount_blob(digest, home):
             return False
-        self.run.report.blobs_mounted += 1
+        with self.run.lock:
+            self.run.report.blobs_mounted += 1
         self.have("blob", digest)
         return True
 
@@ -922,6 +927,7 @@ class _Import:
         self.stores: dict[str, _Store] = {}
         # A repository of the target known to hold each blob: where to mount it from.
         self.blob_homes: dict[str, str] = {}
+        self.lock = threading.Lock()  # for counters updated by concurrent blob copies
         self._layout: OCILayout | None = None
         self._layout_blobs: set[str] = set()
         self._layout_manifests: set[str] = set()

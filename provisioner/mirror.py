@@ -24,7 +24,9 @@ the report instead, kept apart from "this image has no attachments".
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -59,6 +61,8 @@ _COSIGN_KINDS: dict[str, AttachmentKind] = {
 #   "present"  a blob or manifest the sink already had (amount: its size)
 #   "manifest" a manifest was pushed (amount: its size)
 Progress = Callable[[str, str, int], None]
+# Blobs of one manifest copied at once (config and layers; manifests stay in order).
+BLOB_JOBS = 4
 
 
 class MirrorError(AirgapError):
@@ -162,12 +166,15 @@ def mirror_image(
     tags: Iterable[str] = (),
     progress: Progress | None = None,
     allow_missing: bool = False,
+    jobs: int = BLOB_JOBS,
 ) -> MirrorReport:
     """Copy the image `digest` with everything attached to it from `source` to `sink`, then
     point `tags` at it. Raises MirrorError (one line) when the image or, unless
-    `allow_missing`, one of its attachments cannot be fetched; nothing is tagged then."""
+    `allow_missing`, one of its attachments cannot be fetched; nothing is tagged then.
+    The blobs of one manifest are copied `jobs` at a time (a registry answers each upload
+    only after writing it: copying one at a time leaves the link idle)."""
     validate_digest(digest, "image digest")
-    return _Mirror(source, sink, digest, progress, allow_missing).run(tuple(tags))
+    return _Mirror(source, sink, digest, progress, allow_missing, jobs).run(tuple(tags))
 
 
 class _Mirror:
@@ -178,12 +185,16 @@ class _Mirror:
         digest: str,
         progress: Progress | None,
         allow_missing: bool,
+        jobs: int = BLOB_JOBS,
     ) -> None:
         self.source = source
         self.sink = sink
         self.digest = digest
         self.progress = progress
         self.allow_missing = allow_missing
+        self.jobs = max(1, jobs)
+        # Guards the report while blobs are copied concurrently.
+        self._lock = threading.Lock()
         target = getattr(sink, "location", None)
         self.report = MirrorReport(
             digest=digest,
@@ -223,6 +234,7 @@ class _Mirror:
         """Everything `manifest` references, into the sink, children first (the manifest itself
         is left to the caller). The digests of the manifests under it, in the order copied."""
         under: list[str] = []
+        blobs: dict[str, Descriptor] = {}
         for child in manifest.children():
             if manifest.is_index and child.media_type in MANIFEST_MEDIA_TYPES:
                 if child.digest in self.report.manifests:
@@ -232,8 +244,21 @@ class _Mirror:
                 self._push_manifest(sub, None)
                 under.append(child.digest)
             else:
-                self._copy_blob(child)
+                blobs.setdefault(child.digest, child)
+        self._copy_blobs(list(blobs.values()))
         return under
+
+    def _copy_blobs(self, descriptors: list[Descriptor]) -> None:
+        """Each blob once; several at a time when there are several. Every copy is waited
+        for, and the first failure is raised after the others ended."""
+        if self.jobs == 1 or len(descriptors) < 2:
+            for descriptor in descriptors:
+                self._copy_blob(descriptor)
+            return
+        with ThreadPoolExecutor(max_workers=min(self.jobs, len(descriptors))) as pool:
+            futures = [pool.submit(self._copy_blob, d) for d in descriptors]
+        for future in futures:
+            future.result()
 
     def _push_root(self, root: Manifest) -> None:
         if root.digest in self.report.manifests:
@@ -375,8 +400,9 @@ class _Mirror:
 
     def _copy_blob(self, descriptor: Descriptor) -> None:
         digest = descriptor.digest
-        if digest in self.report.blobs:
-            return
+        with self._lock:
+            if digest in self.report.blobs:
+                return
         if self.sink.blob_exists(digest):
             self._mark_present("blobs", digest, descriptor.size)
             return
@@ -394,8 +420,9 @@ class _Mirror:
                 if stream.failure is not None:
                     raise _SourceFailure(str(stream.failure)) from exc
                 raise
-        self.report.blobs[digest] = "copied"
-        self.report.bytes_copied += descriptor.size
+        with self._lock:
+            self.report.blobs[digest] = "copied"
+            self.report.bytes_copied += descriptor.size
 
     # ------------------------------------------------------------------------------ the sink
     def _manifest_present(self, digest: str) -> bool:
@@ -421,7 +448,8 @@ class _Mirror:
         return listed
 
     def _mark_present(self, what: Literal["manifests", "blobs"], digest: str, size: int) -> None:
-        getattr(self.report, what).setdefault(digest, "present")
+        with self._lock:
+            getattr(self.report, what).setdefault(digest, "present")
         if self.progress is not None:
             self.progress("present", digest, size)
 
