@@ -75,7 +75,15 @@ from offline.atomicfile import atomic_write, fsync_dir
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from provisioner.bundle_check import short
 from provisioner.bundle_keyless import KeylessSigner, keyless_signer
-from provisioner.bundle_manifest import MANIFEST_FILE, OCI_DIR, BundleManifest, canonical_json
+from provisioner.bundle_manifest import (
+    MANIFEST_FILE,
+    OCI_DIR,
+    BundleManifest,
+    canonical_json,
+    json_object,
+    json_size,
+    no_duplicate_keys,
+)
 from provisioner.detached import (
     KEY_SUFFIX,
     MAX_KEY_SIGNATURE_SIZE,
@@ -195,13 +203,13 @@ class PartsList:
     def from_bytes(cls, data: bytes, where: str) -> PartsList:
         """Strict: exact fields and types, unique plain part names, sizes that add up."""
         try:
-            document = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+            document = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
         except UnicodeDecodeError:
             raise UsageError(f"{where} is not UTF-8") from None
         except ValueError as exc:  # JSONDecodeError too
             raise UsageError(f"{where} is not valid JSON ({exc})") from None
         keys = ("format", "compression", "size", "sha256", "tarSize", "manifestSha256", "parts")
-        top = _object(document, where, keys)
+        top = json_object(document, where, keys)
         if top["format"] != FORMAT:
             raise UsageError(f"{where}: format is {top['format']!r}, expected {FORMAT!r}")
         compression = top["compression"]
@@ -213,11 +221,11 @@ class PartsList:
         parts: list[PartEntry] = []
         for i, raw in enumerate(raw_parts):
             here = f"{where}: parts[{i}]"
-            entry = _object(raw, here, ("name", "size", "sha256"))
+            entry = json_object(raw, here, ("name", "size", "sha256"))
             parts.append(
                 PartEntry(
                     _part_file_name(entry["name"], f"{here}.name"),
-                    _count(entry["size"], f"{here}.size"),
+                    json_size(entry["size"], f"{here}.size"),
                     _hex(entry["sha256"], f"{here}.sha256"),
                 )
             )
@@ -226,9 +234,9 @@ class PartsList:
             raise UsageError(f"{where}: a part is listed twice")
         parts_list = cls(
             compression=cast(Compression, compression),
-            size=_count(top["size"], f"{where}: size"),
+            size=json_size(top["size"], f"{where}: size"),
             sha256=_hex(top["sha256"], f"{where}: sha256"),
-            tar_size=_count(top["tarSize"], f"{where}: tarSize"),
+            tar_size=json_size(top["tarSize"], f"{where}: tarSize"),
             manifest_sha256=_hex(top["manifestSha256"], f"{where}: manifestSha256"),
             parts=tuple(parts),
         )
@@ -237,33 +245,6 @@ class PartsList:
         if compression == "none" and parts_list.tar_size != parts_list.size:
             raise UsageError(f"{where}: an uncompressed stream whose tarSize is not its size")
         return parts_list
-
-
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"field {key!r} appears twice")
-        result[key] = value
-    return result
-
-
-def _object(value: object, where: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise UsageError(f"{where} is not a JSON object")
-    for key in keys:
-        if key not in value:
-            raise UsageError(f"{where}: missing field {key!r}")
-    for key in value:
-        if key not in keys:
-            raise UsageError(f"{where}: unknown field {key!r}")
-    return value
-
-
-def _count(value: object, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise UsageError(f"{where} is not a non-negative integer")
-    return value
 
 
 def _hex(value: object, where: str) -> str:

@@ -47,7 +47,7 @@ def canonical_json(document: object) -> bytes:
 
 
 # ----------------------------------------------------------------------------- field checks
-def _object(value: object, where: str, required: tuple[str, ...]) -> dict[str, Any]:
+def json_object(value: object, where: str, required: tuple[str, ...]) -> dict[str, Any]:
     """`value` as a JSON object with exactly the `required` keys."""
     if not isinstance(value, dict):
         raise UsageError(f"{where} is not a JSON object")
@@ -66,7 +66,7 @@ def _str(value: object, where: str) -> str:
     return value
 
 
-def _size(value: object, where: str) -> int:
+def json_size(value: object, where: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise UsageError(f"{where} is not a non-negative integer")
     return value
@@ -139,7 +139,7 @@ class GraphNode:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> GraphNode:
-        document = _object(value, where, ("digest", "mediaType", "references"))
+        document = json_object(value, where, ("digest", "mediaType", "references"))
         references = tuple(
             _digest(r, f"{where}.references[{i}]")
             for i, r in enumerate(_list(document["references"], f"{where}.references"))
@@ -175,7 +175,7 @@ class ImageEntry:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> ImageEntry:
-        document = _object(value, where, ("reference", "digest", "graph", "attachments"))
+        document = json_object(value, where, ("reference", "digest", "graph", "attachments"))
         graph = tuple(
             GraphNode.from_json(n, f"{where}.graph[{i}]")
             for i, n in enumerate(_list(document["graph"], f"{where}.graph"))
@@ -215,10 +215,10 @@ class BlobEntry:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> BlobEntry:
-        document = _object(value, where, ("digest", "size"))
+        document = json_object(value, where, ("digest", "size"))
         return cls(
             digest=_digest(document["digest"], f"{where}.digest"),
-            size=_size(document["size"], f"{where}.size"),
+            size=json_size(document["size"], f"{where}.size"),
         )
 
 
@@ -241,7 +241,7 @@ class ChartEntry:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> ChartEntry:
-        document = _object(value, where, ("name", "version", "digest", "file"))
+        document = json_object(value, where, ("name", "version", "digest", "file"))
         return cls(
             name=_str(document["name"], f"{where}.name"),
             version=_str(document["version"], f"{where}.version"),
@@ -263,14 +263,14 @@ class FileEntry:
 
     @classmethod
     def from_json(cls, value: object, where: str) -> FileEntry:
-        document = _object(value, where, ("path", "sha256", "size"))
+        document = json_object(value, where, ("path", "sha256", "size"))
         sha256 = document["sha256"]
         if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
             raise UsageError(f"{where}.sha256 {sha256!r} is not 64 lowercase hex digits")
         return cls(
             path=check_bundle_path(document["path"], f"{where}.path"),
             sha256=sha256,
-            size=_size(document["size"], f"{where}.size"),
+            size=json_size(document["size"], f"{where}.size"),
         )
 
 
@@ -307,7 +307,7 @@ class BundleManifest:
 
     @classmethod
     def from_json(cls, value: object, where: str = MANIFEST_FILE) -> BundleManifest:
-        document = _object(
+        document = json_object(
             value,
             where,
             ("format", "created", "images", "blobs", "charts", "files", "onTarget"),
@@ -351,7 +351,7 @@ class BundleManifest:
         try:
             document = json.loads(
                 data.decode("utf-8"),
-                object_pairs_hook=_no_duplicates,
+                object_pairs_hook=no_duplicate_keys,
                 parse_constant=_no_constant,
             )
         except UnicodeDecodeError:
@@ -366,7 +366,7 @@ class BundleManifest:
         return {b.digest: b.size for b in self.blobs}
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for key, value in pairs:
         if key in result:
