@@ -4,12 +4,18 @@ dependencies are the small set a CD host installs."""
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
 from tests.conftest import REPO
 
 OFFLINE = REPO / "offline"
+CONFORMANCE_IDENTITY = (
+    "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/.github/"
+    "workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main"
+)
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -38,9 +44,64 @@ def test_the_verifier_needs_no_provisioner_extra() -> None:
     base = {
         d.split("=")[0].split(">")[0].split("<")[0].strip().lower() for d in project["dependencies"]
     }
-    for heavy in ("kubernetes", "pyhelm3", "ansible-runner", "paramiko", "rich", "sigstore"):
+    for heavy in HEAVY:
         assert heavy not in base, f"{heavy} belongs in the provisioner extra"
-    assert project["scripts"]["airgap"].startswith("offline.")
+
+
+# What the provisioner extra adds; a verifier-only install has none of them.
+HEAVY = ("kubernetes", "pyhelm3", "ansible-runner", "paramiko", "rich", "sigstore", "zstandard")
+
+_WITHOUT_EXTRA = """
+import importlib.abc, sys
+class Absent(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {blocked!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
+        return None
+sys.meta_path.insert(0, Absent())
+from provisioner.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _airgap_without_extra(*args: str) -> subprocess.CompletedProcess[str]:
+    blocked = {h.replace("-", "_") for h in HEAVY}
+    code = _WITHOUT_EXTRA.format(blocked=blocked)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
+
+
+def test_the_airgap_command_runs_the_verifier_without_the_provisioner_extra() -> None:
+    """The `airgap` script (provisioner.cli) imports the operator's dependencies only when an
+    operator's command runs: the verifier works without them."""
+    examples = REPO / "offline" / "examples"
+    result = _airgap_without_extra(
+        "verify-bundle",
+        "--bundle",
+        str(examples / "a.txt.sigstore.json"),
+        "--certificate-identity",
+        CONFORMANCE_IDENTITY,
+        "--certificate-oidc-issuer",
+        "https://token.actions.githubusercontent.com",
+        "--trusted-root",
+        str(examples / "trusted_root.json"),
+        str(examples / "a.txt"),
+    )
+    assert result.returncode == 0, result.stderr
+    assert _airgap_without_extra("--help").returncode == 0
+
+
+def test_an_operators_command_without_the_extra_says_what_to_install(tmp_path: Path) -> None:
+    spec = REPO / "bundles" / "example-trust.yaml"
+    result = _airgap_without_extra(
+        "bundle", "create", str(spec), "-o", str(tmp_path / "b"), "--sign-key", "k.key"
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "airgap: airgap bundle needs the operator's dependencies (rich is missing): "
+        "pip install 'airgap[provisioner]'"
+    ]
 
 
 def test_the_verifier_does_not_import_the_sigstore_client() -> None:
