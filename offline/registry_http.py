@@ -446,6 +446,10 @@ def _reason(exc: Exception) -> str:
         return "connection refused"
     if "RemoteDisconnected" in text or "Connection aborted" in text:
         return "connection closed by the server"
+    if "NameResolutionError" in text or "Name or service not known" in text:
+        named = re.search(r"host='([^']+)'|resolve '([^']+)'", str(exc))
+        host = (named.group(1) or named.group(2)) if named else "the host name"
+        return f"cannot resolve {host} (no DNS, or no route to it)"
     return f"{kind}: {text[:_MAX_ERROR_TEXT]}"
 
 

@@ -66,7 +66,10 @@ Warn = Callable[[str], None]
 
 
 class CreateError(AirgapError):
-    exit_code = 1
+    """A create that could not be done: a source unreachable, a chart image missing from
+    the spec, a full disk (a policy failure is a VerificationFailure, exit 1)."""
+
+    exit_code = 2
 
 
 @dataclass

@@ -400,3 +400,16 @@ def test_refused_credentials_for_a_token(
     anonymous = _through(proxy, request)
     with pytest.raises(RegistryAuthError, match="refused anonymous access"):
         anonymous.resolve("v1")
+
+
+def test_a_host_that_does_not_resolve_is_named_in_plain_words() -> None:
+    import requests
+
+    from offline.registry_http import _reason
+
+    exc = requests.ConnectionError(
+        "HTTPSConnectionPool(host='gcr.io', port=443): Max retries exceeded (Caused by "
+        'NameResolutionError("<urllib3.connection.HTTPSConnection object>: Failed to resolve '
+        "'gcr.io' ([Errno -2] Name or service not known)\"))"
+    )
+    assert _reason(exc) == "cannot resolve gcr.io (no DNS, or no route to it)"
