@@ -45,19 +45,13 @@ another digest; it writes nothing, not even the journal.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
-import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Any, Literal, Protocol
+from typing import IO, Literal, Protocol
 
-from offline.atomicfile import atomic_write, fsync_dir
 from offline.blobstream import BlobReader
 from offline.digests import fallback_tag, is_digest, sha256_digest
 from offline.errors import AirgapError, UsageError, VerificationFailure
@@ -77,326 +71,34 @@ from offline.ocilayout import OCILayout
 from offline.referrers import filter_artifact_type
 from offline.registry import Registry, Repository
 from offline.sources import RegistryOptions, Sources
-from provisioner.bundle_check import short, verify_bundle_dir
+from provisioner.bundle_check import verify_bundle_dir
 from provisioner.bundle_layout import RepositoryView
-from provisioner.bundle_manifest import OCI_DIR, BundleManifest, ImageEntry, format_created
+from provisioner.bundle_manifest import OCI_DIR, BundleManifest, ImageEntry
 from provisioner.detached import ManifestTrust
+from provisioner.import_journal import (
+    ImportJournal,
+    JournalKind,
+    default_journal_path,
+    default_mapping_path,
+    target_key,
+)
+from provisioner.import_report import (
+    ImageImport,
+    ImportReport,
+    TagMove,
+    write_mapping,
+)
 from provisioner.inventory import Target, parse_target
-from provisioner.mirror import ATTACHMENT_KINDS, MirrorReport, Progress, mirror_image
+from provisioner.mirror import ATTACHMENT_KINDS, Progress, mirror_image
 
-JOURNAL_FORMAT = "airgap-import-journal/v1"
-MAPPING_FORMAT = "airgap-import-mapping/v1"
 # How many repositories of the catalog are asked for a blob a delta bundle left out.
 _MOUNT_SEARCH_LIMIT = 200
-
-JournalKind = Literal["blob", "manifest", "image"]
 
 
 class ImportFailed(AirgapError):
     """The import stopped: one line naming the image and the cause; rerun to resume."""
 
     exit_code = 1
-
-
-# ---------------------------------------------------------------------------------- report
-@dataclass(frozen=True)
-class TagMove:
-    """A tag that exists in the target and was (or, in a dry run, would be) moved."""
-
-    repository: str
-    tag: str
-    current: str
-    new: str
-
-    def to_json(self) -> dict[str, str]:
-        return {
-            "repository": self.repository,
-            "tag": self.tag,
-            "from": self.current,
-            "to": self.new,
-        }
-
-    def __str__(self) -> str:
-        return f"{self.repository}:{self.tag} moves from {short(self.current)} to {short(self.new)}"
-
-
-@dataclass
-class ImageImport:
-    """One image of the bundle: where it went and what that took."""
-
-    reference: str  # as the bundle names it (the spec's reference)
-    digest: str
-    repository: str  # the target repository: `REGISTRY/PATH`, or the ref-name base in a layout
-    target: str  # pullable by digest: `REGISTRY/PATH@sha256:...` or `oci:DIR@sha256:...`
-    tag: str | None
-    attachments: dict[str, int]  # listed in the signed manifest, by kind
-    mirror: MirrorReport | None = None
-    tag_moves: list[TagMove] = field(default_factory=list)
-    tag_pushed: bool = False
-    resumed: bool = False  # the journal said its content was complete already
-
-    @property
-    def blobs_present(self) -> int:
-        return len(self.mirror.blobs_present) if self.mirror else 0
-
-    @property
-    def blobs_to_push(self) -> int:
-        return len(self.mirror.blobs_copied) if self.mirror else 0
-
-    @property
-    def manifests_present(self) -> int:
-        return len(self.mirror.manifests_present) if self.mirror else 0
-
-    @property
-    def manifests_to_push(self) -> int:
-        return len(self.mirror.manifests_copied) if self.mirror else 0
-
-    @property
-    def bytes_to_push(self) -> int:
-        return self.mirror.bytes_copied if self.mirror else 0
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "reference": self.reference,
-            "digest": self.digest,
-            "repository": self.repository,
-            "target": self.target,
-            "tag": self.tag,
-            "attachments": dict(self.attachments),
-            "blobsPresent": self.blobs_present,
-            "blobsPushed": self.blobs_to_push,
-            "manifestsPresent": self.manifests_present,
-            "manifestsPushed": self.manifests_to_push,
-            "bytesPushed": self.bytes_to_push,
-            "tagPushed": self.tag_pushed,
-            "tagMoves": [m.to_json() for m in self.tag_moves],
-            "resumed": self.resumed,
-        }
-
-
-@dataclass
-class ImportReport:
-    bundle: Path
-    target: str
-    dry_run: bool
-    images: list[ImageImport] = field(default_factory=list)
-    # A delta bundle's left-out blobs, per target repository: "present", "mounted from REPO",
-    # or (dry run only: a real import refuses) "missing".
-    on_target: dict[str, dict[str, str]] = field(default_factory=dict)
-    journal: Path | None = None
-    journal_records: int = 0  # found at the start: > 0 when resuming
-    mapping: Path | None = None
-    attachments_verified: int = 0
-    blobs_mounted: int = 0  # from another repository of the target, instead of uploaded
-    # Cosign tags and referrer listings written (or, in a dry run, to write) at the end.
-    attachment_tags: int = 0
-
-    @property
-    def tag_moves(self) -> list[TagMove]:
-        return [move for image in self.images for move in image.tag_moves]
-
-    @property
-    def bytes_to_push(self) -> int:
-        return sum(image.bytes_to_push for image in self.images)
-
-    @property
-    def missing_on_target(self) -> list[str]:
-        return [
-            f"{repository}: {digest}"
-            for repository, blobs in self.on_target.items()
-            for digest, state in blobs.items()
-            if state == "missing"
-        ]
-
-    @property
-    def pushed_nothing(self) -> bool:
-        return (
-            all(
-                (i.mirror is None or i.mirror.copied_nothing) and not i.tag_pushed
-                for i in self.images
-            )
-            and not self.attachment_tags
-            and not any(
-                state.startswith("mounted") for b in self.on_target.values() for state in b.values()
-            )
-        )
-
-    @property
-    def ok(self) -> bool:
-        return not self.missing_on_target
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "bundle": str(self.bundle),
-            "target": self.target,
-            "dryRun": self.dry_run,
-            "ok": self.ok,
-            "images": [i.to_json() for i in self.images],
-            "bytesPushed": self.bytes_to_push,
-            "tagMoves": [m.to_json() for m in self.tag_moves],
-            "onTarget": {repo: dict(blobs) for repo, blobs in self.on_target.items()},
-            "missingOnTarget": self.missing_on_target,
-            "journal": str(self.journal) if self.journal else None,
-            "resumedFromJournal": self.journal_records,
-            "mapping": str(self.mapping) if self.mapping else None,
-            "attachmentsVerified": self.attachments_verified,
-            "blobsMounted": self.blobs_mounted,
-            "attachmentTags": self.attachment_tags,
-        }
-
-    def summary(self) -> str:
-        verb = "would push" if self.dry_run else "pushed"
-        blobs = sum(i.blobs_to_push for i in self.images)
-        present = sum(i.blobs_present for i in self.images)
-        text = (
-            f"{'dry run: ' if self.dry_run else ''}{len(self.images)} images into {self.target}: "
-            f"{verb} {blobs} blobs and {sum(i.manifests_to_push for i in self.images)} manifests "
-            f"({self.bytes_to_push} bytes), {present} blobs already there"
-            + (
-                f" ({self.blobs_mounted} mounted from another repository)"
-                if self.blobs_mounted
-                else ""
-            )
-        )
-        if not self.dry_run:
-            text += f"; {self.attachments_verified} attachments verified in the target"
-        moves = self.tag_moves
-        if moves:
-            text += (
-                f"; {len(moves)} tags {'would move' if self.dry_run else 'moved'}: "
-                + ", ".join(str(m) for m in moves)
-            )
-        missing = self.missing_on_target
-        if missing:
-            text += f"; MISSING on the target (import the base bundle first): {missing[0]}"
-            if len(missing) > 1:
-                text += f" and {len(missing) - 1} more"
-        return text
-
-
-# --------------------------------------------------------------------------------- journal
-class ImportJournal:
-    """What a target acknowledged during an import, one JSON line per fact, fsync'd.
-
-    The first line names the target; every other line is `{"repo", "kind", "digest"}`. A torn
-    last line (a kill while writing) is ignored; nothing but existence checks depends on it."""
-
-    def __init__(self, path: Path, target: str) -> None:
-        self.path = path
-        self.target = target
-        self.loaded = 0
-        self.written = 0
-        self._done: set[tuple[str, str, str]] = set()
-        self._lock = threading.Lock()
-        self._file: IO[bytes] | None = None
-
-    def open(self) -> ImportJournal:
-        existing = b""
-        try:
-            existing = self.path.read_bytes()
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise UsageError(
-                f"cannot read the import journal {self.path} ({exc.strerror})"
-            ) from None
-        lines = existing.split(b"\n")
-        if existing:
-            self._check_header(lines[0])
-            for line in lines[1:]:
-                record = _parse_record(line)
-                if record is not None:
-                    self._done.add(record)
-            self.loaded = len(self._done)
-        try:
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write the import journal {self.path} ({exc.strerror}): give another "
-                "journal path"
-            ) from None
-        self._file = os.fdopen(fd, "ab")
-        if not existing:
-            self._write({"format": JOURNAL_FORMAT, "target": self.target})
-            fsync_dir(self.path.parent)
-        elif not existing.endswith(b"\n"):
-            # A torn line: end it, so the next record starts on a line of its own.
-            self._file.write(b"\n")
-        return self
-
-    def _check_header(self, line: bytes) -> None:
-        try:
-            header = json.loads(line)
-        except ValueError:
-            header = None
-        if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
-            raise UsageError(f"{self.path} is not an import journal: remove it or give another")
-        if header.get("target") != self.target:
-            raise UsageError(
-                f"import journal {self.path} is for target {header.get('target')!r}, not "
-                f"{self.target!r}: give another journal path or remove it"
-            )
-
-    def done(self, repository: str, kind: JournalKind, digest: str) -> bool:
-        return (repository, kind, digest) in self._done
-
-    def record(self, repository: str, kind: JournalKind, digest: str) -> None:
-        # Blobs are copied several at a time: one line at a time into the file.
-        with self._lock:
-            if (repository, kind, digest) in self._done:
-                return
-            self._write({"repo": repository, "kind": kind, "digest": digest})
-            self._done.add((repository, kind, digest))
-            self.written += 1
-
-    def _write(self, document: dict[str, str]) -> None:
-        assert self._file is not None
-        self._file.write(json.dumps(document, sort_keys=True).encode() + b"\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-
-    def remove(self) -> None:
-        self.close()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
-        fsync_dir(self.path.parent)
-
-
-def _parse_record(line: bytes) -> tuple[str, str, str] | None:
-    try:
-        record = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(record, dict):
-        return None
-    repo, kind, digest = record.get("repo"), record.get("kind"), record.get("digest")
-    if not isinstance(repo, str) or kind not in ("blob", "manifest", "image"):
-        return None
-    if not isinstance(digest, str) or not is_digest(digest):
-        return None
-    return repo, kind, digest
-
-
-def target_key(target: Target) -> str:
-    """The target as one string that names it, whatever the working directory."""
-    if target.layout is not None:
-        return f"oci:{target.layout.resolve()}"
-    return str(target)
-
-
-def default_journal_path(bundle_dir: Path, target: Target) -> Path:
-    digest = hashlib.sha256(target_key(target).encode()).hexdigest()
-    return bundle_dir / f".import-journal-{digest[:16]}.jsonl"
-
-
-def default_mapping_path(bundle_dir: Path, target: Target) -> Path:
-    digest = hashlib.sha256(target_key(target).encode()).hexdigest()
-    return bundle_dir / f"import-mapping-{digest[:16]}.json"
 
 
 # ------------------------------------------------------------------------- stores and views
@@ -1164,32 +866,6 @@ class _Import:
         return f"{self.target.registry}/{plan.repository}@{plan.entry.digest}"
 
 
-# --------------------------------------------------------------------------------- mapping
-def mapping_document(report: ImportReport) -> dict[str, Any]:
-    """Where each image of the bundle landed: for `airgap install`."""
-    return {
-        "format": MAPPING_FORMAT,
-        "bundle": str(report.bundle.resolve()),
-        "target": report.target,
-        "created": format_created(datetime.now(UTC).replace(microsecond=0)),
-        "images": {
-            image.reference: {
-                "target": image.target,
-                "repository": image.repository,
-                "tag": image.tag,
-                "digest": image.digest,
-                "attachments": sum(image.attachments.values()),
-            }
-            for image in report.images
-        },
-    }
-
-
-def write_mapping(path: Path, report: ImportReport) -> None:
-    data = json.dumps(mapping_document(report), indent=2, sort_keys=True).encode() + b"\n"
-    atomic_write(path, data)
-
-
 __all__ = [
     "ImageImport",
     "ImportFailed",
@@ -1200,6 +876,5 @@ __all__ = [
     "default_mapping_path",
     "discover_attachments",
     "import_bundle",
-    "mapping_document",
     "write_mapping",
 ]

@@ -1,0 +1,149 @@
+"""The import journal: what the target acknowledged, so a killed import resumes.
+
+JSON lines, fsync'd line by line: a header `{"format": "airgap-import-journal/v1", "target":
+...}`, then one `{"repo", "kind", "digest"}` per blob, manifest or image the target holds. A
+line is written only after the registry answered, so a kill at any point loses at most a check.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import threading
+from pathlib import Path
+from typing import IO, Literal
+
+from offline.atomicfile import fsync_dir
+from offline.digests import is_digest
+from offline.errors import UsageError
+from provisioner.inventory import Target
+
+JOURNAL_FORMAT = "airgap-import-journal/v1"
+
+JournalKind = Literal["blob", "manifest", "image"]
+
+
+class ImportJournal:
+    """What a target acknowledged during an import, one JSON line per fact, fsync'd.
+
+    The first line names the target; every other line is `{"repo", "kind", "digest"}`. A torn
+    last line (a kill while writing) is ignored; nothing but existence checks depends on it."""
+
+    def __init__(self, path: Path, target: str) -> None:
+        self.path = path
+        self.target = target
+        self.loaded = 0
+        self.written = 0
+        self._done: set[tuple[str, str, str]] = set()
+        self._lock = threading.Lock()
+        self._file: IO[bytes] | None = None
+
+    def open(self) -> ImportJournal:
+        existing = b""
+        try:
+            existing = self.path.read_bytes()
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read the import journal {self.path} ({exc.strerror})"
+            ) from None
+        lines = existing.split(b"\n")
+        if existing:
+            self._check_header(lines[0])
+            for line in lines[1:]:
+                record = _parse_record(line)
+                if record is not None:
+                    self._done.add(record)
+            self.loaded = len(self._done)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the import journal {self.path} ({exc.strerror}): give another "
+                "journal path"
+            ) from None
+        self._file = os.fdopen(fd, "ab")
+        if not existing:
+            self._write({"format": JOURNAL_FORMAT, "target": self.target})
+            fsync_dir(self.path.parent)
+        elif not existing.endswith(b"\n"):
+            # A torn line: end it, so the next record starts on a line of its own.
+            self._file.write(b"\n")
+        return self
+
+    def _check_header(self, line: bytes) -> None:
+        try:
+            header = json.loads(line)
+        except ValueError:
+            header = None
+        if not isinstance(header, dict) or header.get("format") != JOURNAL_FORMAT:
+            raise UsageError(f"{self.path} is not an import journal: remove it or give another")
+        if header.get("target") != self.target:
+            raise UsageError(
+                f"import journal {self.path} is for target {header.get('target')!r}, not "
+                f"{self.target!r}: give another journal path or remove it"
+            )
+
+    def done(self, repository: str, kind: JournalKind, digest: str) -> bool:
+        return (repository, kind, digest) in self._done
+
+    def record(self, repository: str, kind: JournalKind, digest: str) -> None:
+        # Blobs are copied several at a time: one line at a time into the file.
+        with self._lock:
+            if (repository, kind, digest) in self._done:
+                return
+            self._write({"repo": repository, "kind": kind, "digest": digest})
+            self._done.add((repository, kind, digest))
+            self.written += 1
+
+    def _write(self, document: dict[str, str]) -> None:
+        assert self._file is not None
+        self._file.write(json.dumps(document, sort_keys=True).encode() + b"\n")
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def remove(self) -> None:
+        self.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+        fsync_dir(self.path.parent)
+
+
+def _parse_record(line: bytes) -> tuple[str, str, str] | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    repo, kind, digest = record.get("repo"), record.get("kind"), record.get("digest")
+    if not isinstance(repo, str) or kind not in ("blob", "manifest", "image"):
+        return None
+    if not isinstance(digest, str) or not is_digest(digest):
+        return None
+    return repo, kind, digest
+
+
+def target_key(target: Target) -> str:
+    """The target as one string that names it, whatever the working directory."""
+    if target.layout is not None:
+        return f"oci:{target.layout.resolve()}"
+    return str(target)
+
+
+def default_journal_path(bundle_dir: Path, target: Target) -> Path:
+    digest = hashlib.sha256(target_key(target).encode()).hexdigest()
+    return bundle_dir / f".import-journal-{digest[:16]}.jsonl"
+
+
+def default_mapping_path(bundle_dir: Path, target: Target) -> Path:
+    digest = hashlib.sha256(target_key(target).encode()).hexdigest()
+    return bundle_dir / f"import-mapping-{digest[:16]}.json"
