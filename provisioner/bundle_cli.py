@@ -328,6 +328,10 @@ def run_create(args: argparse.Namespace) -> int:
             f"{len(manifest.blobs)} blobs ({summary['blobBytes']} bytes), "
             f"{len(manifest.charts)} charts, {len(manifest.files)} files{delta}"
         )
+        for outcome in result.images:
+            # Looked for everywhere and found nowhere: told apart from a failed fetch.
+            if not outcome.report.attachments and not outcome.report.fetch_failures:
+                _warn(f"{outcome.reference}: no signatures, attestations or SBOMs exist for it")
     return 0
 
 

@@ -347,3 +347,31 @@ def test_bad_input_is_one_line(
     )
     one_line_error(airgap(*args, cwd=tmp_path), code, pattern)
     assert not (tmp_path / "out").exists()
+
+
+def test_an_image_with_no_attachments_is_carried_and_said_to_have_none(
+    keys: tuple[Path, Path], referrers_registry: RegistryServer, tmp_path: Path
+) -> None:
+    from tests.oci_images import make_image, push_image
+
+    with referrers_registry.client() as registry:
+        push_image(registry.repository("cli/plain"), make_image(random.Random("plain")), "v1")
+    reference = f"{referrers_registry.host}/cli/plain:v1"
+    spec_path = write_spec(tmp_path / "plain.yaml", images=[reference])
+    private, _ = keys
+    result = airgap(
+        "bundle",
+        "create",
+        spec_path,
+        "-o",
+        tmp_path / "b",
+        "--sign-key",
+        private,
+        "--allow-http-registry",
+        referrers_registry.host,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "1 images, 0 attachments" in result.stdout
+    assert f"airgap: warning: {reference}: no signatures, attestations or SBOMs exist" in (
+        result.stderr
+    )
