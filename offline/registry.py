@@ -308,12 +308,14 @@ class Repository:
         size: int,
         *,
         chunk_size: int = registry_upload.CHUNK_SIZE,
+        checked_absent: bool = False,
     ) -> None:
-        """Upload a blob unless the registry has it. Bytes, and streams no larger than
-        `chunk_size`, go in one PUT; larger streams in chunks of `chunk_size` (so memory stays at
-        one chunk). The content is checked against `digest` and `size` before it is committed."""
+        """Upload a blob unless the registry has it (`checked_absent`: the caller just asked,
+        spare the second request). Bytes, and streams no larger than `chunk_size`, go in one
+        PUT; larger streams in chunks of `chunk_size` (so memory stays at one chunk). The
+        content is checked against `digest` and `size` before it is committed."""
         validate_digest(digest)
-        if self.blob_exists(digest):
+        if not checked_absent and self.blob_exists(digest):
             return
         registry_upload.upload(self._uploader(), data, digest, size, chunk_size)
 

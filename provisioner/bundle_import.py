@@ -396,7 +396,11 @@ class _TargetSink:
 
     def push_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
         if not self.run.dry_run:  # a dry run does not even read the stream
-            self.store.push_blob(data, digest, size)
+            if isinstance(self.store, Repository):
+                # mirror_image asked blob_exists just before: the answer was no.
+                self.store.push_blob(data, digest, size, checked_absent=True)
+            else:
+                self.store.push_blob(data, digest, size)
         self.have("blob", digest)
 
     def push_manifest(
