@@ -41,6 +41,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from offline.registry import Registry
 from offline.registry_auth import Credentials
 from offline.registry_http import RetryPolicy
+from tests.stack.procs import tail, terminate
 from tests.tools import tools_cache
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
@@ -179,20 +180,10 @@ class RegistryServer:
         return Registry(self.host, **options)  # type: ignore[arg-type]
 
     def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        terminate(self.process)
 
 
 def _wait_ready(server: RegistryServer, verify: bool | str) -> None:

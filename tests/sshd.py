@@ -37,6 +37,8 @@ from typing import Any
 
 import pytest
 
+from tests.stack.procs import tail, terminate
+
 SSHD = Path("/usr/sbin/sshd")
 SSH_KEYGEN = Path("/usr/bin/ssh-keygen")
 PRIVSEP_DIR = Path("/run/sshd")
@@ -75,20 +77,10 @@ class SshServer:
         return f"{self.user}@{self.host}:{path}"
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return "(no log)"
-        return "\n".join(text.splitlines()[-lines:])
+        return tail(self.log_path, lines)
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+        terminate(self.process)
 
 
 def keygen(path: Path, comment: str = "airgap-test", passphrase: str = "") -> Path:

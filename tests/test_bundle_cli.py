@@ -41,6 +41,24 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
+def create_cli(
+    spec: Path, out: Path, private: Path, registry: RegistryServer, *extra: object
+) -> subprocess.CompletedProcess[str]:
+    """`airgap bundle create SPEC -o OUT --sign-key KEY`, from a registry on plain HTTP."""
+    return airgap(
+        "bundle",
+        "create",
+        spec,
+        "-o",
+        out,
+        "--sign-key",
+        private,
+        "--allow-http-registry",
+        registry.host,
+        *extra,
+    )
+
+
 def one_line_error(result: subprocess.CompletedProcess[str], code: int, pattern: str) -> None:
     import re
 
@@ -76,22 +94,8 @@ def test_create_verify_import_into_a_layout_and_a_registry(
 ) -> None:
     spec_path, reference = spec
     private, public = keys
-    http = ("--allow-http-registry", referrers_registry.host)
     created = json.loads(
-        ok(
-            airgap(
-                "bundle",
-                "create",
-                spec_path,
-                "-o",
-                tmp_path / "b",
-                "--sign-key",
-                private,
-                *http,
-                "--output",
-                "json",
-            )
-        )
+        ok(create_cli(spec_path, tmp_path / "b", private, referrers_registry, "--output", "json"))
     )
     assert created["images"][0]["attachments"]["referrer"] == 3
     assert "verified" in ok(airgap("bundle", "verify", tmp_path / "b", "--key", public))
@@ -169,16 +173,11 @@ def test_archive_parts_verify_and_a_flipped_part_is_named(
     spec_path, _ = spec
     private, public = keys
     ok(
-        airgap(
-            "bundle",
-            "create",
+        create_cli(
             spec_path,
-            "-o",
             tmp_path / "b",
-            "--sign-key",
             private,
-            "--allow-http-registry",
-            referrers_registry.host,
+            referrers_registry,
             "--split",
             "1M",
             "--compress",
@@ -205,8 +204,7 @@ def test_inventory_then_a_delta_bundle_carries_only_what_changed(
 ) -> None:
     spec_path, _ = spec
     private, public = keys
-    http = ("--allow-http-registry", referrers_registry.host)
-    ok(airgap("bundle", "create", spec_path, "-o", tmp_path / "full", "--sign-key", private, *http))
+    ok(create_cli(spec_path, tmp_path / "full", private, referrers_registry))
     ok(
         airgap(
             "bundle",
@@ -230,17 +228,13 @@ def test_inventory_then_a_delta_bundle_carries_only_what_changed(
     )
     delta = json.loads(
         ok(
-            airgap(
-                "bundle",
-                "create",
+            create_cli(
                 spec_path,
-                "-o",
                 tmp_path / "delta",
-                "--sign-key",
                 private,
+                referrers_registry,
                 "--since",
                 tmp_path / "site.json",
-                *http,
                 "--output",
                 "json",
             )
@@ -273,21 +267,7 @@ def test_push_ssh_sends_the_parts_and_a_rerun_sends_nothing(
 ) -> None:
     spec_path, _ = spec
     private, _ = keys
-    ok(
-        airgap(
-            "bundle",
-            "create",
-            spec_path,
-            "-o",
-            tmp_path / "b",
-            "--sign-key",
-            private,
-            "--allow-http-registry",
-            referrers_registry.host,
-            "--split",
-            "1M",
-        )
-    )
+    ok(create_cli(spec_path, tmp_path / "b", private, referrers_registry, "--split", "1M"))
     remote = tmp_path / "bastion"
     remote.mkdir()
     known_hosts = tmp_path / "known_hosts"
@@ -359,17 +339,7 @@ def test_an_image_with_no_attachments_is_carried_and_said_to_have_none(
     reference = f"{referrers_registry.host}/cli/plain:v1"
     spec_path = write_spec(tmp_path / "plain.yaml", images=[reference])
     private, _ = keys
-    result = airgap(
-        "bundle",
-        "create",
-        spec_path,
-        "-o",
-        tmp_path / "b",
-        "--sign-key",
-        private,
-        "--allow-http-registry",
-        referrers_registry.host,
-    )
+    result = create_cli(spec_path, tmp_path / "b", private, referrers_registry)
     assert result.returncode == 0, result.stderr
     assert "1 images, 0 attachments" in result.stdout
     assert f"airgap: warning: {reference}: no signatures, attestations or SBOMs exist" in (

@@ -86,6 +86,18 @@ def tail(path: Path, lines: int = TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def terminate(popen: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    """SIGTERM, wait up to `grace` seconds, then SIGKILL; a stopped process is left alone."""
+    if popen.poll() is not None:
+        return
+    popen.terminate()
+    try:
+        popen.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        popen.kill()
+        popen.wait(timeout=10)
+
+
 @dataclass
 class Process:
     name: str
