@@ -860,13 +860,19 @@ def _check_part(
 
 # ------------------------------------------------------------------------------ extract
 def extract_archive(
-    parts_list_path: str | Path, trust: ManifestTrust, dest_dir: str | Path
+    parts_list_path: str | Path,
+    trust: ManifestTrust,
+    dest_dir: str | Path,
+    *,
+    checked: PartsReport | None = None,
 ) -> Path:
-    """Check the parts, then unpack the stream into `dest_dir` (missing or empty): into a
-    temporary directory beside it, renamed at the end, so a refusal leaves nothing."""
+    """Check the parts (unless `checked` is this list's report, just made), then unpack the
+    stream into `dest_dir` (missing or empty): into a temporary directory beside it, renamed
+    at the end, so a refusal leaves nothing. The parts are hashed again while they stream,
+    so a part changed since the check is still refused."""
     dest = Path(dest_dir)
     _check_destination(dest)
-    report = check_parts(parts_list_path, trust)
+    report = checked if checked is not None else check_parts(parts_list_path, trust)
     report.raise_for_failure()
     temporary = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}.extracting-"))
     try:

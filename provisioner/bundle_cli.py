@@ -358,7 +358,7 @@ def run_verify(args: argparse.Namespace) -> int:
         lines = [parts.summary()]
         if parts.ok:
             with tempfile.TemporaryDirectory(dir=bundle.parent, prefix=".verify-") as scratch:
-                unpacked = extract_archive(bundle, key, Path(scratch) / "bundle")
+                unpacked = extract_archive(bundle, key, Path(scratch) / "bundle", checked=parts)
                 report = verify_bundle_dir(unpacked, key)
                 summary.update(ok=report.ok, problem=report.problem)
                 lines.append(report.summary().replace(str(unpacked), "(unpacked)"))
