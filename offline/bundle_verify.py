@@ -186,15 +186,13 @@ def verify_bundle(
     ]
     tsa_times = verify_timestamps(raw_timestamps, bundle.signature, trusted_root)
     for entry in entries:
-        # Rekor v2 entries carry no integrated time: the log key must cover a signed timestamp.
-        if (
-            entry.integrated_time is None
-            and tsa_times
-            and not any(entry.log.valid_at(t) for t in tsa_times)
-        ):
-            raise VerificationFailure(
-                f"log {entry.log.base_url} key was not valid at the signed timestamp"
-            )
+        # Rekor v2 entries carry no integrated time: the log key must cover a signed timestamp,
+        # or, with no trusted time at all, be valid now (a retired log key proves nothing).
+        if entry.integrated_time is None:
+            when = tsa_times or [datetime.now(UTC)]
+            if not any(entry.log.valid_at(t) for t in when):
+                what = "the signed timestamp" if tsa_times else "the present time"
+                raise VerificationFailure(f"log {entry.log.base_url} key was not valid at {what}")
     times = tsa_times + [e.integrated_time for e in entries if e.integrated_time is not None]
     if not times and not require_tlog:
         # With the log ignored there is no trusted time: like cosign, use the present.
