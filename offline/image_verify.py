@@ -20,6 +20,7 @@ from offline.oci import IMAGE_MANIFESTS, ImageSource, Manifest
 from offline.pinning import Pinner
 from offline.sigbundle import parse_bundle
 from offline.sources import Sources
+from offline.tlog import VerifiedEntry
 from offline.trust import TrustedRoot
 from offline.witness import WitnessPolicy
 
@@ -43,7 +44,8 @@ class ImageRequirements:
     attestations: Sequence[AttestationRequirement] = ()
     require_tlog: bool = True
     max_checkpoint_age: timedelta | None = None
-    checkpoint_age: Callable[[str], timedelta | None] | None = None  # origin -> age of newest pin
+    # how old the newest pinned checkpoint of an entry's log (and tree) is; None: none pinned
+    checkpoint_age: Callable[[VerifiedEntry], timedelta | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -201,7 +203,7 @@ class ImageVerifier:
         if req.max_checkpoint_age is not None and req.checkpoint_age is not None:
             for entry in result.entries:
                 origin = entry.checkpoint.origin if entry.checkpoint else entry.log.base_url
-                age = req.checkpoint_age(origin)
+                age = req.checkpoint_age(entry)
                 if age is None or age > req.max_checkpoint_age:
                     shown = "none pinned" if age is None else f"newest is {_days(age)} old"
                     raise VerificationFailure(

@@ -78,6 +78,8 @@ def verify_set(entry: TransparencyLogEntry, log: LogInstance) -> None:
 
 def _entry_time(entry: TransparencyLogEntry) -> datetime:
     """The integrated time a verified SET vouches for; one the clock cannot hold is refused."""
+    if entry.integrated_time is None:
+        raise LogEntryFailure(f"log entry {entry.log_index}: its SET vouches for no time")
     try:
         return datetime.fromtimestamp(entry.integrated_time, tz=UTC)
     except (OverflowError, OSError, ValueError) as exc:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offline.atomicfile import atomic_write, fsync_dir
 from offline.blobstream import CHUNK_SIZE
@@ -60,6 +60,9 @@ from provisioner.detached import (
 )
 from provisioner.inventory import Inventory
 from provisioner.mirror import MirrorReport, Progress, mirror_image
+
+if TYPE_CHECKING:
+    from offline.tlog import VerifiedEntry
 
 # How a note about the create reaches the user (warnings; the CLI prints them on stderr).
 Warn = Callable[[str], None]
@@ -218,9 +221,8 @@ def _verify_images(
     spec: BundleSpec, resolved: list[ImageRef], options: RegistryOptions | None
 ) -> None:
     """Every image, by the digest that will be carried, against the spec's policy."""
-    from offline.checkpoint_store import CheckpointStore
     from offline.image_verify import ImageVerifier
-    from offline.pinning import make_pinner
+    from offline.pinning import make_pinner, open_store
     from offline.policy import load_policy_file
     from offline.trust import load_trusted_root
     from offline.verify_cli import requirements_for
@@ -228,15 +230,12 @@ def _verify_images(
     assert spec.verify is not None
     policy_file = load_policy_file(spec.verify.policy)
     trusted_root = load_trusted_root(spec.verify.trusted_root)
-    store = (
-        CheckpointStore(spec.verify.checkpoints)
-        if spec.verify.checkpoints is not None
-        else CheckpointStore.default()
-    )
+    store = open_store(spec.verify.checkpoints, trusted_root)
 
-    def checkpoint_age(origin: str) -> Any:
-        latest = store.latest(origin)
-        return None if latest is None else datetime.now(UTC) - latest.added
+    def checkpoint_age(entry: VerifiedEntry) -> Any:
+        origin = entry.checkpoint.origin if entry.checkpoint else None
+        added = store.newest_added(entry.log.log_id, origin)
+        return None if added is None else datetime.now(UTC) - added
 
     failures = []
     with Sources(options) as sources:
@@ -246,9 +245,7 @@ def _verify_images(
             if policy is None:
                 failures.append(f"{ref}: no policy in {spec.verify.policy} matches it")
                 continue
-            verifier = ImageVerifier(
-                trusted_root, make_pinner(spec.verify.checkpoints, policy.pinning), None
-            )
+            verifier = ImageVerifier(trusted_root, make_pinner(store, policy.pinning), None)
             result = verifier.verify(sources, name, requirements_for(policy, [], checkpoint_age))
             if not result.verified:
                 failures.append(f"{ref}: {result.first_failure()}")
