@@ -262,3 +262,36 @@ def test_export_to_stdout_writes_the_export_document(
 def test_checkpoint_needs_a_subcommand() -> None:
     with pytest.raises(SystemExit):
         run()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("not a checkpoint at all\n", id="no-signature-block"),
+        pytest.param("origin\n12x\nAAAA\n\n— origin AAAAAAAAAAAA\n", id="size-not-a-number"),
+        pytest.param("origin\n12\n!!!\n\n— origin AAAAAAAAAAAA\n", id="root-not-base64"),
+        pytest.param("\x00\x01\x02", id="binary"),
+    ],
+)
+def test_a_malformed_checkpoint_is_bad_input_exit_2(
+    site: Site, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    from offline.cli import main
+
+    path = site.write("bad.txt", text)
+    argv = ["checkpoint", "add", str(path), "--trusted-root", str(site.trusted_root)]
+    assert main([*argv, "--checkpoints", str(site.store_dir)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_well_formed_checkpoint_with_a_bad_signature_fails_verification_exit_1(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from offline.cli import main
+
+    impostor = TestLog(site.log.hostname, tree_id=site.log.tree_id)
+    impostor.extend(3)
+    path = site.write("forged.txt", impostor.checkpoint(3, key_id=site.log.key_id))
+    argv = ["checkpoint", "add", str(path), "--trusted-root", str(site.trusted_root)]
+    assert main([*argv, "--checkpoints", str(site.store_dir)]) == 1
