@@ -79,9 +79,9 @@ def make_pinner(store: CheckpointStore, mode: PinningMode | None) -> Pinner:
             return PinOutcome("not-checked", f"log {where}: pinning off (store does not know it)")
         if checkpoint is None:
             message = (
-                f"log {entry.log.base_url}: entry {entry.log_index} has only a signed entry "
-                f"timestamp, no inclusion proof, so it cannot be pinned; run `airgap proofs "
-                f"fetch` while the log is reachable to add one"
+                f"log {entry.log.base_url}: entry {entry.log_index} has no inclusion proof, only "
+                f"a signed entry timestamp, so it cannot be pinned; run `airgap proofs fetch` "
+                f"while the log is reachable to add one"
             )
         else:
             try:

@@ -251,7 +251,7 @@ def test_a_set_only_entry_of_a_pinned_log_is_refused_by_default_with_what_to_run
     capsys.readouterr()
     assert site.verify(set_only) == 1
     err = capsys.readouterr().err
-    assert "no inclusion proof" in err
+    assert "has no inclusion proof" in err
     assert "airgap proofs fetch" in err
     assert len(err.strip().splitlines()) == 1
     assert site.verify(set_only, "--pinning", "warn") == 0
