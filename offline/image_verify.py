@@ -136,6 +136,10 @@ class ImageVerifier:
         except AirgapError as exc:
             result.environment_error = True
             result.fail("registry", str(exc))
+        except Exception as exc:  # one image's input must not end the run for the others
+            # A bug reached by this image's input: a failure of this image, never a pass, and
+            # the other images of the run are still verified.
+            result.fail("internal error", f"{type(exc).__name__}: {_one_line(str(exc))}")
         return result
 
     def _verify_manifest(
@@ -297,6 +301,10 @@ def _label(child: Descriptor) -> str:
     if child.platform is None:
         return f"manifest {child.digest}"
     return describe_platform(child.platform)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
 
 
 def _days(age: timedelta) -> str:
