@@ -114,7 +114,7 @@ class ImageVerifier:
 
     def __init__(
         self,
-        trusted_root: TrustedRoot,
+        trusted_root: TrustedRoot | None,  # None: only key signatures, the log ignored
         pinner: Pinner | None = None,
         witness_policy: WitnessPolicy | None = None,
     ) -> None:

@@ -154,9 +154,12 @@ def run(args: argparse.Namespace) -> int:
         policies = dict.fromkeys(images, flags_policy)
 
     trusted_root_path = args.trusted_root or default_trusted_root_path()
-    if trusted_root_path is None:
+    trusted_root = None
+    if trusted_root_path is not None:
+        trusted_root = load_trusted_root(trusted_root_path)
+    elif any(p.needs_trusted_root for p in policies.values() if p is not None):
         raise UsageError("no trusted root: pass --trusted-root, or set $AIRGAP_TRUSTED_ROOT")
-    trusted_root = load_trusted_root(trusted_root_path)
+    # Otherwise every signer is a key and the log is ignored: nothing to check needs one.
     witness_policy = load_witness_policy(args.witness_policy) if args.witness_policy else None
     if args.checkpoints is not None and not args.checkpoints.is_dir():
         raise UsageError(f"checkpoint store {args.checkpoints} does not exist")

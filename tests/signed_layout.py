@@ -8,6 +8,8 @@ of the signed manifest.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -15,18 +17,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from offline.cli import main
 from offline.digests import cosign_tag, sha256_digest
 from offline.oci import OCI_INDEX, OCI_MANIFEST, Descriptor
 from offline.ocilayout import OCILayout
-from tests.bundle_factory import KeySigner
+from tests.bundle_factory import INTEGRATED_TIME, KeySigner
 from tests.oci_images import CONFIG, Blob, TestImage, make_artifact, push_artifact
 from tests.tlog_fixture import TestLog
 
 BUNDLE = "application/vnd.dev.sigstore.bundle.v0.3+json"
 IN_TOTO = "application/vnd.in-toto+json"
 SIMPLESIGNING = "application/vnd.dev.cosign.simplesigning.v1+json"
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
 
 
 def dumps(document: object) -> bytes:
@@ -87,14 +96,88 @@ class SignedLayout:
         subject = Descriptor(media_type, sha256_digest(manifest), len(manifest))
         push_artifact(self.layout, make_artifact(subject, BUNDLE, bundle, layer_type=BUNDLE))
 
+    def sign_without_log(self, manifest: bytes, media_type: str = OCI_MANIFEST) -> None:
+        """What `cosign sign --key K --tlog-upload=false` writes with cosign v3: a bundle with
+        no log entry, as a referrer."""
+        digest = hashlib.sha256(manifest).digest()
+        signature = self.signer.key.sign(digest, ec.ECDSA(Prehashed(hashes.SHA256())))
+        bundle = {
+            "mediaType": BUNDLE,
+            "verificationMaterial": {"publicKey": {"hint": "release"}, "tlogEntries": []},
+            "messageSignature": {
+                "messageDigest": {"algorithm": "SHA2_256", "digest": b64(digest)},
+                "signature": b64(signature),
+            },
+        }
+        subject = Descriptor(media_type, sha256_digest(manifest), len(manifest))
+        push_artifact(self.layout, make_artifact(subject, BUNDLE, dumps(bundle), layer_type=BUNDLE))
+
+    def sign_legacy(self, image: TestImage, *, logged: bool) -> None:
+        """What cosign v2 `sign --key K` writes: a `.sig` tag whose layer is the simple-signing
+        payload, with the signature (and, when `logged`, the Rekor bundle) as annotations."""
+        payload = Blob(
+            SIMPLESIGNING,
+            dumps(
+                {
+                    "critical": {
+                        "identity": {"docker-reference": "registry.internal/app"},
+                        "image": {"docker-manifest-digest": image.digest},
+                        "type": "cosign container image signature",
+                    },
+                    "optional": None,
+                }
+            ),
+        )
+        self.push_blob(payload)
+        entry = self.signer.log_artifact(self.log, payload.data)
+        annotations = {"dev.cosignproject.cosign/signature": b64(entry.signature)}
+        if logged:
+            annotations["dev.sigstore.cosign/bundle"] = json.dumps(
+                {
+                    "SignedEntryTimestamp": b64(entry.signed_entry_timestamp(self.log)),
+                    "Payload": {
+                        "body": b64(entry.body),
+                        "integratedTime": INTEGRATED_TIME,
+                        "logIndex": entry.index,
+                        "logID": self.log.log_id.hex(),
+                    },
+                }
+            )
+        layer = payload.descriptor.to_json()
+        layer["annotations"] = annotations
+        config = Blob(CONFIG, dumps({"rootfs": {"type": "layers", "diff_ids": [payload.digest]}}))
+        self.push_blob(config)
+        self.push_sig_manifest(
+            image.digest,
+            {
+                "schemaVersion": 2,
+                "mediaType": OCI_MANIFEST,
+                "config": config.descriptor.to_json(),
+                "layers": [layer],
+            },
+        )
+
     def push_sig_manifest(self, subject: str, manifest: dict[str, Any]) -> None:
         """Any document under cosign's legacy `.sig` tag of `subject`, written as given."""
         self.push(dumps(manifest), OCI_MANIFEST, cosign_tag(subject, "sig"))
 
-    def verify(self, *references: str, extra: Sequence[str] = ()) -> Verified:
+    def verify(
+        self, *references: str, extra: Sequence[str] = (), trusted_root: bool = True
+    ) -> Verified:
+        return self.run_verify(
+            "--key",
+            str(self.key),
+            *(["--trusted-root", str(self.trusted_root)] if trusted_root else []),
+            "--pinning",
+            "off",
+            *extra,
+            *references,
+        )
+
+    def run_verify(self, *args: str) -> Verified:
+        """`airgap verify --output json ARGS...` in-process."""
         self.capsys.readouterr()
-        args = ["verify", "--key", str(self.key), "--trusted-root", str(self.trusted_root)]
-        code = main([*args, "--pinning", "off", "--output", "json", *extra, *references])
+        code = main(["verify", "--output", "json", *args])
         captured = self.capsys.readouterr()
         assert "Traceback" not in captured.err, captured.err
         report = json.loads(captured.out) if captured.out else {}
