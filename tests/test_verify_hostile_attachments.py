@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from offline.digests import cosign_tag, sha256_digest
-from offline.oci import OCI_MANIFEST, Descriptor
+from offline.oci import OCI_INDEX, OCI_MANIFEST, Descriptor
 from tests.oci_images import CONFIG, Blob, TestImage, make_artifact, make_image, push_artifact
 from tests.signed_layout import BUNDLE, SIMPLESIGNING, SignedLayout, dumps
 
@@ -233,3 +233,35 @@ def test_an_unexpected_error_in_one_image_fails_that_image_only(
     assert verified.code == 1, verified
     assert verified.image(refs[0])["verified"] and before.digest in verified.out
     assert verified.failures(refs[1]) == {"internal error": "RuntimeError: a bug over two lines"}
+
+
+@pytest.mark.parametrize(
+    "child",
+    [
+        {"mediaType": OCI_MANIFEST, "digest": "sha256:12", "size": 1},
+        {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "a" * 64, "size": -1},
+        {"mediaType": 5, "digest": "sha256:" + "a" * 64, "size": 1},
+        {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "a" * 64, "size": 1, "platform": []},
+        {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "a" * 64, "size": 1, "annotations": 1},
+        "not a descriptor",
+    ],
+)
+def test_an_unsigned_index_with_a_malformed_child_fails_alone(
+    site: SignedLayout, child: object
+) -> None:
+    signed_image(site, 1, "before")
+    platform = make_image(random.Random(2))
+    site.push_image(platform)
+    site.sign(platform.manifest)
+    index = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [platform.descriptor.to_json(), child],
+    }
+    site.push(dumps(index), OCI_INDEX, "hostile")
+    refs = [site.ref("before"), site.ref("hostile")]
+    verified = site.verify(*refs)
+    assert verified.code in (1, 2), verified
+    assert verified.image(refs[0])["verified"]
+    failures = verified.failures(refs[1])
+    assert failures and all("\n" not in reason for reason in failures.values()), failures
