@@ -50,7 +50,12 @@ def register(commands: Any) -> None:
         help="require a verified attestation of this predicate type (or cosign alias); repeatable",
     )
     parser.add_argument("--policy", type=Path, help="image policy file (YAML)")
-    parser.add_argument("--trusted-root", type=Path, help="trusted_root.json")
+    parser.add_argument(
+        "--trusted-root",
+        type=Path,
+        help="trusted_root.json (default: $AIRGAP_TRUSTED_ROOT, else the one in airgap's data "
+        "dir; only --key with --insecure-ignore-tlog needs none)",
+    )
     parser.add_argument("--checkpoints", type=Path, help="checkpoint store directory")
     parser.add_argument("--pinning", choices=("require", "warn", "off"))
     parser.add_argument(
