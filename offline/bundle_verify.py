@@ -144,13 +144,18 @@ class BundleResult:
 def verify_bundle(
     bundle: SigstoreBundle,
     artifact: Artifact,
-    trusted_root: TrustedRoot,
+    trusted_root: TrustedRoot | None,
     policy: SignerPolicy,
     pinner: Pinner | None = None,
     witness_policy: WitnessPolicy | None = None,
     *,
     require_tlog: bool = True,
 ) -> BundleResult:
+    """What the bundle proves. With no trusted root only a key signature with the log ignored
+    can be checked (as `cosign verify --key K --insecure-ignore-tlog`): the signature alone,
+    with whatever log entries and timestamps the bundle carries left unread."""
+    if trusted_root is None:
+        return _verify_key_signature_only(bundle, artifact, policy, require_tlog)
     cert = bundle.leaf_certificate
     if cert is not None:
         signer = Signer(cert.public_key(), cert)  # type: ignore[arg-type]
@@ -214,6 +219,30 @@ def verify_bundle(
     if pinner is not None:
         result.pins = [pinner(entry) for entry in entries]
     return result
+
+
+def _verify_key_signature_only(
+    bundle: SigstoreBundle, artifact: Artifact, policy: SignerPolicy, require_tlog: bool
+) -> BundleResult:
+    if require_tlog:
+        # A caller bug, not a user's: every mode that checks the log loads a trusted root.
+        raise UsageError("checking a transparency log entry needs a trusted root")
+    cert = bundle.leaf_certificate
+    if cert is not None:
+        problem = policy.certificate_problem(cert)
+        raise SignatureFailure(
+            problem
+            or "bundle is signed with a certificate, which needs a trusted root to verify "
+            "(none given)"
+        )
+    keys = policy.accepted_keys()
+    if not keys:
+        raise SignatureFailure(
+            "bundle is signed with a public key, not a certificate: verify it with --key"
+        )
+    signer = _key_signer(bundle, artifact, keys)
+    statement = _verify_signature(bundle, artifact, signer)
+    return BundleResult(bundle, "an accepted public key", [], [], statement=statement)
 
 
 def _key_signer(bundle: SigstoreBundle, artifact: Artifact, keys: Sequence[PublicKey]) -> Signer:

@@ -143,6 +143,12 @@ class Manifest:
         config = [Descriptor.from_json(document.get("config"), f"{where} config")]
         return config + [Descriptor.from_json(d, where) for d in _list(document, "layers", where)]
 
+    def layers(self) -> list[Descriptor]:
+        """An image manifest's layers, each checked to be a descriptor."""
+        where = f"manifest {self.digest}"
+        layers = _list(self.json(), "layers", where)
+        return [Descriptor.from_json(d, f"{where} layer {i}") for i, d in enumerate(layers)]
+
     def subject(self) -> Descriptor | None:
         subject = self.json().get("subject")
         if subject is None:
@@ -276,6 +282,8 @@ def parse_manifest_json(raw: bytes, digest: str) -> dict[str, Any]:
         document = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"manifest {digest} is not valid JSON ({exc})") from exc
+    except RecursionError as exc:
+        raise UsageError(f"manifest {digest} is nested too deeply to be a manifest") from exc
     if not isinstance(document, dict):
         raise UsageError(f"manifest {digest} is not a JSON object")
     return document

@@ -37,7 +37,7 @@ from offline.digests import (
     sha256_digest,
     validate_digest,
 )
-from offline.errors import UsageError
+from offline.errors import AirgapError, UsageError
 from offline.imageref import parse_image_ref
 from offline.oci import (
     ANNOTATION_REF_NAME,
@@ -145,7 +145,7 @@ class OCILayout:
             e
             for e in self.entries()
             if e.media_type in MANIFEST_MEDIA_TYPES
-            and ANNOTATION_REFERRER_SUBJECT not in e.annotations
+            and not self._is_referrer_entry(e)
             and not _ATTACHMENT_TAG.search(e.annotations.get(ANNOTATION_REF_NAME, ""))
         ]
         if len({e.digest for e in images}) != 1:
@@ -155,6 +155,18 @@ class OCILayout:
                 f"{', ...' if len(names) > 5 else ''}): name one as oci:DIR:NAME"
             )
         return images[0]
+
+    def _is_referrer_entry(self, entry: Descriptor) -> bool:
+        """Whether an index.json entry is a referrer: its annotation says so and the manifest
+        it lists has that subject. The annotation alone must not hide an image."""
+        subject = entry.annotations.get(ANNOTATION_REFERRER_SUBJECT)
+        if subject is None:
+            return False
+        try:
+            actual = self.fetch_manifest(entry.digest).subject()
+        except AirgapError:
+            return False  # unreadable: counted as an image, so the choice is never silent
+        return actual is not None and actual.digest == subject
 
     def resolve_optional(self, reference: str) -> Descriptor | None:
         entries = self.entries()

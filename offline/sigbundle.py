@@ -111,7 +111,7 @@ def fill_proto3_defaults(document: dict[str, Any]) -> None:
 def parse_bundle(data: bytes, name: str = "bundle") -> SigstoreBundle:
     document = parse_json_object(data, name)
     media_type = document.get("mediaType")
-    if media_type not in MEDIA_TYPE_VERSIONS:
+    if not isinstance(media_type, str) or media_type not in MEDIA_TYPE_VERSIONS:
         raise UsageError(f"{name}: unsupported bundle media type {media_type!r}")
     fill_proto3_defaults(document)
     try:

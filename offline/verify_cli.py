@@ -51,7 +51,12 @@ def register(commands: Any) -> None:
         help="require a verified attestation of this predicate type (or cosign alias); repeatable",
     )
     parser.add_argument("--policy", type=Path, help="image policy file (YAML)")
-    parser.add_argument("--trusted-root", type=Path, help="trusted_root.json")
+    parser.add_argument(
+        "--trusted-root",
+        type=Path,
+        help="trusted_root.json (default: $AIRGAP_TRUSTED_ROOT, else the one in airgap's data "
+        "dir; only --key with --insecure-ignore-tlog needs none)",
+    )
     parser.add_argument("--checkpoints", type=Path, help="checkpoint store directory")
     parser.add_argument("--pinning", choices=("require", "warn", "off"))
     parser.add_argument(
@@ -154,9 +159,12 @@ def run(args: argparse.Namespace) -> int:
         policies = dict.fromkeys(images, flags_policy)
 
     trusted_root_path = args.trusted_root or default_trusted_root_path()
-    if trusted_root_path is None:
+    trusted_root = None
+    if trusted_root_path is not None:
+        trusted_root = load_trusted_root(trusted_root_path)
+    elif any(p.needs_trusted_root for p in policies.values() if p is not None):
         raise UsageError("no trusted root: pass --trusted-root, or set $AIRGAP_TRUSTED_ROOT")
-    trusted_root = load_trusted_root(trusted_root_path)
+    # Otherwise every signer is a key and the log is ignored: nothing to check needs one.
     witness_policy = load_witness_policy(args.witness_policy) if args.witness_policy else None
     store = open_store(args.checkpoints, trusted_root)
 
