@@ -38,7 +38,7 @@ class PinOutcome:
 Pinner = Callable[[VerifiedEntry], PinOutcome]
 
 
-def open_store(checkpoints: Path | None, trusted_root: TrustedRoot) -> CheckpointStore:
+def open_store(checkpoints: Path | None, trusted_root: TrustedRoot | None) -> CheckpointStore:
     """The store named by --checkpoints, else $AIRGAP_CHECKPOINTS, else the user data one.
 
     A store named explicitly (flag or environment) must exist: a typo must not quietly turn

@@ -24,6 +24,7 @@ from offline.cosign_legacy import (
     to_sigstore_bundle,
 )
 from offline.errors import VerificationFailure
+from offline.oci import Descriptor
 from offline.sigbundle import parse_bundle
 from tests.bundle_factory import KeySigner, LoggedSignature, legacy_bundle
 from tests.tlog_fixture import TestLog, trusted_root
@@ -159,6 +160,7 @@ def test_a_cosign_legacy_signature_whose_rekor_bundle_says_integrated_time_zero_
             REKOR_BUNDLE_ANNOTATION: json.dumps(rekor_bundle),
         },
     }
-    bundle = to_sigstore_bundle(read_layer(descriptor, ARTIFACT))
+    layer = Descriptor.from_json({**descriptor, "size": len(ARTIFACT)}, "test layer")
+    bundle = to_sigstore_bundle(read_layer(layer, ARTIFACT))
     with pytest.raises(VerificationFailure, match="signed entry timestamp"):
         _verify(bundle, signer, log)
