@@ -30,13 +30,18 @@ visible before it is complete:
 5. Every attachment is discovered again in the target (cosign tags and referrers, recursively)
    and compared with the manifest; one missing is a VerificationFailure naming it.
 
-The journal (JSON lines, fsync'd line by line, default `BUNDLE/.import-journal-<16 hex digits of
-the target's sha256>.jsonl`) records each blob and manifest the target acknowledged, per
-repository, so a rerun after a kill skips their existence checks and ends exactly like a clean
-import (tags, cosign tags and referrer listings are always checked against the target). A line
-is written only after the registry answered, so a kill at any point loses at most a check. It
-is removed after a successful import. (A registry garbage-collected between the kill and the
-rerun could have dropped a journaled blob: remove the journal then.)
+Before anything is pushed, the bundle's sequence is checked against the highest of its name
+the target imported (import_record.py): an older bundle, or another one with the same
+sequence, is refused (`allow_rollback` lets it through); after a verified import the sequence
+is recorded. `expected_manifest_sha256` (from a signed parts list) must be the SHA-256 of the
+manifest the signature verified: a directory unpacked earlier is checked like any other.
+
+The journal (import_journal.py: JSON lines, fsync'd line by line, default in the user state
+directory keyed by target and manifest, never in the bundle) records each blob and manifest
+the target acknowledged, per repository. It is never a reason to skip anything: every blob and
+manifest is asked of the target, so a rerun after a kill ends exactly like a clean import, and a
+journal that lies (or a registry garbage-collected since) costs nothing but an upload. It says
+which images a rerun resumes, and is removed after a successful import.
 
 `dry_run=True` contacts the target read-only (HEAD and GET) and reports, per image, what exists
 and what would be pushed, the bytes to push, and every tag that exists and would move to
@@ -73,7 +78,7 @@ from offline.registry import Registry, Repository
 from offline.sources import RegistryOptions, Sources
 from provisioner.bundle_check import verify_bundle_dir
 from provisioner.bundle_layout import RepositoryView
-from provisioner.bundle_manifest import OCI_DIR, BundleManifest, ImageEntry
+from provisioner.bundle_manifest import MANIFEST_FILE, OCI_DIR, BundleManifest, ImageEntry
 from provisioner.detached import ManifestTrust
 from provisioner.import_journal import (
     ImportJournal,
@@ -82,6 +87,7 @@ from provisioner.import_journal import (
     default_mapping_path,
     target_key,
 )
+from provisioner.import_record import ImportRecords, RollbackRefused
 from provisioner.import_report import (
     ImageImport,
     ImportReport,
@@ -290,9 +296,10 @@ class _Deferred:
 class _TargetSink:
     """One target repository as `mirror_image` sees it.
 
-    Existence answers come from what this import already knows (the journal, blobs a delta
-    bundle left out and that were checked, what a dry run would have pushed) before the target
-    is asked; everything the target acknowledges is journaled. Tag-like writes (cosign tags,
+    Existence answers come from what this run learned from the target (what it answered or
+    acknowledged, blobs a delta bundle left out and that were checked, what a dry run would
+    have pushed) before the target is asked; never from the journal, which only records what
+    the target acknowledges. Tag-like writes (cosign tags,
     referrer listings) are deferred to the tag phase: their manifests are pushed by digest now.
     In a dry run nothing is written: writes are recorded as what would happen.
     """
@@ -364,7 +371,8 @@ class _TargetSink:
 
     # -------------------------------------------------------------------------- ImageSink
     def blob_exists(self, digest: str) -> bool:
-        if digest in self.blobs or self.run.journaled(self.key, "blob", digest):
+        # What this run learned from the target itself; the journal is never asked here.
+        if digest in self.blobs:
             self.run.blob_homes.setdefault(digest, self.key)
             return True
         if self.store.blob_exists(digest):
@@ -387,7 +395,7 @@ class _TargetSink:
         return True
 
     def manifest_exists(self, digest: str) -> bool:
-        if digest in self.manifests or self.run.journaled(self.key, "manifest", digest):
+        if digest in self.manifests:
             return True
         if self.store.manifest_exists(digest):
             self.have("manifest", digest)
@@ -529,25 +537,40 @@ def import_bundle(
     journal_path: str | Path | None = None,
     mapping_path: str | Path | None = None,
     progress: Progress | None = None,
+    allow_rollback: bool = False,
+    expected_manifest_sha256: str | None = None,
 ) -> ImportReport:
     """Verify the bundle at `bundle_dir` with `public_key`, then import it into `target`
     (`REGISTRY[/PREFIX]` or `oci:DIR`). Raises VerificationFailure for a bundle that does not
     verify (nothing contacted) or attachments that did not arrive, UsageError for a delta
     bundle whose base is not on the target (nothing pushed), ImportFailed (one line) when a
-    push fails (rerun to resume; no image was tagged)."""
+    push fails (rerun to resume; no image was tagged), RollbackRefused (exit 1) for a bundle
+    older than the newest of its name the target imported, unless `allow_rollback`."""
     bundle = Path(bundle_dir)
     destination = parse_target(target) if isinstance(target, str) else target
     check = verify_bundle_dir(bundle, public_key)
     check.raise_for_failure()
-    assert check.manifest is not None
-    manifest = check.manifest
+    assert check.manifest is not None and check.manifest_sha256 is not None
+    manifest, manifest_sha256 = check.manifest, check.manifest_sha256
+    if expected_manifest_sha256 is not None and manifest_sha256 != expected_manifest_sha256:
+        raise VerificationFailure(
+            f"bundle {bundle} is not the bundle its parts list names (its {MANIFEST_FILE} has "
+            f"SHA-256 {manifest_sha256[:12]}…, the signed parts list "
+            f"{expected_manifest_sha256[:12]}…): remove it, and it is unpacked again"
+        )
+    records = ImportRecords(destination)
+    records.check(manifest, manifest_sha256, allow_rollback)
     layout = OCILayout(bundle / OCI_DIR, scan_blobs=False)
     plans = _plan(manifest, layout, destination)
     report = ImportReport(bundle=bundle, target=str(destination), dry_run=dry_run)
     journal: ImportJournal | None = None
     if not dry_run:
-        path = Path(journal_path) if journal_path else default_journal_path(bundle, destination)
-        journal = ImportJournal(path, target_key(destination)).open()
+        path = (
+            Path(journal_path)
+            if journal_path
+            else default_journal_path(destination, manifest_sha256)
+        )
+        journal = ImportJournal(path, target_key(destination), manifest_sha256).open()
         report.journal = path
         report.journal_records = journal.loaded
     try:
@@ -567,7 +590,8 @@ def import_bundle(
     write_mapping(mapping, report)
     report.mapping = mapping
     assert journal is not None
-    # Whole and verified: a journal kept now could only mislead a later import.
+    # Whole and verified: the target now holds this bundle's sequence.
+    records.remember(manifest, manifest_sha256)
     journal.remove()
     report.journal = None
     return report
@@ -875,6 +899,7 @@ __all__ = [
     "ImportFailed",
     "ImportJournal",
     "ImportReport",
+    "RollbackRefused",
     "TagMove",
     "default_journal_path",
     "default_mapping_path",

@@ -37,10 +37,11 @@ from offline.ocilayout import OCILayout
 from offline.registry import Repository
 from offline.registry_http import RetryPolicy
 from offline.sources import RegistryOptions
-from provisioner.bundle_import import ImportFailed, TagMove, default_journal_path, import_bundle
+from provisioner.bundle_import import ImportFailed, TagMove, import_bundle
 from provisioner.bundle_layout import RepositoryView
+from provisioner.bundle_sequence import state_dir
 from provisioner.bundle_signing import PublicKey, load_public_key
-from provisioner.inventory import build_inventory, parse_target
+from provisioner.inventory import build_inventory
 from provisioner.registry_catalog import CatalogUnavailable, list_repositories
 from tests.bundle_sites import (
     SourceImage,
@@ -255,7 +256,9 @@ def test_dry_run_reports_bytes_to_push_and_a_tag_that_would_move_and_writes_noth
     assert tags_of(referrers_registry, app_repository) == ["v1"]
     assert tags_of(referrers_registry, f"{prefix}/{bundle.source_path('tool')}") == []
     assert not (tmp_path / "mapping.json").exists()
-    assert not default_journal_path(bundle.path, parse_target(target)).exists()
+    assert not (state_dir() / "import-journals").exists() or not list(
+        (state_dir() / "import-journals").iterdir()
+    )
     app_digest = bundle.images["app"].graph.index.digest
     assert dry.tag_moves == [
         TagMove(f"{proxy.host}/{app_repository}", "v1", other.digest, app_digest)
