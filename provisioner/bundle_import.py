@@ -560,9 +560,19 @@ def import_bundle(
         )
     records = ImportRecords(destination)
     records.check(manifest, manifest_sha256, allow_rollback)
+    for given, what in ((journal_path, "journal"), (mapping_path, "mapping")):
+        # Written into the bundle, it would be an unsigned file there: the next check refuses it.
+        if given is not None and Path(given).resolve().is_relative_to(bundle.resolve()):
+            raise UsageError(f"the import {what} {given} is inside the bundle: put it elsewhere")
     layout = OCILayout(bundle / OCI_DIR, scan_blobs=False)
     plans = _plan(manifest, layout, destination)
-    report = ImportReport(bundle=bundle, target=str(destination), dry_run=dry_run)
+    report = ImportReport(
+        bundle=bundle,
+        target=str(destination),
+        dry_run=dry_run,
+        name=manifest.name,
+        sequence=manifest.sequence,
+    )
     journal: ImportJournal | None = None
     if not dry_run:
         path = (

@@ -18,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import IO, Literal
@@ -52,7 +53,12 @@ class ImportJournal:
     def open(self) -> ImportJournal:
         existing = b""
         try:
-            existing = self.path.read_bytes()
+            # O_NONBLOCK: a FIFO given as the journal is refused, not waited on.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise UsageError(f"the import journal {self.path} is not a regular file")
+                existing = f.read()
         except FileNotFoundError:
             pass
         except OSError as exc:

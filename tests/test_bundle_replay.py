@@ -257,3 +257,28 @@ def test_a_journal_of_another_bundle_is_refused(bundle: Bundle, tmp_path: Path) 
     path.write_text(json.dumps(header) + "\n")
     with pytest.raises(UsageError, match="is of another bundle"):
         import_bundle(bundle.path, bundle.public, target, journal_path=path)
+
+
+@pytest.mark.parametrize("option", ["journal_path", "mapping_path"])
+def test_a_journal_or_mapping_inside_the_bundle_is_refused(
+    option: str, bundle: Bundle, tmp_path: Path
+) -> None:
+    """It would be an unsigned file in the bundle, which the next check refuses."""
+    target = f"oci:{tmp_path / 'target'}"
+    with pytest.raises(UsageError, match="is inside the bundle"):
+        import_bundle(bundle.path, bundle.public, target, **{option: bundle.path / "x.json"})
+    assert verify_bundle_dir(bundle.path, bundle.public).ok
+
+
+def test_a_fifo_given_as_the_journal_is_refused_not_waited_on(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    fifo = tmp_path / "journal.fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="is not a regular file"):
+        import_bundle(bundle.path, bundle.public, f"oci:{tmp_path / 't'}", journal_path=fifo)
+
+
+def test_the_report_names_the_bundle_and_its_sequence(bundle: Bundle, tmp_path: Path) -> None:
+    report = import_bundle(bundle.path, bundle.public, f"oci:{tmp_path / 'target'}")
+    assert (report.to_json()["bundleName"], report.to_json()["sequence"]) == ("test", 200)
