@@ -214,7 +214,29 @@ def _check_nothing_else(
 ) -> None:
     """Refuse every path the manifest does not account for, naming them: the signature covers
     what the bundle holds only if the bundle holds nothing else."""
-    files = {MANIFEST_FILE, signature_name(MANIFEST_FILE, trust)}
+    try:
+        unlisted = unlisted_paths(report.path, manifest, (signature_name(MANIFEST_FILE, trust),))
+    except OSError as exc:
+        raise _Failed(f"cannot list the bundle ({exc.strerror}: {exc.filename})") from None
+    if unlisted:
+        report.unlisted = unlisted
+        raise _Failed(
+            f"{name_paths(unlisted)} {'is' if len(unlisted) == 1 else 'are'} in the bundle but "
+            f"not in {MANIFEST_FILE} (nothing unsigned is accepted: remove "
+            f"{'it' if len(unlisted) == 1 else 'them'})"
+        )
+
+
+def name_paths(paths: list[str]) -> str:
+    """The first five, and how many more."""
+    return ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if paths[5:] else "")
+
+
+def unlisted_paths(root: Path, manifest: BundleManifest, signatures: tuple[str, ...]) -> list[str]:
+    """Every path below `root` (relative, sorted) that is neither the manifest, one of the
+    `signatures`, a regular file the manifest lists, nor a directory leading to one; an
+    unlisted directory is named, not entered. Raises OSError when `root` cannot be listed."""
+    files = {MANIFEST_FILE, *signatures}
     files.update(f"{OCI_DIR}/blobs/sha256/{b.hex}" for b in manifest.blobs)
     files.update(c.file for c in manifest.charts)
     files.update(f.path for f in manifest.files)
@@ -235,18 +257,8 @@ def _check_nothing_else(
             elif name not in files or not entry.is_file(follow_symlinks=False):
                 unlisted.append(name)
 
-    try:
-        walk(report.path, "")
-    except OSError as exc:
-        raise _Failed(f"cannot list the bundle ({exc.strerror}: {exc.filename})") from None
-    if unlisted:
-        report.unlisted = unlisted
-        shown = ", ".join(unlisted[:5]) + (f" and {len(unlisted) - 5} more" if unlisted[5:] else "")
-        one = len(unlisted) == 1
-        raise _Failed(
-            f"{shown} {'is' if one else 'are'} in the bundle but not in {MANIFEST_FILE} "
-            f"(nothing unsigned is accepted: remove {'it' if one else 'them'})"
-        )
+    walk(root, "")
+    return unlisted
 
 
 def _inside(root: Path, relative: str, what: str) -> Path:

@@ -40,6 +40,7 @@ from offline.imageref import ImageRef
 from offline.oci import MANIFEST_MEDIA_TYPES, Manifest
 from offline.ocilayout import OCILayout
 from offline.sources import RegistryOptions, Sources
+from provisioner.bundle_check import name_paths, unlisted_paths
 from provisioner.bundle_layout import DeltaView, RepositoryView
 from provisioner.bundle_manifest import (
     MANIFEST_FILE,
@@ -204,6 +205,7 @@ def _create(
         files=tuple(files),
         on_target=tuple(left_out),
     )
+    _check_leftovers(partial, manifest)
     data = manifest.to_bytes()
     # Signed before either is written: a signing failure (Sigstore unreachable, the token
     # refused) leaves OUT.partial with no manifest, as any other failure does.
@@ -215,6 +217,27 @@ def _create(
     os.rename(partial, out)
     fsync_dir(out.parent)
     return CreateResult(out, manifest, outcomes)
+
+
+def _check_leftovers(partial: Path, manifest: BundleManifest) -> None:
+    """What a resumed create finds in OUT.partial that this one did not make: blob writes cut
+    short by a kill are removed; anything else (another spec's file or chart) is refused, since
+    the bundle would hold a file its manifest does not sign, which every check refuses."""
+    blob_dir = partial / OCI_DIR / "blobs" / "sha256"
+    leftovers = []
+    for name in unlisted_paths(partial, manifest, signature_names(MANIFEST_FILE)):
+        path = partial / name
+        if path.parent == blob_dir and name.rsplit("/", 1)[-1].startswith(".tmp-"):
+            path.unlink()  # OCILayout's own partial write
+        else:
+            leftovers.append(name)
+    if leftovers:
+        them = "it" if len(leftovers) == 1 else "them"
+        raise CreateError(
+            f"{partial} holds {name_paths(leftovers)}, which this create does not make (left "
+            f"by an earlier create of another spec?): remove {them} or {partial.name}, and run "
+            "the create again"
+        )
 
 
 # ------------------------------------------------------------------------------ images
