@@ -558,8 +558,6 @@ def import_bundle(
             f"SHA-256 {manifest_sha256[:12]}…, the signed parts list "
             f"{expected_manifest_sha256[:12]}…): remove it, and it is unpacked again"
         )
-    records = ImportRecords(destination)
-    records.check(manifest, manifest_sha256, allow_rollback)
     for given, what in ((journal_path, "journal"), (mapping_path, "mapping")):
         # Written into the bundle, it would be an unsigned file there: the next check refuses it.
         if given is not None and Path(given).resolve().is_relative_to(bundle.resolve()):
@@ -585,8 +583,15 @@ def import_bundle(
         report.journal_records = journal.loaded
     try:
         with Sources(options) as sources:
+            registry = sources.registry(destination.registry) if destination.registry else None
+            records = ImportRecords(destination, registry)
+            # Before anything is pushed; a dry run says so too.
+            records.check(manifest, manifest_sha256, allow_rollback)
             run = _Import(destination, manifest, plans, sources, report, journal, progress)
             run.run()
+            if not dry_run:
+                # Whole and verified: the target now holds this bundle's sequence.
+                records.remember(manifest, manifest_sha256)
     except AirgapError:
         if journal is not None and not journal.loaded and not journal.written:
             journal.remove()  # refused before the target acknowledged anything
@@ -600,8 +605,6 @@ def import_bundle(
     write_mapping(mapping, report)
     report.mapping = mapping
     assert journal is not None
-    # Whole and verified: the target now holds this bundle's sequence.
-    records.remember(manifest, manifest_sha256)
     journal.remove()
     report.journal = None
     return report

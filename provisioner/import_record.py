@@ -1,6 +1,6 @@
 """What a target has imported: per bundle name, the highest sequence and its manifest's SHA-256.
 
-    records = ImportRecords(target)
+    records = ImportRecords(target, registry)                       # registry: None for oci:
     records.check(manifest, manifest_sha256, allow_rollback=False)  # before anything is pushed
     ...                                                               # the import
     records.remember(manifest, manifest_sha256)                       # after it verified
@@ -10,17 +10,19 @@ tags back to what an older bundle named), and so is another bundle with the same
 (two different bundles cannot both be that version); the same bundle again is a rerun, always
 allowed. `allow_rollback` lets an older one through, and the record keeps the highest.
 
-The record (`airgap-imported/v1`, JSON) is kept where no bundle can reach it:
+The record is kept in two places, and the higher of the two counts:
 
 - in the user state directory of the importing host, `imported/<16 hex digits of the sha256 of
-  the target>.json`: the operator's own memory of the target, which neither a bundle nor
-  whoever can write to the registry can lower. It is keyed by target (registry and prefix, or
-  the layout's absolute path): tags under another prefix are other tags;
-- for an `oci:DIR` target also in the layout itself, `DIR/airgap-imported.json`, so the record
-  travels with a layout that is copied or served from another host; the higher of the two
-  counts. (A registry gets no such record: nothing in the distribution API stores it without
-  making it an image that clients would list; a registry fed from several hosts relies on each
-  host's record.)
+  the target>.json` (`airgap-imported/v1`, JSON): the operator's own memory of the target, which
+  neither a bundle nor whoever can write to the registry can lower. It is keyed by target
+  (registry and prefix, or the layout's absolute path): tags under another prefix are other tags;
+- in the target itself, so that another import host (or this one reinstalled) knows it too: for
+  `oci:DIR` the file `DIR/airgap-imported.json` (same format; it travels with a layout that is
+  copied or served elsewhere); for a registry an OCI artifact `PREFIX/airgap-imported:NAME`
+  (artifactType `application/vnd.airgap.import-record.v1+json`, empty config and layer, the
+  record in its annotations), written by the same credentials that push the tags. Whoever can
+  push to the registry could lower that one, but could move the tags anyway; the host's record
+  still holds.
 
 An unreadable or malformed record is refused with its path (exit 2), never taken as "nothing
 imported": that would let any old bundle in.
@@ -43,6 +45,8 @@ from typing import Any
 
 from offline.atomicfile import atomic_write
 from offline.errors import UsageError, VerificationFailure
+from offline.oci import OCI_EMPTY, OCI_EMPTY_DATA, OCI_EMPTY_DIGEST, OCI_MANIFEST
+from offline.registry import Registry
 from provisioner.bundle_manifest import (
     BundleManifest,
     canonical_json,
@@ -78,16 +82,24 @@ def record_path(target: Target) -> Path:
 
 
 class ImportRecords:
-    """The records of one target: the host's, and for a layout the layout's own."""
+    """The records of one target: the host's, and the target's own (a layout's file, or the
+    registry's artifact when `registry` is given)."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, registry: Registry | None = None) -> None:
         self.target = target
         self.paths = [record_path(target)]
         if target.layout is not None:
             self.paths.append(target.layout / LAYOUT_RECORD)
+        self.in_registry = (
+            _RegistryRecord(registry, target)
+            if registry is not None and not target.is_layout
+            else None
+        )
 
     def highest(self, name: str) -> Imported | None:
         found = [r for r in (_load(p, self.target).get(name) for p in self.paths) if r]
+        if self.in_registry is not None:
+            found += [r for r in [self.in_registry.get(name)] if r]
         return max(found, key=lambda r: r.sequence, default=None)
 
     def check(self, manifest: BundleManifest, manifest_sha256: str, allow_rollback: bool) -> None:
@@ -118,11 +130,24 @@ class ImportRecords:
         with _locked(self.paths[0]):
             for path in self.paths:
                 records = _load(path, self.target)
-                known = records.get(manifest.name)
-                if known is not None and known.sequence > manifest.sequence:
+                if not _newer(records.get(manifest.name), manifest, manifest_sha256):
                     continue
                 records[manifest.name] = Imported(manifest.sequence, manifest_sha256, now)
                 _store(path, self.target, records)
+        if self.in_registry is not None:
+            known = self.in_registry.get(manifest.name)
+            if _newer(known, manifest, manifest_sha256):
+                self.in_registry.put(
+                    manifest.name, Imported(manifest.sequence, manifest_sha256, now)
+                )
+
+
+def _newer(known: Imported | None, manifest: BundleManifest, manifest_sha256: str) -> bool:
+    """Whether to record `manifest`: the record keeps the highest, and is not rewritten for
+    the same bundle again."""
+    if known is None or manifest.sequence > known.sequence:
+        return True
+    return manifest.sequence == known.sequence and manifest_sha256 != known.manifest_sha256
 
 
 @contextlib.contextmanager
@@ -199,3 +224,71 @@ def _store(path: Path, target: Target, records: dict[str, Imported]) -> None:
         atomic_write(path, canonical_json(document) + b"\n")
     except OSError as exc:
         raise UsageError(f"cannot write the import record {path}: {exc.strerror}") from None
+
+
+# ------------------------------------------------------------------------- in a registry
+RECORD_REPOSITORY = "airgap-imported"
+RECORD_TYPE = "application/vnd.airgap.import-record.v1+json"
+_NAME_KEY = "dev.airgap.bundle.name"
+_SEQUENCE_KEY = "dev.airgap.bundle.sequence"
+_SHA_KEY = "dev.airgap.bundle.manifest-sha256"
+_AT_KEY = "dev.airgap.bundle.imported"
+
+
+class _RegistryRecord:
+    """`PREFIX/airgap-imported:NAME`: an artifact whose annotations are the record."""
+
+    def __init__(self, registry: Registry, target: Target) -> None:
+        self.repository = registry.repository(target.repository_for(RECORD_REPOSITORY))
+
+    @staticmethod
+    def tag(name: str) -> str:
+        # A tag is at most 128 characters; a longer name is named by its digest.
+        return name if len(name) <= 128 else hashlib.sha256(name.encode()).hexdigest()
+
+    def get(self, name: str) -> Imported | None:
+        where = f"the import record {self.repository.location}:{self.tag(name)}"
+        descriptor = self.repository.resolve_optional(self.tag(name))
+        if descriptor is None:
+            return None
+        document = self.repository.fetch_manifest(descriptor.digest).json()
+        annotations = document.get("annotations")
+        try:
+            if document.get("artifactType") != RECORD_TYPE or not isinstance(annotations, dict):
+                raise UsageError(f"it is not a {RECORD_TYPE}")
+            if annotations.get(_NAME_KEY) != name:
+                raise UsageError(f"it names bundle {annotations.get(_NAME_KEY)!r}")
+            text = annotations.get(_SEQUENCE_KEY)
+            if not isinstance(text, str) or not text.isdigit() or len(text) > 19:
+                raise UsageError(f"sequence {text!r} is not a number")
+            sequence = check_sequence(int(text), "sequence")
+            digest, at = annotations.get(_SHA_KEY), annotations.get(_AT_KEY)
+            if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+                raise UsageError("its manifest SHA-256 is not 64 lowercase hex digits")
+            if not isinstance(at, str):
+                raise UsageError("its import time is not a string")
+        except UsageError as exc:
+            raise UsageError(
+                f"{where} is damaged ({exc}): restore it, or delete that tag if this host's "
+                "record is to count alone"
+            ) from None
+        return Imported(sequence, digest, at)
+
+    def put(self, name: str, imported: Imported) -> None:
+        self.repository.push_blob(OCI_EMPTY_DATA, OCI_EMPTY_DIGEST, len(OCI_EMPTY_DATA))
+        empty = {"mediaType": OCI_EMPTY, "digest": OCI_EMPTY_DIGEST, "size": len(OCI_EMPTY_DATA)}
+        manifest = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": RECORD_TYPE,
+            "config": empty,
+            "layers": [empty],
+            "annotations": {
+                _NAME_KEY: name,
+                _SEQUENCE_KEY: str(imported.sequence),
+                _SHA_KEY: imported.manifest_sha256,
+                _AT_KEY: imported.at,
+            },
+        }
+        raw = canonical_json(manifest)
+        self.repository.push_manifest(raw, OCI_MANIFEST, self.tag(name))

@@ -18,12 +18,14 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from offline.errors import UsageError, VerificationFailure
+from offline.oci import OCI_MANIFEST
 from offline.ocilayout import OCILayout
 from provisioner.bundle_archive import parts_list_path, write_archive
 from provisioner.bundle_check import verify_bundle_dir
@@ -32,6 +34,8 @@ from provisioner.bundle_manifest import MANIFEST_FILE
 from provisioner.bundle_sequence import state_dir
 from provisioner.import_journal import JOURNAL_FORMAT, target_key
 from provisioner.inventory import parse_target
+from tests.bundle_sites import registry_options
+from tests.registries import RegistryServer
 from tests.test_bundle_check import Bundle, build_bundle
 
 
@@ -282,3 +286,33 @@ def test_a_fifo_given_as_the_journal_is_refused_not_waited_on(
 def test_the_report_names_the_bundle_and_its_sequence(bundle: Bundle, tmp_path: Path) -> None:
     report = import_bundle(bundle.path, bundle.public, f"oci:{tmp_path / 'target'}")
     assert (report.to_json()["bundleName"], report.to_json()["sequence"]) == ("test", 200)
+
+
+# ---------------------------------------------------------------- a registry as the target
+def test_a_registry_target_keeps_the_record_for_every_host(
+    bundle: Bundle, docker_registry: RegistryServer, tmp_path: Path
+) -> None:
+    """The target's own record (an artifact beside the images) refuses an older bundle even
+    on a host that never imported into it; a damaged one is refused, not read as empty."""
+    prefix = f"replay/{uuid.uuid4().hex[:10]}"
+    target = f"{docker_registry.host}/{prefix}"
+    options = registry_options(docker_registry)
+    import_bundle(bundle.path, bundle.public, target, options=options)
+    with docker_registry.client() as registry:
+        records = registry.repository(f"{prefix}/airgap-imported")
+        document = records.fetch_manifest(records.resolve("test").digest).json()
+    assert document["artifactType"] == "application/vnd.airgap.import-record.v1+json"
+    assert document["annotations"]["dev.airgap.bundle.sequence"] == "200"
+
+    shutil.rmtree(state_dir())  # another host
+    old = older(bundle, tmp_path / "old")
+    with pytest.raises(RollbackRefused, match="older than sequence 200"):
+        import_bundle(old.path, old.public, target, options=options)
+
+    with docker_registry.client() as registry:
+        repository = registry.repository(f"{prefix}/airgap-imported")
+        del document["annotations"]["dev.airgap.bundle.sequence"]
+        repository.push_manifest(json.dumps(document).encode(), OCI_MANIFEST, "test")
+    with pytest.raises(UsageError, match=r"import record .* is damaged") as caught:
+        import_bundle(old.path, old.public, target, options=options)
+    assert caught.value.exit_code == 2
