@@ -13,11 +13,12 @@ The mapping file written at the end records where each image went, for `airgap i
 The order, so that nothing is contacted before the bundle is proved whole and nothing becomes
 visible before it is complete:
 
-1. `verify_bundle_dir`: signature, every blob, the graph. A bundle that fails is refused and the
-   target is not contacted. From then on the signed manifest is the only authority: images,
-   digests, tags and attachments come from it. The bundle's index.json is not signed, so it is
-   only used to find cosign tags, and only those the manifest lists count; every attachment
-   the manifest lists must be found in the bundle before anything is pushed.
+1. `verify_bundle_dir`: signature, every blob and file (index.json included), nothing unlisted,
+   the graph. A bundle that fails is refused and the target is not contacted. From then on the
+   signed manifest is the only authority: images, digests, tags and attachments come from it.
+   index.json (signed through its SHA-256) is only used to find cosign tags, and only those the
+   manifest lists count; every attachment the manifest lists must be found in the bundle before
+   anything is pushed. Then the bundle's sequence is checked against the target's records.
 2. A delta bundle (one with `onTarget` blobs) checks that every left-out blob is in each target
    repository that needs it, or mounts it there from another repository of the same registry
    (named in the bundle or found through the catalog under the prefix); one that is missing
@@ -87,7 +88,7 @@ from provisioner.import_journal import (
     default_mapping_path,
     target_key,
 )
-from provisioner.import_record import ImportRecords, RollbackRefused
+from provisioner.import_record import RECORD_REPOSITORY, ImportRecords, RollbackRefused
 from provisioner.import_report import (
     ImageImport,
     ImportReport,
@@ -890,7 +891,10 @@ class _Import:
                 self._catalog = list_repositories(self.registry, prefix=self.target.prefix)
             except AirgapError:
                 self._catalog = []
-        for name in [n for n in self._catalog if n not in exclude][:_MOUNT_SEARCH_LIMIT]:
+        # The record of imported sequences holds no image's blobs (only the empty one).
+        records = self.target.repository_for(RECORD_REPOSITORY)
+        candidates = [n for n in self._catalog if n not in exclude and n != records]
+        for name in candidates[:_MOUNT_SEARCH_LIMIT]:
             if self.registry.repository(name).blob_exists(digest):
                 return name
         return None
