@@ -591,6 +591,9 @@ def import_bundle(
             run = _Import(destination, manifest, plans, sources, report, journal, progress)
             run.run()
             if not dry_run:
+                if destination.layout is not None:
+                    # A bundle of files alone still makes the layout: it holds the record.
+                    OCILayout.create(destination.layout, scan_blobs=False)
                 # Whole and verified: the target now holds this bundle's sequence.
                 records.remember(manifest, manifest_sha256)
     except AirgapError:

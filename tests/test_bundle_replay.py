@@ -30,9 +30,10 @@ from offline.ocilayout import OCILayout
 from provisioner.bundle_archive import parts_list_path, write_archive
 from provisioner.bundle_check import verify_bundle_dir
 from provisioner.bundle_import import RollbackRefused, default_journal_path, import_bundle
-from provisioner.bundle_manifest import MANIFEST_FILE
+from provisioner.bundle_manifest import MANIFEST_FILE, layout_files
 from provisioner.bundle_sequence import state_dir
 from provisioner.import_journal import JOURNAL_FORMAT, target_key
+from provisioner.import_record import LAYOUT_RECORD
 from provisioner.inventory import parse_target
 from tests.bundle_sites import registry_options
 from tests.registries import RegistryServer
@@ -316,3 +317,14 @@ def test_a_registry_target_keeps_the_record_for_every_host(
     with pytest.raises(UsageError, match=r"import record .* is damaged") as caught:
         import_bundle(old.path, old.public, target, options=options)
     assert caught.value.exit_code == 2
+
+
+def test_a_bundle_of_files_alone_is_recorded_in_a_layout_it_makes(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    shutil.rmtree(bundle.path / "oci")
+    OCILayout.create(bundle.path / "oci")
+    bundle.resign(replace(bundle.manifest, images=(), blobs=(), layout=layout_files(bundle.path)))
+    target = tmp_path / "target"
+    import_bundle(bundle.path, bundle.public, f"oci:{target}")
+    assert (target / "oci-layout").is_file() and (target / LAYOUT_RECORD).is_file()
