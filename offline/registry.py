@@ -77,10 +77,13 @@ class Registry:
         credentials: Credentials | None = None,
         ca_bundle: str | Path | None = None,
         insecure_http: bool = False,
+        http_hosts: frozenset[str] = frozenset(),
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        """`credentials` are this host's (never sent elsewhere); `http_hosts` are the hosts
+        allowed plain HTTP, which a token service on another host may be on."""
         self.host = host
         # Learnt on the first referrer push: None until then.
         self.referrers_api: bool | None = None
@@ -89,6 +92,7 @@ class Registry:
             credentials=credentials,
             ca_bundle=ca_bundle,
             insecure_http=insecure_http,
+            http_hosts=http_hosts,
             retry=retry,
             timeouts=timeouts,
             environ=environ,

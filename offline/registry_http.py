@@ -8,6 +8,12 @@ time with a message that says so. TLS failures are never retried: a wrong CA doe
 Auth follows the distribution token flow: a request goes out (with a cached token when one
 fits), a 401 names the scheme; for Bearer we get a token from the realm for the scopes this
 request needs (cached per scope until shortly before it expires); for Basic we send credentials.
+
+Credentials and tokens go only where they belong (offline.registry_auth): an Authorization
+header only to the registry's own origin (scheme, host and port: never to a redirect target or
+an upload location elsewhere); the registry's credentials to a token service on its own host,
+another host's realm only that host's own credentials and only over HTTPS; a plain-HTTP realm is
+refused unless its host was allowed plain HTTP (--allow-http-registry).
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from offline.registry_auth import (
     basic_header,
     find_credentials,
     parse_www_authenticate,
+    realm_credentials_host,
     token_from_response,
 )
 
@@ -91,6 +98,7 @@ class Transport:
         credentials: Credentials | None = None,
         ca_bundle: str | Path | None = None,
         insecure_http: bool = False,
+        http_hosts: frozenset[str] = frozenset(),
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         environ: Mapping[str, str] | None = None,
@@ -100,7 +108,13 @@ class Transport:
         endpoint = "registry-1.docker.io" if host == "docker.io" else host
         self.base_url = f"{'http' if insecure_http else 'https'}://{endpoint}"
         env = dict(environ) if environ is not None else None
+        self._environ = env
         self._credentials = find_credentials(host, credentials, env)
+        # Hosts a plain-HTTP token service may be on: those the user allowed plain HTTP.
+        self._http_hosts = {h.lower() for h in http_hosts} | (
+            {host.lower()} if insecure_http else set()
+        )
+        self._realm_credentials: dict[str, Credentials | None] = {}
         ca = (
             ca_bundle
             if ca_bundle is not None
@@ -213,8 +227,9 @@ class Transport:
         authorization: str | None,
     ) -> requests.Response:
         all_headers = dict(headers or {})
-        # Only to the registry itself: never to a redirect target (requests also strips it).
-        if authorization and urlsplit(url).netloc == urlsplit(self.base_url).netloc:
+        # Only to the registry's own origin: never to an upload location on another host or
+        # over plain HTTP (requests strips it from a redirect to another host or scheme).
+        if authorization and _origin(url) == _origin(self.base_url):
             all_headers["Authorization"] = authorization
         return self._session.request(
             method,
@@ -279,12 +294,13 @@ class Transport:
         self, bearer: Mapping[str, str], scopes: tuple[str, ...], repository: str, what: str
     ) -> str:
         realm, service = bearer["realm"], bearer.get("service", "")
+        credentials = self._credentials_for_realm(realm, repository, what)
         params = [("service", service)] if service else []
         params += [("scope", scope) for scope in scopes]
         url = realm + ("&" if urlsplit(realm).query else "?") + urlencode(params)
         headers = {}
-        if self._credentials is not None:
-            headers["Authorization"] = basic_header(self._credentials)
+        if credentials is not None:
+            headers["Authorization"] = basic_header(credentials)
         started, attempt = time.monotonic(), 0
         while True:
             try:
@@ -322,8 +338,9 @@ class Transport:
                     repository,
                     what,
                     f"token service {_safe(realm)} refused "
-                    + (str(self._credentials) if self._credentials else "anonymous access")
-                    + f" (HTTP {response.status_code})",
+                    + (str(credentials) if credentials else "anonymous access")
+                    + f" (HTTP {response.status_code})"
+                    + self._not_sent_hint(realm, credentials),
                 )
             )
         if response.status_code != 200:
@@ -341,13 +358,51 @@ class Transport:
         self._tokens.put(realm, service, scopes, token, lifetime)
         return token
 
+    def _credentials_for_realm(self, realm: str, repository: str, what: str) -> Credentials | None:
+        """What the token service at `realm` may be sent; refuses a realm that is not
+        HTTPS, or plain HTTP to a host the user allowed it for."""
+        parts = urlsplit(realm)
+        scheme, netloc = parts.scheme.lower(), parts.netloc.lower()
+        if scheme not in ("https", "http") or not parts.hostname or "@" in netloc:
+            raise RegistryAuthError(
+                self._message(repository, what, f"the token service {realm!r} is not an https URL")
+            )
+        if scheme == "http" and netloc not in self._http_hosts:
+            raise RegistryAuthError(
+                self._message(
+                    repository,
+                    what,
+                    f"the token service {_safe(realm)} is plain HTTP; allow its host with "
+                    f"--allow-http-registry {netloc} if that is really meant",
+                )
+            )
+        owner = realm_credentials_host(self.host, scheme, netloc)
+        if owner == self.host:
+            return self._credentials
+        with self._lock:
+            if netloc not in self._realm_credentials:
+                self._realm_credentials[netloc] = find_credentials(
+                    owner or netloc, None, self._environ
+                )
+            return self._realm_credentials[netloc]
+
+    def _not_sent_hint(self, realm: str, sent: Credentials | None) -> str:
+        if sent is not None or self._credentials is None:
+            return ""
+        host = urlsplit(realm).netloc
+        return (
+            f"; the credentials for {self.host} are not sent to another host: give {host} "
+            "its own docker config entry if it should have them"
+        )
+
     def _auth_refused(self, repository: str, what: str) -> str:
         if self._credentials is None:
             return self._message(
                 repository,
                 what,
-                "authentication required: give credentials (AIRGAP_REGISTRY_USERNAME and "
-                "AIRGAP_REGISTRY_PASSWORD, or a docker config.json)",
+                "authentication required: give credentials for this host (AIRGAP_REGISTRY_USERNAME "
+                f"and AIRGAP_REGISTRY_PASSWORD with AIRGAP_REGISTRY_HOST={self.host}, or a "
+                "docker config.json entry)",
             )
         return self._message(repository, what, f"the registry refused {self._credentials}")
 
@@ -451,6 +506,11 @@ def _reason(exc: Exception) -> str:
         host = (named.group(1) or named.group(2)) if named else "the host name"
         return f"cannot resolve {host} (no DNS, or no route to it)"
     return f"{kind}: {text[:_MAX_ERROR_TEXT]}"
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _safe(url: str) -> str:
