@@ -19,6 +19,7 @@ refused unless its host was allowed plain HTTP (--allow-http-registry).
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import os
 import random
@@ -33,9 +34,11 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 import requests.utils
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from offline.errors import AirgapError, UsageError
+from offline.http_body import ERROR_BODY_LIMIT, BodyTooLarge, load, read_body
 from offline.registry_auth import (
     Credentials,
     TokenCache,
@@ -51,6 +54,15 @@ log = logging.getLogger(__name__)
 CA_ENV = "AIRGAP_REGISTRY_CA"
 USER_AGENT = "airgap-oci/0.1"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The most a registry answer other than a blob may hold (a manifest, a page of a listing): the
+# size of the largest manifest accepted (offline.oci.MAX_MANIFEST_SIZE, which is not imported
+# here to keep this module below offline.oci).
+MAX_ANSWER_SIZE = 16 * 1024 * 1024
+# A token service's answer: a token (a JWT of a few kilobytes) and its lifetime.
+MAX_TOKEN_ANSWER_SIZE = 1024 * 1024
+# One paginated listing (tags, referrers, the catalog), all its pages together.
+MAX_LISTING_SIZE = 64 * 1024 * 1024
+MAX_PAGES = 10_000
 _MAX_ERROR_TEXT = 200
 
 
@@ -215,7 +227,26 @@ class Transport:
             if response.status_code == 401:
                 response.close()
                 raise RegistryAuthError(self._auth_refused(repository, what))
+            if not stream:
+                self._load(response, repository, what)
             return response
+
+    def _load(self, response: requests.Response, repository: str, what: str) -> None:
+        """Read an answer the caller did not stream, within MAX_ANSWER_SIZE (an error answer is
+        cut short instead: it only feeds a message)."""
+        try:
+            if response.status_code >= 300:
+                load(response, ERROR_BODY_LIMIT, truncate=True)
+            else:
+                load(response, MAX_ANSWER_SIZE)
+        except BodyTooLarge as exc:
+            response.close()
+            raise RegistryError(self._message(repository, what, str(exc))) from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            response.close()
+            raise RegistryUnavailable(
+                self._message(repository, what, f"reading the answer: {_reason(exc)}")
+            ) from None
 
     def _send(
         self,
@@ -231,12 +262,14 @@ class Transport:
         # over plain HTTP (requests strips it from a redirect to another host or scheme).
         if authorization and _origin(url) == _origin(self.base_url):
             all_headers["Authorization"] = authorization
+        # Always streamed: requests would read an unstreamed body whole, whatever its size;
+        # `request` reads it within a limit (offline.http_body).
         return self._session.request(
             method,
             url,
             headers=all_headers,
             data=body,
-            stream=stream,
+            stream=True,
             verify=self._verify,
             timeout=(self.timeouts.connect, self.timeouts.read),
             proxies=requests.utils.get_environ_proxies(url),
@@ -307,6 +340,7 @@ class Transport:
                 response = self._session.get(
                     url,
                     headers=headers,
+                    stream=True,
                     verify=self._verify,
                     timeout=(self.timeouts.connect, self.timeouts.read),
                     proxies=requests.utils.get_environ_proxies(url),
@@ -329,9 +363,25 @@ class Transport:
             if response.status_code in RETRY_STATUSES and self._wait(
                 attempt, started, _retry_after(response.headers.get("Retry-After"))
             ):
+                response.close()
                 attempt += 1
                 continue
             break
+        with response:
+            return self._token_answer(
+                response, realm, service, scopes, credentials, repository, what
+            )
+
+    def _token_answer(
+        self,
+        response: requests.Response,
+        realm: str,
+        service: str,
+        scopes: tuple[str, ...],
+        credentials: Credentials | None,
+        repository: str,
+        what: str,
+    ) -> str:
         if response.status_code in (401, 403):
             raise RegistryAuthError(
                 self._message(
@@ -350,8 +400,18 @@ class Transport:
                 )
             )
         try:
-            token, lifetime = token_from_response(response.json())
-        except ValueError as exc:
+            token, lifetime = token_from_response(
+                json.loads(read_body(response, MAX_TOKEN_ANSWER_SIZE))
+            )
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RegistryUnavailable(
+                self._message(repository, what, f"token service {_safe(realm)}: {_reason(exc)}")
+            ) from None
+        except RecursionError:
+            raise RegistryAuthError(
+                self._message(repository, what, f"token service {_safe(realm)}: nested too deep")
+            ) from None
+        except ValueError as exc:  # BodyTooLarge, not JSON, no token
             raise RegistryAuthError(
                 self._message(repository, what, f"token service {_safe(realm)}: {exc}")
             ) from None
@@ -435,6 +495,31 @@ class Transport:
         self._session.close()
 
 
+class Pages:
+    """The pages of one paginated listing: none asked for twice, and no more than MAX_PAGES
+    pages or MAX_LISTING_SIZE bytes in all (each page is within MAX_ANSWER_SIZE already)."""
+
+    def __init__(self, transport: Transport, repository: str, what: str) -> None:
+        self._transport, self._repository, self._what = transport, repository, what
+        self._seen: set[str] = set()
+        self._bytes = 0
+
+    def visit(self, url: str) -> None:
+        if url in self._seen or len(self._seen) >= MAX_PAGES:
+            raise self._error("pagination does not end")
+        self._seen.add(url)
+
+    def count(self, response: requests.Response) -> None:
+        self._bytes += len(response.content)
+        if self._bytes > MAX_LISTING_SIZE:
+            raise self._error(
+                f"the listing is larger than {MAX_LISTING_SIZE} bytes (at {_safe(response.url)})"
+            )
+
+    def _error(self, reason: str) -> RegistryError:
+        return RegistryError(self._transport.message(self._repository, self._what, reason))
+
+
 def _split_scope(scope: str | None) -> set[str]:
     return set(scope.split(" ")) if scope else set()
 
@@ -455,8 +540,12 @@ def _retry_after(value: str | None) -> float | None:
 def _error_detail(response: requests.Response) -> str:
     """The registry's error codes and messages, else the start of its text, on one line."""
     try:
+        load(response, ERROR_BODY_LIMIT, truncate=True)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        return ""
+    try:
         document = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         document = None
     if isinstance(document, dict) and isinstance(document.get("errors"), list):
         parts = []

@@ -29,6 +29,8 @@ class Answer:
     status: int
     headers: dict[str, str]
     body: bytes = b""
+    # False: no Content-Length, the body ends when the connection closes.
+    length: bool = True
 
 
 # The script: what to answer to a request (the server passes itself, to name its own URL).
@@ -52,12 +54,19 @@ class _Handler(BaseHTTPRequestHandler):
             owner.seen.append(seen)
         answer = owner.script(owner, seen)
         self.send_response(answer.status)
-        headers = {"Content-Length": str(len(answer.body)), **answer.headers}
+        if answer.length:
+            headers = {"Content-Length": str(len(answer.body)), **answer.headers}
+        else:
+            headers = {"Connection": "close", **answer.headers}
+            self.close_connection = True
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(answer.body)
+        try:
+            if self.command != "HEAD":
+                self.wfile.write(answer.body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client stopped reading: what a bounded reader does
 
     do_HEAD = do_PUT = do_POST = do_PATCH = do_DELETE = do_GET
 
