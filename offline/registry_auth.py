@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from offline.errors import UsageError
+from offline.inputs import read_input
 
 USERNAME_ENV = "AIRGAP_REGISTRY_USERNAME"
 PASSWORD_ENV = "AIRGAP_REGISTRY_PASSWORD"
@@ -38,6 +39,7 @@ HOST_ENV = "AIRGAP_REGISTRY_HOST"
 DOCKER_HUB_ALIASES = frozenset(
     {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 )
+MAX_DOCKER_CONFIG_SIZE = 16 * 1024 * 1024
 # Docker Hub's token service: its realm is on this host, and docker sends Hub credentials there.
 DOCKER_HUB_TOKEN_HOST = "auth.docker.io"
 # The distribution token spec: a token without expires_in lasts 60 seconds.
@@ -135,16 +137,14 @@ def docker_config_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def from_docker_config(registry: str, path: Path) -> Credentials | None:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except OSError as exc:
-        raise UsageError(f"docker config {path} is not readable ({exc.strerror})") from exc
+    text = read_input(path, "docker config", MAX_DOCKER_CONFIG_SIZE)
     try:
         config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"docker config {path} is not valid JSON ({exc.msg})") from exc
+    except (ValueError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 or too deep"
+        raise UsageError(f"docker config {path} is not valid JSON ({reason})") from None
     auths = config.get("auths") if isinstance(config, dict) else None
     if not isinstance(auths, dict):
         return None
