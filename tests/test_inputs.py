@@ -27,8 +27,9 @@ from offline.registry_auth import find_credentials
 from offline.sigbundle import load_bundle, sha256_file
 from offline.trust import load_trusted_root
 from offline.witness import load_witness_policy
+from provisioner.bundle_create import _copy_file
 from provisioner.bundle_signing import load_private_key, load_public_key
-from provisioner.bundle_spec import load_spec
+from provisioner.bundle_spec import FileSpec, load_spec
 from provisioner.inventory import load_inventory
 
 
@@ -179,6 +180,18 @@ def test_the_command_line_refuses_a_fifo_image_list(fifo: Path, tmp_path: Path) 
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and f"image list {fifo} is not a regular file" in lines[0]
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_a_bundle_file_entry_from_a_fifo_or_device_is_refused(
+    kind: str, fifo: Path, tmp_path: Path
+) -> None:
+    source = fifo if kind == "fifo" else Path("/dev/zero")
+    entry = FileSpec(path="data.bin", source=source, sha256="0" * 64)
+    caught = within(5, lambda: _copy_file(entry, tmp_path / "partial", "files"))
+    assert isinstance(caught, UsageError)
+    assert f"files entry data.bin: source {source} is not a regular file" in str(caught)
+    assert not list((tmp_path / "partial").rglob("*.partial"))
 
 
 def test_limits_are_what_the_documentation_says() -> None:
