@@ -23,6 +23,8 @@ class BodyTooLarge(ValueError):
 
 def read_body(response: requests.Response, limit: int) -> bytes:
     """The whole body of a streamed `response`, or BodyTooLarge past `limit` bytes."""
+    if response.request is not None and response.request.method == "HEAD":
+        return b""  # its Content-Length is the size of what a GET would send
     declared = response.headers.get("Content-Length", "").strip()
     encoded = response.headers.get("Content-Encoding", "identity").strip().lower()
     if declared.isdigit() and int(declared) > limit and encoded in ("", "identity"):

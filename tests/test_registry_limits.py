@@ -187,3 +187,13 @@ def test_a_huge_rekor_answer_is_refused(status: int) -> None:
             with pytest.raises(RekorUnavailable, match="answered 404 to /api/v1/log") as caught:
                 client.log_info()
             assert len(str(caught.value)) < 400
+
+
+def test_a_head_announcing_a_large_blob_is_not_a_large_answer() -> None:
+    """A HEAD's Content-Length is the blob's size; there is no body to refuse."""
+    big = str(10 * MAX_ANSWER_SIZE)
+    answer = Answer(200, {"Content-Length": big, "Docker-Content-Digest": DIGEST})
+    with LoopbackServer(_serving(answer)) as server:
+        repo = _registry(server).repository("team/app")
+        assert repo.blob_exists(DIGEST)
+        assert repo.manifest_exists(DIGEST)
