@@ -227,13 +227,21 @@ class Transport:
             if response.status_code == 401:
                 response.close()
                 raise RegistryAuthError(self._auth_refused(repository, what))
-            if not stream:
-                self._load(response, repository, what)
+            broken = None if stream else self._load(response, repository, what)
+            if broken is not None:
+                # As a failed connection: the answer broke off (requests retried this too when
+                # it read bodies itself).
+                if not retry or not self._wait(attempt, started, None):
+                    raise RegistryUnavailable(
+                        self._message(repository, what, f"{broken} (after {attempt + 1} attempts)")
+                    )
+                attempt += 1
+                continue
             return response
 
-    def _load(self, response: requests.Response, repository: str, what: str) -> None:
+    def _load(self, response: requests.Response, repository: str, what: str) -> str | None:
         """Read an answer the caller did not stream, within MAX_ANSWER_SIZE (an error answer is
-        cut short instead: it only feeds a message)."""
+        cut short instead: it only feeds a message); why reading broke off, if it did."""
         try:
             if response.status_code >= 300:
                 load(response, ERROR_BODY_LIMIT, truncate=True)
@@ -244,9 +252,8 @@ class Transport:
             raise RegistryError(self._message(repository, what, str(exc))) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
             response.close()
-            raise RegistryUnavailable(
-                self._message(repository, what, f"reading the answer: {_reason(exc)}")
-            ) from None
+            return f"reading the answer broke off ({type(exc).__name__})"
+        return None
 
     def _send(
         self,
@@ -419,8 +426,8 @@ class Transport:
         return token
 
     def _credentials_for_realm(self, realm: str, repository: str, what: str) -> Credentials | None:
-        """What the token service at `realm` may be sent; refuses a realm that is not
-        HTTPS, or plain HTTP to a host the user allowed it for."""
+        """What the token service at `realm` may be sent. Refuses a realm that is not an
+        http(s) URL, and a plain-HTTP one on a host the user did not allow plain HTTP."""
         parts = urlsplit(realm)
         scheme, netloc = parts.scheme.lower(), parts.netloc.lower()
         if scheme not in ("https", "http") or not parts.hostname or "@" in netloc:

@@ -59,6 +59,8 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             headers = {"Connection": "close", **answer.headers}
             self.close_connection = True
+        if headers.get("Connection") == "close":
+            self.close_connection = True
         for name, value in headers.items():
             self.send_header(name, value)
         self.end_headers()

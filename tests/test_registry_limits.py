@@ -197,3 +197,16 @@ def test_a_head_announcing_a_large_blob_is_not_a_large_answer() -> None:
         repo = _registry(server).repository("team/app")
         assert repo.blob_exists(DIGEST)
         assert repo.manifest_exists(DIGEST)
+
+
+def test_an_answer_that_breaks_off_is_asked_again() -> None:
+    """Reading the body ourselves keeps what requests did: a broken answer is retried."""
+
+    def script(server: LoopbackServer, seen: Seen) -> Answer:
+        if len(server.seen) == 1:
+            return Answer(200, {**JSON, "Content-Length": "1000", "Connection": "close"}, b"{")
+        return Answer(200, JSON, b'{"tags":["v1"]}')
+
+    with LoopbackServer(script) as server:
+        assert _registry(server).repository("team/app").list_tags() == ["v1"]
+    assert len(server.seen) == 2
