@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from offline import inputs
+from offline.checkpoint_store import STATE_FILE, CheckpointStore
 from offline.errors import UsageError
 from offline.inputs import MAX_INPUT_SIZE, MAX_KEY_SIZE, open_input, read_input
 from offline.keys import load_public_key_file
@@ -192,6 +193,13 @@ def test_a_bundle_file_entry_from_a_fifo_or_device_is_refused(
     assert isinstance(caught, UsageError)
     assert f"files entry data.bin: source {source} is not a regular file" in str(caught)
     assert not list((tmp_path / "partial").rglob("*.partial"))
+
+
+def test_a_fifo_in_the_checkpoint_store_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "store" / "some-log").mkdir(parents=True)
+    os.mkfifo(tmp_path / "store" / "some-log" / STATE_FILE)
+    caught = within(5, lambda: CheckpointStore(tmp_path / "store").states())
+    assert isinstance(caught, UsageError) and "is not a regular file" in str(caught)
 
 
 def test_limits_are_what_the_documentation_says() -> None:
