@@ -184,9 +184,15 @@ def test_a_huge_rekor_answer_is_refused(status: int) -> None:
         if status == 200:
             _refused_within(client.log_info, RekorUnavailable, "/api/v1/log", MAX_REKOR_ANSWER)
         else:
-            with pytest.raises(RekorUnavailable, match="answered 404 to /api/v1/log") as caught:
-                client.log_info()
+            tracemalloc.start()
+            try:
+                with pytest.raises(RekorUnavailable, match="answered 404 to /api/v1/log") as caught:
+                    client.log_info()
+                _, peak = tracemalloc.get_traced_memory()
+            finally:
+                tracemalloc.stop()
             assert len(str(caught.value)) < 400
+            assert peak < 4 * 1024 * 1024, "an error answer is read only for its message"
 
 
 def test_a_head_announcing_a_large_blob_is_not_a_large_answer() -> None:
