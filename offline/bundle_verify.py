@@ -29,6 +29,8 @@ from offline.trust import PublicKey, TrustedRoot
 from offline.witness import WitnessPolicy
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+# Pure Ed25519 verifies the artifact itself, which is then read whole.
+MAX_ARTIFACT_IN_MEMORY = 1024 * 1024 * 1024
 _DIGEST_ARG = re.compile(r"sha256:([0-9a-fA-F]{64})")
 
 
@@ -72,7 +74,11 @@ class Artifact:
     def read(self) -> bytes | None:
         if self.data is not None:
             return self.data
-        return self.path.read_bytes() if self.path is not None else None
+        if self.path is None:
+            return None
+        from offline.inputs import read_input
+
+        return read_input(self.path, "artifact", MAX_ARTIFACT_IN_MEMORY)
 
     def describe(self) -> str:
         return self.name or (str(self.path) if self.path else f"sha256:{self.sha256.hex()}")

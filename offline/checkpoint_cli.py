@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -125,11 +124,9 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
 
 
 def _read(name: str | Path, what: str) -> bytes:
-    if str(name) == "-":
-        return sys.stdin.buffer.read()
     from offline.inputs import read_input
 
-    return read_input(name, what)
+    return read_input(name, what, stdin=True)
 
 
 def _store(args: argparse.Namespace, trusted_root: TrustedRoot | None) -> CheckpointStore:

@@ -49,7 +49,7 @@ from offline.checkpoint_state import (
     UnpinnedError,
 )
 from offline.errors import AirgapError, UsageError, VerificationFailure
-from offline.inputs import parse_json_object, read_input
+from offline.inputs import MAX_INPUT_SIZE, open_regular, parse_json_object, read_input
 from offline.trust import LogInstance, TrustedRoot
 from offline.witness import WitnessPolicy
 
@@ -250,9 +250,13 @@ class CheckpointStore:
 
     def _read_file(self, path: Path) -> LogState | None:
         try:
-            raw = path.read_bytes()
+            # A regular file within the input limit: a FIFO put here would block every run.
+            with open_regular(path, "checkpoint store file") as f:
+                raw = f.read(MAX_INPUT_SIZE + 1)
         except FileNotFoundError:
             return None
+        if len(raw) > MAX_INPUT_SIZE:
+            raise self._corrupt(path, f"larger than {MAX_INPUT_SIZE} bytes")
         try:
             doc = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:

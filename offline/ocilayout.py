@@ -39,6 +39,7 @@ from offline.digests import (
 )
 from offline.errors import AirgapError, UsageError
 from offline.imageref import parse_image_ref
+from offline.inputs import open_regular
 from offline.oci import (
     ANNOTATION_REF_NAME,
     ANNOTATION_REFERRER_SUBJECT,
@@ -65,6 +66,9 @@ LAYOUT_VERSION = "1.0.0"
 _ATTACHMENT_TAG = re.compile(r"(^|:)sha256-[0-9a-f]{64}(\.[a-z]+)?$")
 # Blobs larger than this are not manifests; the referrer scan does not open them.
 _SCAN_LIMIT = 4 * 1024 * 1024
+# oci-layout is {"imageLayoutVersion":"1.0.0"}; index.json lists the layout's images.
+_SMALL_FILE_LIMIT = 64 * 1024
+MAX_INDEX_SIZE = 64 * 1024 * 1024
 
 
 class OCILayout:
@@ -75,7 +79,8 @@ class OCILayout:
         self.scan_blobs = scan_blobs
         layout_file = self.path / LAYOUT_FILE
         try:
-            header = json.loads(layout_file.read_bytes())
+            with open_regular(layout_file) as f:
+                header = json.loads(f.read(_SMALL_FILE_LIMIT))
         except FileNotFoundError:
             raise UsageError(
                 f"{self.path} is not an OCI image layout (no {LAYOUT_FILE} file)"
@@ -120,7 +125,11 @@ class OCILayout:
     def _read_index(self) -> dict[str, Any]:
         index_path = self.path / INDEX_FILE
         try:
-            document = parse_manifest_json(index_path.read_bytes(), str(index_path))
+            with open_regular(index_path) as f:
+                raw = f.read(MAX_INDEX_SIZE + 1)
+            if len(raw) > MAX_INDEX_SIZE:
+                raise UsageError(f"{index_path} is larger than {MAX_INDEX_SIZE} bytes")
+            document = parse_manifest_json(raw, str(index_path))
         except FileNotFoundError:
             raise UsageError(f"{self.path} is not an OCI image layout (no {INDEX_FILE})") from None
         if not isinstance(document.get("manifests", []), list):
@@ -194,7 +203,7 @@ class OCILayout:
     def _read_manifest(self, digest: str, declared: str | None) -> Manifest:
         path = self._blob_path(digest)
         try:
-            with path.open("rb") as f:
+            with open_regular(path, "manifest") as f:
                 raw = f.read(MAX_MANIFEST_SIZE + 1)
         except FileNotFoundError:
             raise NotFound(f"{self.location}: manifest {digest} is not in the layout") from None
@@ -205,7 +214,7 @@ class OCILayout:
     def open_blob(self, digest: str, size: int | None = None) -> BlobReader:
         path = self._blob_path(digest)
         try:
-            f = path.open("rb")
+            f = open_regular(path, "blob")
         except FileNotFoundError:
             raise NotFound(f"{self.location}: blob {digest} is not in the layout") from None
         actual = os.fstat(f.fileno()).st_size
@@ -281,7 +290,7 @@ class OCILayout:
                 continue
             if entry.stat().st_size > _SCAN_LIMIT:
                 continue
-            with open(entry.path, "rb") as f:
+            with open_regular(entry.path, "blob") as f:
                 if f.read(1) == b"{":
                     yield f"sha256:{entry.name}"
 

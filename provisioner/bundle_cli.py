@@ -493,13 +493,16 @@ def _transfer_items(bundle: Path) -> list[Any]:
                 )
             )
         return push_order(items)
-    from provisioner.bundle_archive import PartsList, signature_files
+    from offline.inputs import read_input
+    from provisioner.bundle_archive import MAX_PARTS_LIST_SIZE, PartsList, signature_files
+    from provisioner.detached import MAX_KEYLESS_SIGNATURE_SIZE
 
     where = str(bundle)
-    parts = PartsList.from_bytes(bundle.read_bytes(), where)
+    parts = PartsList.from_bytes(read_input(bundle, "parts list", MAX_PARTS_LIST_SIZE), where)
     items = [TransferItem(bundle.parent / p.name, p.name, p.size, p.sha256) for p in parts.parts]
     for path in (*signature_files(bundle), bundle):
-        data = path.read_bytes()
+        limit = MAX_PARTS_LIST_SIZE if path == bundle else MAX_KEYLESS_SIGNATURE_SIZE
+        data = read_input(path, "bundle file", limit)
         items.append(TransferItem(path, path.name, len(data), hashlib.sha256(data).hexdigest()))
     return push_order(items)
 

@@ -37,6 +37,7 @@ from offline.atomicfile import atomic_write, fsync_dir
 from offline.blobstream import CHUNK_SIZE
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from offline.imageref import ImageRef
+from offline.inputs import open_regular
 from offline.oci import MANIFEST_MEDIA_TYPES, Manifest
 from offline.ocilayout import OCILayout
 from offline.sources import RegistryOptions, Sources
@@ -501,7 +502,9 @@ def _copy_file(file: FileSpec, partial: Path, under: str) -> FileEntry:
     hasher = hashlib.sha256()
     size = 0
     try:
-        with open(file.source, "rb") as src, open(temporary, "wb") as dst:
+        # A regular file only: a FIFO would block, a device (/dev/zero) never end.
+        source = open_regular(file.source, f"{under} entry {file.path}: source")
+        with source as src, open(temporary, "wb") as dst:
             while chunk := src.read(CHUNK_SIZE):
                 hasher.update(chunk)
                 dst.write(chunk)

@@ -105,8 +105,10 @@ def options_for(*servers: RegistryServer, proxy: Proxy | None = None) -> Registr
     options = registry_options(*servers)
     if proxy is None:
         return options
+    # The proxy fronts the server: it is reached with its credentials.
+    fronted = next(iter(options.credentials.values()), None)
     return RegistryOptions(
-        credentials=options.credentials,
+        credentials={**options.credentials, **({proxy.host: fronted} if fronted else {})},
         ca_bundle=options.ca_bundle,
         insecure_http_hosts=options.insecure_http_hosts | {proxy.host},
         retry=FAST,
