@@ -278,7 +278,13 @@ class CheckpointStore:
     def _state_files(self) -> list[Path]:
         if not self.path.is_dir():
             return []
-        return sorted(d / STATE_FILE for d in self.path.iterdir() if (d / STATE_FILE).is_file())
+        # Anything named state.json is read (and refused if not a regular file): a FIFO or a
+        # link in its place must not make the store quietly forget a log.
+        return sorted(
+            d / STATE_FILE
+            for d in self.path.iterdir()
+            if d.is_dir() and os.path.lexists(d / STATE_FILE)
+        )
 
     def _load(self, path: Path) -> LogState | None:
         """One state file, re-verified against the trusted root when the store has one.
