@@ -187,11 +187,14 @@ def verify_bundle(
     tsa_times = verify_timestamps(raw_timestamps, bundle.signature, trusted_root)
     for entry in entries:
         # Rekor v2 entries carry no integrated time: the log key must cover a signed timestamp.
-        if (
-            entry.integrated_time is None
-            and tsa_times
-            and not any(entry.log.valid_at(t) for t in tsa_times)
-        ):
+        # With neither, the key's window cannot be checked, and an unchecked window is a refusal.
+        if entry.integrated_time is None and not tsa_times:
+            raise VerificationFailure(
+                f"log entry {entry.log_index} in {entry.log.base_url} has no verified time (no "
+                f"signed entry timestamp, no RFC 3161 timestamp) to check the log key's "
+                f"validity window against"
+            )
+        if entry.integrated_time is None and not any(entry.log.valid_at(t) for t in tsa_times):
             raise VerificationFailure(
                 f"log {entry.log.base_url} key was not valid at the signed timestamp"
             )

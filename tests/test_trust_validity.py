@@ -11,13 +11,15 @@ from typing import Any
 
 import pytest
 
-from offline.bundle_verify import Artifact, IdentityPolicy, verify_bundle
+from offline.bundle_verify import Artifact, IdentityPolicy, KeyPolicy, verify_bundle
 from offline.certs import CertificateFailure
-from offline.errors import UsageError
-from offline.sigbundle import load_bundle
+from offline.errors import UsageError, VerificationFailure
+from offline.sigbundle import load_bundle, parse_bundle
 from offline.trust import parse_trusted_root
+from tests.bundle_factory import KeySigner
 from tests.conftest import TESTDATA
 from tests.test_conformance import protocol_args, run_airgap
+from tests.tlog_fixture import TestLog, trusted_root
 
 CASES = TESTDATA / "conformance"
 PRODUCTION_ROOT = json.loads((CASES / "trusted_root.production.json").read_text())
@@ -166,3 +168,27 @@ def test_a_missing_tlog_start_fails_the_command_with_one_line(tmp_path: Path) ->
     proc = run_airgap(args)
     assert proc.returncode == 2, proc.stderr
     assert proc.stderr.count("\n") == 1 and "validFor.start" in proc.stderr
+
+
+def _key_bundle_without_a_set(log: TestLog) -> tuple[dict[str, Any], KeySigner]:
+    signer = KeySigner()
+    logged = signer.log_artifact(log, b"hello")
+    bundle = logged.bundle(log)
+    entry = bundle["verificationMaterial"]["tlogEntries"][0]
+    del entry["inclusionPromise"]
+    entry["integratedTime"] = "0"
+    return bundle, signer
+
+
+def test_a_log_entry_with_no_verified_time_cannot_show_its_key_was_valid() -> None:
+    # Proven by an inclusion proof, but nothing says when: the log key's window (here starting
+    # in 2030) cannot be checked, so the entry is refused rather than the window skipped.
+    log = TestLog(valid_from="2030-01-01T00:00:00Z")
+    bundle, signer = _key_bundle_without_a_set(log)
+    with pytest.raises(VerificationFailure, match="no verified time"):
+        verify_bundle(
+            parse_bundle(json.dumps(bundle).encode()),
+            Artifact.from_bytes(b"hello", "hello"),
+            trusted_root(log),
+            KeyPolicy(signer.key.public_key()),
+        )
