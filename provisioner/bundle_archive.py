@@ -208,6 +208,8 @@ class PartsList:
             raise UsageError(f"{where} is not UTF-8") from None
         except ValueError as exc:  # JSONDecodeError too
             raise UsageError(f"{where} is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise UsageError(f"{where} is not valid JSON (nested too deeply)") from None
         keys = ("format", "compression", "size", "sha256", "tarSize", "manifestSha256", "parts")
         top = json_object(document, where, keys)
         if top["format"] != FORMAT:

@@ -360,6 +360,8 @@ class BundleManifest:
             raise UsageError(f"{where} is not valid JSON ({exc})") from None
         except ValueError as exc:
             raise UsageError(f"{where}: {exc}") from None
+        except RecursionError:
+            raise UsageError(f"{where} is not valid JSON (nested too deeply)") from None
         return cls.from_json(document, where)
 
     def blob_sizes(self) -> dict[str, int]:
