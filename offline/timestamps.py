@@ -62,12 +62,12 @@ def _verify_one(
         chain = authority.certificates
         if len(chain) < 2:
             continue
-        builder = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1])
-        for intermediate in chain[1:-1]:
-            builder = builder.add_intermediate_certificate(intermediate)
         try:
+            builder = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1])
+            for intermediate in chain[1:-1]:
+                builder = builder.add_intermediate_certificate(intermediate)
             builder.build().verify_message(response, signature)
-        except VerificationError:
+        except (VerificationError, ValueError):  # ValueError: a chain it cannot build from
             continue
         if authority.valid_at(gen_time):
             return gen_time

@@ -24,7 +24,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from offline.errors import UsageError
+from offline.errors import AirgapError, UsageError
 from offline.inputs import parse_json_object, read_input
 
 TRUSTED_ROOT_MEDIA_TYPES = frozenset(
@@ -178,7 +178,7 @@ def _b64(value: Any, where: str) -> bytes:
         raise UsageError(f"trusted root: {where} is missing or not a string")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: a non-ASCII character
         raise UsageError(f"trusted root: {where} is not valid base64") from exc
 
 
@@ -190,6 +190,27 @@ def load_public_key(der: bytes, where: str) -> PublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
         raise UsageError(f"{where}: unsupported key type {type(key).__name__}")
     return key
+
+
+def load_certificate(
+    der: bytes, where: str, error: type[AirgapError] = UsageError
+) -> x509.Certificate:
+    """A DER certificate whose lazily parsed parts (extensions, public key) are read once here,
+    so that a malformed extension or key is this one `error`, not an exception deep inside a
+    later check."""
+    try:
+        cert = x509.load_der_x509_certificate(der)
+        extensions = cert.extensions
+        key = cert.public_key()
+    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
+        raise error(f"{where}: unreadable certificate ({exc})") from exc
+    except x509.UnsupportedGeneralNameType as exc:
+        raise error(f"{where}: certificate with an unsupported name type ({exc})") from exc
+    if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
+        raise error(f"{where}: certificate with an unsupported key type {type(key).__name__}")
+    for extension in extensions:  # touching each value parses it
+        _ = extension.value
+    return cert
 
 
 def _log_instance(raw: Any, where: str) -> LogInstance:
@@ -216,10 +237,7 @@ def _authority(raw: Any, where: str) -> CertificateAuthority:
     for i, item in enumerate(chain):
         item_where = f"{where}.certChain.certificates[{i}]"
         der = _b64(_object(item, item_where).get("rawBytes"), f"{item_where}.rawBytes")
-        try:
-            certificates.append(x509.load_der_x509_certificate(der))
-        except ValueError as exc:
-            raise UsageError(f"trusted root: {item_where} is not a certificate") from exc
+        certificates.append(load_certificate(der, f"trusted root: {item_where}"))
     return CertificateAuthority(
         uri=_string(authority.get("uri", ""), f"{where}.uri"),
         certificates=tuple(certificates),
