@@ -20,6 +20,7 @@ from offline.checkpoint import CheckpointError, parse_checkpoint
 from offline.entries import EntryMismatch, Signer, check_entry_body
 from offline.errors import AirgapError, UsageError, one_line
 from offline.inputs import decode_json, parse_json_object, read_input
+from offline.keys import load_public_key_file
 from offline.note import NoteError, parse_note, parse_vkey
 from offline.oci import check_manifest
 from offline.policy import parse_policy
@@ -310,3 +311,18 @@ def test_a_key_bundle_verifies_after_all_these_checks() -> None:
         trusted_root(log),
         KeyPolicy(signer.key.public_key()),
     )
+
+
+# ------------------------------------------------------------------------------ key files
+def test_a_key_file_of_an_unknown_algorithm_is_a_usage_error(tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    der = (
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    unknown = der.replace(bytes.fromhex("2a8648ce3d0201"), bytes.fromhex("2a8648ce3d0209"))
+    (tmp_path / "key.der").write_bytes(unknown)
+    with pytest.raises(UsageError, match="not a PEM or DER public key"):
+        load_public_key_file(tmp_path / "key.der")
