@@ -326,3 +326,18 @@ def test_a_key_file_of_an_unknown_algorithm_is_a_usage_error(tmp_path: Path) -> 
     (tmp_path / "key.der").write_bytes(unknown)
     with pytest.raises(UsageError, match="not a PEM or DER public key"):
         load_public_key_file(tmp_path / "key.der")
+
+
+# ------------------------------------------------------------------ bundle manifests, parts
+def test_a_bundle_manifest_string_with_an_unpaired_surrogate_is_refused() -> None:
+    document = targets.bundle_manifest_seed()
+    document["files"][0]["path"] = "files/\ud800"
+    with pytest.raises(UsageError, match="unpaired surrogate"):
+        BundleManifest.from_bytes(json.dumps(document).encode())
+
+
+def test_a_parts_list_part_name_with_an_unpaired_surrogate_is_refused() -> None:
+    document = targets.parts_list_seed()
+    document["parts"][0]["name"] = "b.tar.zst.part\udc00"
+    with pytest.raises(UsageError, match="unpaired surrogate"):
+        PartsList.from_bytes(json.dumps(document).encode(), "parts list")
