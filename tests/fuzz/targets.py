@@ -13,6 +13,7 @@ import copy
 import functools
 import hashlib
 import json
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +35,10 @@ from tests.tlog_fixture import TestLog, trusted_root_document
 
 CONFORMANCE = TESTDATA / "conformance"
 EXAMPLES = REPO / "offline" / "examples"
+# Bundles cosign made against the private stack (tests/fuzz/seeds/README.md), laid out like
+# the conformance cases; $AIRGAP_FUZZ_SEEDS names more such directories (os.pathsep-separated).
+COSIGN_SEEDS = Path(__file__).parent / "seeds"
+EXTRA_SEEDS_ENV = "AIRGAP_FUZZ_SEEDS"
 DEFAULT_IDENTITY = IdentityPolicy(
     "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
     ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main",
@@ -76,6 +81,12 @@ class BundleCase:
         return f"BundleCase({self.name!r})"
 
 
+def _seed_directories() -> list[Path]:
+    roots = [CONFORMANCE, COSIGN_SEEDS]
+    roots += [Path(p) for p in os.environ.get(EXTRA_SEEDS_ENV, "").split(os.pathsep) if p]
+    return [d for root in roots if root.is_dir() for d in sorted(root.iterdir()) if d.is_dir()]
+
+
 def _conformance_case(directory: Path) -> BundleCase | None:
     try:
         bundle = json.loads((directory / "bundle.sigstore.json").read_bytes())
@@ -97,8 +108,9 @@ def _conformance_case(directory: Path) -> BundleCase | None:
         )
     else:
         policy = DEFAULT_IDENTITY
+    name = directory.name if directory.parent == CONFORMANCE else f"seeds/{directory.name}"
     return BundleCase(
-        directory.name,
+        name,
         bundle,
         json.loads(root_file.read_bytes()),
         Artifact.from_bytes(artifact_file.read_bytes(), artifact_file.name),
@@ -120,7 +132,7 @@ def _test_log_cases() -> Iterator[BundleCase]:
 
 @functools.cache
 def bundle_cases() -> tuple[BundleCase, ...]:
-    cases = [_conformance_case(d) for d in sorted(CONFORMANCE.iterdir()) if d.is_dir()]
+    cases = [_conformance_case(d) for d in _seed_directories()]
     examples = json.loads((EXAMPLES / "trusted_root.json").read_bytes())
     artifact = Artifact.from_bytes((EXAMPLES / "a.txt").read_bytes(), "a.txt")
     for name in ("a.txt.sigstore.json", "a.txt.older.sigstore.json"):
