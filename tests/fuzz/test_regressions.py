@@ -3,9 +3,11 @@ project's errors: one test per root cause, named after what is refused."""
 
 from __future__ import annotations
 
+import base64
 import copy
 import datetime
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +27,7 @@ from offline.note import NoteError, parse_note, parse_vkey
 from offline.oci import check_manifest
 from offline.policy import parse_policy
 from offline.sigbundle import BundleFormatError, parse_bundle
-from offline.timestamps import TimestampFailure
+from offline.timestamps import TimestampFailure, verify_timestamps
 from offline.trust import load_certificate, parse_trusted_root
 from provisioner.bundle_archive import PartsList
 from provisioner.bundle_manifest import BundleManifest
@@ -188,8 +190,6 @@ def test_a_bundle_certificate_with_an_unusable_key_is_a_format_error() -> None:
 
 
 def _b64(data: bytes) -> str:
-    import base64
-
     return base64.b64encode(data).decode()
 
 
@@ -341,3 +341,18 @@ def test_a_parts_list_part_name_with_an_unpaired_surrogate_is_refused() -> None:
     document["parts"][0]["name"] = "b.tar.zst.part\udc00"
     with pytest.raises(UsageError, match="unpaired surrogate"):
         PartsList.from_bytes(json.dumps(document).encode(), "parts list")
+
+
+# ----------------------------------------------------------------------- RFC 3161 timestamps
+def test_a_signed_timestamp_with_an_unreadable_time_is_malformed() -> None:
+    # rfc3161-client parses the TSTInfo lazily: a bad genTime raised ValueError on first use.
+    bundle = _bundle("rekor2-happy-path")
+    stamps = bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    raw = base64.b64decode(stamps[0]["signedTimestamp"])
+    at = re.search(rb"\x18\x0f\d{14}Z", raw)
+    assert at is not None
+    raw = raw[: at.start() + 2] + b"20251399999999Z" + raw[at.end() :]
+    with pytest.raises(TimestampFailure, match="is malformed"):
+        verify_timestamps(
+            [raw], b"signature", parse_trusted_root(json.dumps(_case("rekor2-happy-path").root))
+        )
