@@ -57,6 +57,23 @@ def verify_timestamps(
     return times
 
 
+def _verify_with(
+    authority: CertificateAuthority, response: TimeStampResponse, signature: bytes
+) -> None:
+    chain = authority.certificates
+    builder = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1])
+    for intermediate in chain[1:-1]:
+        builder = builder.add_intermediate_certificate(intermediate)
+    try:
+        builder.build().verify_message(response, signature)
+    except BaseException as exc:
+        # rfc3161-client's Rust code panics (PanicException, a BaseException) on a certificate
+        # that cryptography reads but OpenSSL does not: that is a failure to verify, not a crash.
+        if type(exc).__name__ == "PanicException":
+            raise VerificationError("the timestamp verifier could not read a certificate") from exc
+        raise
+
+
 def _verify_one(
     response: TimeStampResponse,
     gen_time: datetime,
@@ -68,10 +85,7 @@ def _verify_one(
         if len(chain) < 2:
             continue
         try:
-            builder = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1])
-            for intermediate in chain[1:-1]:
-                builder = builder.add_intermediate_certificate(intermediate)
-            builder.build().verify_message(response, signature)
+            _verify_with(authority, response, signature)
         # ValueError: a chain it cannot build, or a malformed token; InvalidVersion and
         # UnsupportedAlgorithm: a certificate inside the token it cannot read.
         except (VerificationError, ValueError, InvalidVersion, UnsupportedAlgorithm):

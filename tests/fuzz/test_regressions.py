@@ -356,3 +356,17 @@ def test_a_signed_timestamp_with_an_unreadable_time_is_malformed() -> None:
         verify_timestamps(
             [raw], b"signature", parse_trusted_root(json.dumps(_case("rekor2-happy-path").root))
         )
+
+
+def test_a_tsa_certificate_openssl_cannot_read_fails_verification_without_a_panic() -> None:
+    # A PrintableString tag changed to 0x7b in the TSA certificate's issuer: cryptography reads
+    # it, OpenSSL inside rfc3161-client does not, and its Rust code panicked (PanicException).
+    case = _case("intoto-with-custom-trust-root")
+    root = copy.deepcopy(case.root)
+    field = root["timestampAuthorities"][0]["certChain"]["certificates"][0]
+    der = bytearray(base64.b64decode(field["rawBytes"]))
+    assert der[39] == 0x13  # PrintableString
+    der[39] = 0x7B
+    field["rawBytes"] = _b64(bytes(der))
+    with pytest.raises(AirgapError):
+        case.verify(root=root)
