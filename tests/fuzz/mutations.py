@@ -266,3 +266,30 @@ def only_deletions(final: Any, seed: Any) -> bool:
         remaining = iter(seed)  # `final` must be a subsequence of `seed`
         return all(any(only_deletions(item, s) for s in remaining) for item in final)
     return type(final) is type(seed) and final == seed
+
+
+def binary_paths(document: Any) -> list[Path]:
+    """Paths of strings that hold base64 of at least 32 bytes: keys, certificates, signatures,
+    timestamps, log entry bodies."""
+    found = []
+    for path in paths(document):
+        value = get(document, path)
+        if isinstance(value, str) and len(value) >= 44:
+            decoded = _b64_decode(value)
+            if decoded is not None and len(decoded) >= 32:
+                found.append(path)
+    return found
+
+
+def mutate_binary(draw: Draw, document: Any) -> Any:
+    """A deep copy of `document` with the bytes inside one base64 field edited 1 to 4 times
+    (DER certificates, RFC 3161 timestamps, keys): what a JSON-level mutation rarely reaches."""
+    result = copy.deepcopy(document)
+    candidates = binary_paths(result)
+    if not candidates:
+        return mutate_json(draw, result, 1)
+    path = pick(draw, candidates)
+    data = base64.b64decode(get(result, path))
+    for _ in range(1 + draw(4)):
+        data = mutate_bytes(draw, data)
+    return _set(result, path, base64.b64encode(data).decode())

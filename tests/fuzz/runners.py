@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 from tests.fuzz import targets
-from tests.fuzz.mutations import Draw, mutate_json, mutate_lines, only_deletions, pick
+from tests.fuzz.mutations import (
+    Draw,
+    mutate_binary,
+    mutate_json,
+    mutate_lines,
+    only_deletions,
+    pick,
+)
 
 
 @dataclass(frozen=True)
@@ -50,6 +57,16 @@ def check_bundle(value: tuple[str, Any], site: Path) -> bool:
             f"{case.name}: passed with a security-relevant field changed"
         )
     return passed
+
+
+def _generate_bundle_bytes(draw: Draw) -> tuple[str, Any]:
+    case: targets.BundleCase = pick(draw, targets.bundle_cases())
+    return case.name, mutate_binary(draw, case.bundle)
+
+
+def _generate_trusted_root_bytes(draw: Draw) -> tuple[str, Any]:
+    case: targets.BundleCase = pick(draw, targets.passing_cases())
+    return case.name, mutate_binary(draw, case.root)
 
 
 def _generate_trusted_root(draw: Draw) -> tuple[str, Any]:
@@ -176,7 +193,9 @@ def check_oci_manifest(value: tuple[bytes, str | None], site: Path) -> bool:
 
 TARGETS: dict[str, Target] = {
     "bundle": Target(_generate_bundle, check_bundle),
+    "bundle_bytes": Target(_generate_bundle_bytes, check_bundle),
     "trusted_root": Target(_generate_trusted_root, check_trusted_root),
+    "trusted_root_bytes": Target(_generate_trusted_root_bytes, check_trusted_root),
     "checkpoint": Target(_generate_checkpoint, check_checkpoint),
     "note": Target(_generate_note, check_note),
     "policy": Target(_generate_policy, check_policy),

@@ -49,6 +49,18 @@ def test_a_mutated_bundle(site: Path, value: Any) -> None:
     runners.check_bundle(value, site)
 
 
+@given(mutated("bundle_bytes"))
+def test_a_bundle_with_edited_bytes_in_a_certificate_signature_or_timestamp(
+    site: Path, value: Any
+) -> None:
+    runners.check_bundle(value, site)
+
+
+@given(mutated("trusted_root_bytes"))
+def test_a_trusted_root_with_edited_bytes_in_a_key_or_certificate(site: Path, value: Any) -> None:
+    runners.check_trusted_root(value, site)
+
+
 @given(mutated("trusted_root"))
 def test_a_mutated_trusted_root(site: Path, value: Any) -> None:
     runners.check_trusted_root(value, site)
