@@ -370,3 +370,29 @@ def test_a_tsa_certificate_openssl_cannot_read_fails_verification_without_a_pani
     field["rawBytes"] = _b64(bytes(der))
     with pytest.raises(AirgapError):
         case.verify(root=root)
+
+
+# --------------------------------------------------------------------------- the command line
+@pytest.mark.parametrize(
+    ("edit", "exit_code"),
+    [
+        (lambda b: b.__setitem__("mediaType", ["x"]), 2),
+        (lambda b: _entry(b).__setitem__("integratedTime", str(10**17)), 1),
+        (lambda b: _entry(b)["kindVersion"].__setitem__("kind", "hashed\nrekord"), 1),
+    ],
+    ids=["media type a list", "integrated time in year 3e9", "kind with a line break"],
+)
+def test_verify_bundle_answers_hostile_bundles_with_one_line(
+    tmp_path: Path, edit: Any, exit_code: int
+) -> None:
+    from tests.test_conformance import CASES_DIR, protocol_args, run_airgap
+
+    case = CASES_DIR / "happy-path-v0.1"
+    bundle = _bundle("happy-path-v0.1")
+    edit(bundle)
+    (tmp_path / "bundle.json").write_text(json.dumps(bundle))
+    args = protocol_args(case, by_digest=False)
+    args[args.index("--bundle") + 1] = str(tmp_path / "bundle.json")
+    proc = run_airgap(args)
+    assert proc.returncode == exit_code, proc.stderr
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("airgap: "), proc.stderr
