@@ -202,7 +202,7 @@ def load_certificate(
         cert = x509.load_der_x509_certificate(der)
         extensions = cert.extensions
         key = cert.public_key()
-    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension) as exc:
+    except (ValueError, UnsupportedAlgorithm, x509.DuplicateExtension, x509.InvalidVersion) as exc:
         raise error(f"{where}: unreadable certificate ({exc})") from exc
     except x509.UnsupportedGeneralNameType as exc:
         raise error(f"{where}: certificate with an unsupported name type ({exc})") from exc

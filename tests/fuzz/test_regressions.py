@@ -396,3 +396,10 @@ def test_verify_bundle_answers_hostile_bundles_with_one_line(
     proc = run_airgap(args)
     assert proc.returncode == exit_code, proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("airgap: "), proc.stderr
+
+
+def test_a_certificate_of_an_unknown_x509_version_is_refused_when_read() -> None:
+    der = _der(_certificate())
+    version = der.index(b"\xa0\x03\x02\x01\x02") + 4
+    with pytest.raises(UsageError, match="unreadable certificate"):
+        load_certificate(der[:version] + b"\x03" + der[version + 1 :], "trusted root")
