@@ -95,11 +95,13 @@ def check_checkpoint(value: tuple[str, str | bytes], site: Path) -> bool:
     hash, extensions) is not the one the log signed."""
     from offline.checkpoint import find_log_for_checkpoint
     from offline.trust import parse_trusted_root
+    from offline.witness import parse_witness_policy
 
     name, data = value
     seed = targets.checkpoint_seed(name)
     root = parse_trusted_root(json.dumps(seed.root))
-    passed = targets.outcome(lambda: find_log_for_checkpoint(data, root))
+    policy = parse_witness_policy(seed.witness_policy) if seed.witness_policy else None
+    passed = targets.outcome(lambda: find_log_for_checkpoint(data, root, policy))
     if passed:
         assert seed.valid, f"{seed.name}: a mutated invalid checkpoint verified"
         text = data.decode(errors="replace") if isinstance(data, bytes) else data
@@ -114,16 +116,22 @@ def _generate_note(draw: Draw) -> tuple[str, str]:
 
     if draw(3) == 0:
         return "vkey", mutate_lines(draw, Witness("w.example").vkey)
+    if draw(3) == 0:
+        witnesses = [Witness("w.example"), Witness("w2.example")]
+        return "witness-policy", mutate_lines(draw, targets.witness_policy(witnesses))
     seed: targets.CheckpointSeed = pick(draw, targets.checkpoint_seeds())
     return "note", mutate_lines(draw, seed.note)
 
 
 def check_note(value: tuple[str, str], site: Path) -> bool:
-    """Signed notes and witness keys, parsed alone: only the project's errors."""
+    """Signed notes, witness keys and witness policies, parsed alone: only the project's
+    errors."""
     from offline.note import parse_note, parse_vkey
+    from offline.witness import parse_witness_policy
 
     kind, text = value
-    return targets.outcome(lambda: parse_vkey(text) if kind == "vkey" else parse_note(text))
+    parse = {"vkey": parse_vkey, "witness-policy": parse_witness_policy}.get(kind, parse_note)
+    return targets.outcome(lambda: parse(text))
 
 
 # ------------------------------------------------------------------ operator documents

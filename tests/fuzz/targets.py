@@ -241,6 +241,7 @@ class CheckpointSeed:
     note: str
     root: dict[str, Any]
     valid: bool  # whether a log of `root` signed it (a `_fail` case's checkpoint may not be)
+    witness_policy: str | None = None  # a policy its cosignatures satisfy
 
     def __repr__(self) -> str:
         return f"CheckpointSeed({self.name!r})"
@@ -275,10 +276,19 @@ def checkpoint_seeds() -> tuple[CheckpointSeed, ...]:
     for v2 in (False, True):
         log = TestLog(v2=v2)
         log.extend(5)
-        note = log.checkpoint(extensions=["ext one"], cosigners=[Witness("w.example")])
+        witnesses = [Witness("w.example"), Witness("w2.example")]
+        note = log.checkpoint(extensions=["ext one"], cosigners=witnesses)
         name = f"test-log-v{2 if v2 else 1}"
-        seeds.append(CheckpointSeed(name, note, trusted_root_document(log), True))
+        root = trusted_root_document(log)
+        seeds.append(CheckpointSeed(name, note, root, True, witness_policy(witnesses)))
     return tuple(seeds)
+
+
+def witness_policy(witnesses: list[Any]) -> str:
+    """A witness policy (offline/witness.py) that `witnesses` all satisfy together."""
+    lines = [f"witness {w.name} {w.vkey} https://{w.name}/" for w in witnesses]
+    members = " ".join(w.name for w in witnesses)
+    return "\n".join(["# fuzz seed", *lines, f"group g all {members}", "quorum g", ""])
 
 
 def checkpoint_seed(name: str) -> CheckpointSeed:

@@ -72,7 +72,7 @@ def test_a_mutated_checkpoint(site: Path, value: Any) -> None:
 
 
 @given(mutated("note"))
-def test_a_mutated_signed_note_or_witness_key(site: Path, value: Any) -> None:
+def test_a_mutated_signed_note_witness_key_or_witness_policy(site: Path, value: Any) -> None:
     runners.check_note(value, site)
 
 
