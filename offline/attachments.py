@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from offline.bundle_verify import Artifact
-from offline.cosign_legacy import LegacyFormatError, LegacySignature, read_layer, to_sigstore_bundle
-from offline.errors import AirgapError
+from offline.cosign_legacy import LegacySignature, read_layer, to_sigstore_bundle
+from offline.errors import AirgapError, UsageError
 from offline.oci import Descriptor, ImageSource, NotFound, fetch_blob_bytes
 
 SIGSTORE_BUNDLE_TYPES = frozenset(
@@ -87,31 +87,32 @@ def _legacy(
 ) -> None:
     where = f"cosign .{suffix} tag of {digest}"
     try:
-        manifest = source.fetch_manifest(descriptor.digest)
-        layers = manifest.json().get("layers") or []
-        for i, raw_layer in enumerate(layers):
-            layer = Descriptor.from_json(raw_layer, f"{where} layer {i}")
-            payload = fetch_blob_bytes(source, layer, MAX_ATTACHMENT_BYTES)
-            try:
-                legacy = read_layer(raw_layer, payload)
-            except LegacyFormatError as exc:
-                found.fetch_errors.append(f"{where} layer {i}: {exc}")
-                continue
-            # A completed bundle from `airgap proofs fetch` replaces the SET-only one.
-            bundle = proofs.get(layer.digest) or to_sigstore_bundle(legacy)
-            if legacy.is_attestation:
-                artifact = Artifact.from_digest(digest)
-                kind: Kind = "attestation"
-            else:
-                artifact = Artifact.from_bytes(payload, f"signature payload {layer.digest}")
-                kind = "signature"
-            found.candidates.append(
-                Candidate(kind, f"{where} layer {i}", bundle, artifact, layer.digest, legacy)
-            )
+        layers = source.fetch_manifest(descriptor.digest).layers()
     except NotFound as exc:
         found.fetch_errors.append(f"{where}: tag listed but its content is missing ({exc})")
+        return
     except AirgapError as exc:
         found.fetch_errors.append(f"{where}: {exc}")
+        return
+    for i, layer in enumerate(layers):
+        # One unreadable layer is an error of its own; the other layers are still read.
+        try:
+            payload = fetch_blob_bytes(source, layer, MAX_ATTACHMENT_BYTES)
+            legacy = read_layer(layer, payload)
+            # A completed bundle from `airgap proofs fetch` replaces the SET-only one.
+            bundle = proofs.get(layer.digest) or to_sigstore_bundle(legacy)
+        except AirgapError as exc:
+            found.fetch_errors.append(f"{where} layer {i}: {exc}")
+            continue
+        if legacy.is_attestation:
+            artifact = Artifact.from_digest(digest)
+            kind: Kind = "attestation"
+        else:
+            artifact = Artifact.from_bytes(payload, f"signature payload {layer.digest}")
+            kind = "signature"
+        found.candidates.append(
+            Candidate(kind, f"{where} layer {i}", bundle, artifact, layer.digest, legacy)
+        )
 
 
 def _sigstore_referrer(
@@ -123,24 +124,23 @@ def _sigstore_referrer(
 ) -> None:
     where = f"referrer {descriptor.digest} of {digest}"
     try:
-        manifest = source.fetch_manifest(descriptor.digest)
-        for i, raw_layer in enumerate(manifest.json().get("layers") or []):
-            layer = Descriptor.from_json(raw_layer, f"{where} layer {i}")
-            if layer.media_type not in SIGSTORE_BUNDLE_TYPES:
-                continue
-            raw = fetch_blob_bytes(source, layer, MAX_ATTACHMENT_BYTES)
-            try:
-                bundle = json.loads(raw)
-            except ValueError:
-                found.fetch_errors.append(f"{where} layer {i}: not JSON")
-                continue
-            # A proof completed by `airgap proofs fetch` replaces one to an unpinned tree.
-            bundle = proofs.get(layer.digest, bundle)
-            found.candidates.append(
-                Candidate("bundle", where, bundle, Artifact.from_digest(digest), layer.digest)
-            )
+        layers = source.fetch_manifest(descriptor.digest).layers()
     except AirgapError as exc:
         found.fetch_errors.append(f"{where}: {exc}")
+        return
+    for i, layer in enumerate(layers):
+        if layer.media_type not in SIGSTORE_BUNDLE_TYPES:
+            continue
+        try:
+            bundle = _json_object(fetch_blob_bytes(source, layer, MAX_ATTACHMENT_BYTES), "bundle")
+        except AirgapError as exc:
+            found.fetch_errors.append(f"{where} layer {i}: {exc}")
+            continue
+        # A proof completed by `airgap proofs fetch` replaces one to an unpinned tree.
+        bundle = proofs.get(layer.digest, bundle)
+        found.candidates.append(
+            Candidate("bundle", where, bundle, Artifact.from_digest(digest), layer.digest)
+        )
 
 
 def _proof_referrers(
@@ -157,13 +157,22 @@ def _proof_referrers(
         if descriptor.artifact_type != AIRGAP_PROOF_TYPE:
             continue
         try:
-            manifest = source.fetch_manifest(descriptor.digest)
-            for raw_layer in manifest.json().get("layers") or []:
-                layer = Descriptor.from_json(raw_layer, f"proof referrer {descriptor.digest}")
-                target = (raw_layer.get("annotations") or {}).get(PROOF_LAYER_ANNOTATION)
+            for layer in source.fetch_manifest(descriptor.digest).layers():
+                target = layer.annotations.get(PROOF_LAYER_ANNOTATION)
                 if target:
                     data = fetch_blob_bytes(source, layer, MAX_ATTACHMENT_BYTES)
-                    proofs[str(target)] = json.loads(data)
-        except (AirgapError, ValueError) as exc:
+                    proofs[target] = _json_object(data, "proof bundle")
+        except AirgapError as exc:
             found.fetch_errors.append(f"proof referrer {descriptor.digest}: {exc}")
     return proofs
+
+
+def _json_object(data: bytes, what: str) -> dict[str, Any]:
+    """A registry-supplied blob as a JSON object, or a one-line error."""
+    try:
+        document = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise UsageError(f"{what} is not JSON ({type(exc).__name__})") from exc
+    if not isinstance(document, dict):
+        raise UsageError(f"{what} is not a JSON object")
+    return document

@@ -29,6 +29,8 @@ from offline.trust import PublicKey, TrustedRoot
 from offline.witness import WitnessPolicy
 
 IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
+# Pure Ed25519 verifies the artifact itself, which is then read whole.
+MAX_ARTIFACT_IN_MEMORY = 1024 * 1024 * 1024
 _DIGEST_ARG = re.compile(r"sha256:([0-9a-fA-F]{64})")
 
 
@@ -72,7 +74,11 @@ class Artifact:
     def read(self) -> bytes | None:
         if self.data is not None:
             return self.data
-        return self.path.read_bytes() if self.path is not None else None
+        if self.path is None:
+            return None
+        from offline.inputs import read_input
+
+        return read_input(self.path, "artifact", MAX_ARTIFACT_IN_MEMORY)
 
     def describe(self) -> str:
         return self.name or (str(self.path) if self.path else f"sha256:{self.sha256.hex()}")
@@ -144,13 +150,18 @@ class BundleResult:
 def verify_bundle(
     bundle: SigstoreBundle,
     artifact: Artifact,
-    trusted_root: TrustedRoot,
+    trusted_root: TrustedRoot | None,
     policy: SignerPolicy,
     pinner: Pinner | None = None,
     witness_policy: WitnessPolicy | None = None,
     *,
     require_tlog: bool = True,
 ) -> BundleResult:
+    """What the bundle proves. With no trusted root only a key signature with the log ignored
+    can be checked (as `cosign verify --key K --insecure-ignore-tlog`): the signature alone,
+    with whatever log entries and timestamps the bundle carries left unread."""
+    if trusted_root is None:
+        return _verify_key_signature_only(bundle, artifact, policy, require_tlog)
     cert = bundle.leaf_certificate
     if cert is not None:
         signer = Signer(cert.public_key(), cert)  # type: ignore[arg-type]
@@ -186,18 +197,13 @@ def verify_bundle(
     ]
     tsa_times = verify_timestamps(raw_timestamps, bundle.signature, trusted_root)
     for entry in entries:
-        # Rekor v2 entries carry no integrated time: the log key must cover a signed timestamp.
-        # With neither, the key's window cannot be checked, and an unchecked window is a refusal.
-        if entry.integrated_time is None and not tsa_times:
-            raise VerificationFailure(
-                f"log entry {entry.log_index} in {entry.log.base_url} has no verified time (no "
-                f"signed entry timestamp, no RFC 3161 timestamp) to check the log key's "
-                f"validity window against"
-            )
-        if entry.integrated_time is None and not any(entry.log.valid_at(t) for t in tsa_times):
-            raise VerificationFailure(
-                f"log {entry.log.base_url} key was not valid at the signed timestamp"
-            )
+        # Rekor v2 entries carry no integrated time: the log key must cover a signed timestamp,
+        # or, with no trusted time at all, be valid now (a retired log key proves nothing).
+        if entry.integrated_time is None:
+            when = tsa_times or [datetime.now(UTC)]
+            if not any(entry.log.valid_at(t) for t in when):
+                what = "the signed timestamp" if tsa_times else "the present time"
+                raise VerificationFailure(f"log {entry.log.base_url} key was not valid at {what}")
     times = tsa_times + [e.integrated_time for e in entries if e.integrated_time is not None]
     if not times and not require_tlog:
         # With the log ignored there is no trusted time: like cosign, use the present.
@@ -219,6 +225,30 @@ def verify_bundle(
     if pinner is not None:
         result.pins = [pinner(entry) for entry in entries]
     return result
+
+
+def _verify_key_signature_only(
+    bundle: SigstoreBundle, artifact: Artifact, policy: SignerPolicy, require_tlog: bool
+) -> BundleResult:
+    if require_tlog:
+        # A caller bug, not a user's: every mode that checks the log loads a trusted root.
+        raise UsageError("checking a transparency log entry needs a trusted root")
+    cert = bundle.leaf_certificate
+    if cert is not None:
+        problem = policy.certificate_problem(cert)
+        raise SignatureFailure(
+            problem
+            or "bundle is signed with a certificate, which needs a trusted root to verify "
+            "(none given)"
+        )
+    keys = policy.accepted_keys()
+    if not keys:
+        raise SignatureFailure(
+            "bundle is signed with a public key, not a certificate: verify it with --key"
+        )
+    signer = _key_signer(bundle, artifact, keys)
+    statement = _verify_signature(bundle, artifact, signer)
+    return BundleResult(bundle, "an accepted public key", [], [], statement=statement)
 
 
 def _key_signer(bundle: SigstoreBundle, artifact: Artifact, keys: Sequence[PublicKey]) -> Signer:

@@ -24,6 +24,7 @@ from offline.note import (
     CosignatureVerifier,
     KeyVerifier,
     NoteError,
+    NoteFormatError,
     NoteVerifier,
     SignedNote,
     as_note,
@@ -44,6 +45,12 @@ MAX_SIZE = (1 << 64) - 1
 
 class CheckpointError(VerificationFailure):
     """A checkpoint is malformed, or is not signed as its log requires."""
+
+
+class CheckpointFormatError(CheckpointError):
+    """A checkpoint that cannot be read at all: bad input (exit 2), not a failed check."""
+
+    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -100,30 +107,34 @@ def parse_checkpoint(data: bytes | str | SignedNote) -> Checkpoint:
     """Parse (not verify) a checkpoint note."""
     try:
         note = as_note(data)
+    except NoteFormatError as exc:
+        raise CheckpointFormatError(f"checkpoint: {exc}") from exc
     except NoteError as exc:
         raise CheckpointError(f"checkpoint: {exc}") from exc
     lines = note.text.split("\n")[:-1]  # the text ends with "\n"
     if len(lines) < 3:
-        raise CheckpointError(
+        raise CheckpointFormatError(
             f"checkpoint has {len(lines)} text lines, needs origin, tree size and root hash"
         )
     origin, size_line, root_line, extensions = lines[0], lines[1], lines[2], tuple(lines[3:])
     if not origin:
-        raise CheckpointError("checkpoint has an empty origin line")
+        raise CheckpointFormatError("checkpoint has an empty origin line")
     where = f"checkpoint {origin}"
     if not SIZE.fullmatch(size_line) or int(size_line) > MAX_SIZE:
-        raise CheckpointError(f"{where}: tree size {size_line[:40]!r} is not a decimal number")
+        raise CheckpointFormatError(
+            f"{where}: tree size {size_line[:40]!r} is not a decimal number"
+        )
     size = int(size_line)
     try:
         root = base64.b64decode(root_line, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise CheckpointError(f"{where} at size {size}: root hash is not base64") from exc
+        raise CheckpointFormatError(f"{where} at size {size}: root hash is not base64") from exc
     if len(root) != HASH_SIZE:
-        raise CheckpointError(
+        raise CheckpointFormatError(
             f"{where} at size {size}: root hash is {len(root)} bytes, expected {HASH_SIZE}"
         )
     if any(not line for line in extensions):
-        raise CheckpointError(f"{where} at size {size}: empty extension line")
+        raise CheckpointFormatError(f"{where} at size {size}: empty extension line")
     return Checkpoint(origin, size, root, extensions, note)
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -104,11 +103,13 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
     fetch.set_defaults(handler=run_fetch)
 
     listing = commands.add_parser("list", help="list pinned logs")
+    _trust_options(listing)
     _common(listing)
     listing.set_defaults(handler=run_list)
 
     export = commands.add_parser("export", help="write the whole store to one JSON file")
     export.add_argument("out", metavar="OUT", help="output file, or - for stdout")
+    _trust_options(export)
     _common(export, output=False)
     export.set_defaults(handler=run_export)
 
@@ -123,17 +124,24 @@ def register(subparsers: SubParsers[argparse.ArgumentParser]) -> None:
 
 
 def _read(name: str | Path, what: str) -> bytes:
-    if str(name) == "-":
-        return sys.stdin.buffer.read()
     from offline.inputs import read_input
 
-    return read_input(name, what)
+    return read_input(name, what, stdin=True)
 
 
-def _store(args: argparse.Namespace) -> CheckpointStore:
+def _store(args: argparse.Namespace, trusted_root: TrustedRoot | None) -> CheckpointStore:
+    """The store; with a trusted root, every state read is re-verified against it."""
     from offline.checkpoint_store import CheckpointStore
 
-    return CheckpointStore(args.checkpoints)
+    return CheckpointStore(args.checkpoints, trusted_root=trusted_root)
+
+
+def _optional_trusted_root(args: argparse.Namespace) -> TrustedRoot | None:
+    from offline.trust import default_trusted_root_path
+
+    if args.trusted_root is None and default_trusted_root_path() is None:
+        return None
+    return _trusted_root(args)
 
 
 def _trusted_root(args: argparse.Namespace) -> TrustedRoot:
@@ -163,9 +171,12 @@ def _proof_target(
     verified: list[tuple[Checkpoint, LogInstance]],
     proof: ConsistencyProofInput,
     source: str,
-) -> Checkpoint:
-    """The one checkpoint in the input the consistency proof is for."""
-    needing = [cp for cp, _ in verified if store.proof_endpoints(cp.origin, cp.size)]
+) -> tuple[Checkpoint, tuple[int, int]]:
+    """The one checkpoint in the input the consistency proof is for, and the sizes the proof
+    must link (read now: if another run moves the store before the add, the add says so)."""
+    needing = [
+        (cp, log) for cp, log in verified if store.proof_endpoints(log.log_id, cp.origin, cp.size)
+    ]
     if not needing:
         raise UsageError(
             f"{source}: no checkpoint in the input needs a consistency proof (each is already "
@@ -176,18 +187,27 @@ def _proof_target(
             f"{source}: {len(needing)} checkpoints in the input need a consistency proof; "
             "add them one at a time"
         )
-    target = needing[0]
-    endpoints = store.proof_endpoints(target.origin, target.size)
+    target, log = needing[0]
+    endpoints = store.proof_endpoints(log.log_id, target.origin, target.size)
     assert endpoints is not None
     from_size, to_size = endpoints
-    expected = target.root_hash if to_size == target.size else store.root_at(target.origin, to_size)
+    expected = (
+        target.root_hash
+        if to_size == target.size
+        else store.root_at(log.log_id, target.origin, to_size)
+    )
     if proof.root_hash is not None and proof.root_hash != expected:
-        raise VerificationFailure(
-            f"{source}: the proof ends at root {proof.root_hash.hex()[:16]}…, but a proof for log "
-            f"{target.origin} from size {from_size} to {to_size} must end at "
-            f"{(expected or b'').hex()[:16]}…; fetch the proof for those sizes"
+        from offline.checkpoint_store import StaleProofError
+
+        # A proof for other sizes (fetched before the store moved, or for another checkpoint)
+        # is a wrong input, not a lying log: no evidence is kept.
+        raise StaleProofError(
+            f"{source}: the proof ends at root {proof.root_hash.hex()[:16]}…, but log "
+            f"{target.origin} now needs a proof from size {from_size} to {to_size}, ending at "
+            f"{(expected or b'').hex()[:16]}… (did the store move since it was fetched?); fetch "
+            "the proof for those sizes"
         )
-    return target
+    return target, endpoints
 
 
 def run_add(args: argparse.Namespace) -> int:
@@ -201,7 +221,7 @@ def run_add(args: argparse.Namespace) -> int:
         proof = parse_consistency_proof(_read(args.proof, "proof file"), str(args.proof))
     trusted_root = _trusted_root(args)
     policy = _witness_policy(args)
-    store = _store(args)
+    store = _store(args, trusted_root)
 
     verified: list[tuple[Checkpoint, LogInstance]] = []
     for head in heads:
@@ -219,8 +239,10 @@ def run_add(args: argparse.Namespace) -> int:
 
     results = []
     for checkpoint, log in verified:
-        hashes = proof.hashes if proof is not None and checkpoint is target else None
-        result = store.add(checkpoint, log, hashes)
+        if proof is not None and target is not None and checkpoint is target[0]:
+            result = store.add(checkpoint, log, proof.hashes, proof_sizes=target[1])
+        else:
+            result = store.add(checkpoint, log)
         results.append((result, checkpoint, log))
 
     if args.output == "json":
@@ -255,7 +277,8 @@ def _age(seconds: float) -> str:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    store = _store(args)
+    trusted_root = _optional_trusted_root(args)
+    store = _store(args, trusted_root)
     states = store.states()
     now = datetime.now(UTC)
     if args.output == "json":
@@ -269,6 +292,8 @@ def run_list(args: argparse.Namespace) -> int:
                 "latest_root": s.latest.root.hex(),
                 "latest_added": s.latest.added.isoformat(),
                 "age_seconds": int((now - s.latest.added).total_seconds()),
+                "verified": trusted_root is not None
+                and trusted_root.tlog_by_id(s.log_id) is not None,
             }
             for s in states
         ]
@@ -285,11 +310,13 @@ def run_list(args: argparse.Namespace) -> int:
             f"{s.origin:<{width}}  {len(s.checkpoints):>11}  {s.latest.size:>12}  "
             f"{s.latest.root.hex()[:16]}…  {age}"
         )
+    if trusted_root is None:
+        print("(signatures not re-checked: no trusted root; pass --trusted-root to check them)")
     return 0
 
 
 def run_export(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store = _store(args, _optional_trusted_root(args))
     if args.out == "-":
         _print_json(store.export_document())
         return 0
@@ -301,7 +328,7 @@ def run_export(args: argparse.Namespace) -> int:
 def run_import(args: argparse.Namespace) -> int:
     trusted_root = _trusted_root(args)
     policy = _witness_policy(args)
-    store = _store(args)
+    store = _store(args, trusted_root)
     results = store.import_(args.file, trusted_root, policy)
     if args.output == "json":
         _print_json(
@@ -329,7 +356,9 @@ def run_fetch(args: argparse.Namespace) -> int:
     from offline.rekor_client import RekorClient
 
     client = RekorClient(args.rekor, ca_bundle=args.ca_bundle)
-    results = sync_from_rekor(client, _store(args), _trusted_root(args), _witness_policy(args))
+    trusted_root = _trusted_root(args)
+    store = _store(args, trusted_root)
+    results = sync_from_rekor(client, store, trusted_root, _witness_policy(args))
     if args.output == "json":
         _print_json(
             [

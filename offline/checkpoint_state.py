@@ -9,7 +9,7 @@ Everything here is pure; `checkpoint_store` reads and writes files and keeps evi
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
@@ -37,6 +37,10 @@ class ConsistencyProofRequired(UsageError):
 
 class LogMismatchError(VerificationFailure):
     """A checkpoint's origin is pinned under a different log key."""
+
+
+class StaleProofError(UsageError):
+    """The store moved while a consistency proof was being fetched: not a lie, just late."""
 
 
 @dataclass(frozen=True)
@@ -310,6 +314,26 @@ def add_checkpoint(
     return state.with_checkpoint(stored, link), result("added")
 
 
+def stale_link(
+    state: LogState, checkpoint: Checkpoint, proof: Sequence[bytes]
+) -> tuple[int, int] | None:
+    """The sizes `proof` does link, when it is an honest proof between the new checkpoint and
+    another pinned tree head than the ones the store needs now (fetched before the store
+    moved): late, not a lie. None when it links nothing the store holds."""
+    new = (checkpoint.size, checkpoint.root_hash)
+    for item in state.items():
+        old = (item.size, item.root)
+        lo, hi = (old, new) if item.size < checkpoint.size else (new, old)
+        if lo[0] == hi[0]:
+            continue
+        try:
+            verify_consistency(lo[0], hi[0], proof, lo[1], hi[1])
+        except MerkleError:
+            continue
+        return lo[0], hi[0]
+    return None
+
+
 def add_anchor(
     state: LogState,
     size: int,
@@ -442,3 +466,58 @@ def _link(state: LogState, item: Pinned, proofs: Iterable[StoredProof]) -> LogSt
                 return state.with_checkpoint(item, proof)
             return state.with_anchor(item, proof)
     return None
+
+
+def check_state(state: LogState, verify_note: Callable[[str], tuple[str, int, bytes]]) -> None:
+    """Raise ValueError unless every stored tree head is proven, not merely written down.
+
+    `verify_note` checks a note's signature against the log's key and returns its (origin,
+    size, root). Each checkpoint must be a note the log signed for exactly that tree head, each
+    stored proof must hold between the roots it links, and every checkpoint and anchor must
+    reach the latest checkpoint through such proofs. An edited root, proof or size cannot pass.
+    """
+    for stored in state.checkpoints:
+        try:
+            signed = verify_note(stored.note)
+        except AirgapError as exc:
+            reason = f"the checkpoint at size {stored.size} does not verify ({exc})"
+            raise ValueError(reason) from exc
+        if signed != (state.origin, stored.size, stored.root):
+            raise ValueError(
+                f"the checkpoint at size {stored.size} holds a note for another tree head"
+            )
+    roots: dict[int, bytes] = {}
+    for item in state.items():  # an anchor later signed is stored as both, with one root
+        if roots.setdefault(item.size, item.root) != item.root:
+            raise ValueError(f"two roots are stored for size {item.size}")
+    links: dict[int, set[int]] = {}
+    for proof in state.proofs:
+        if proof.from_size not in roots or proof.to_size not in roots:
+            raise ValueError(
+                f"the proof from size {proof.from_size} to {proof.to_size} links sizes the "
+                "store does not hold"
+            )
+        try:
+            verify_consistency(
+                proof.from_size,
+                proof.to_size,
+                proof.hashes,
+                roots[proof.from_size],
+                roots[proof.to_size],
+            )
+        except MerkleError as exc:
+            raise ValueError(
+                f"the proof from size {proof.from_size} to {proof.to_size} does not hold ({exc})"
+            ) from exc
+        links.setdefault(proof.from_size, set()).add(proof.to_size)
+    latest = state.latest.size
+    reaches = {latest}
+    for size in sorted(roots, reverse=True):  # a proof always runs from a smaller size up
+        if links.get(size, set()) & reaches:
+            reaches.add(size)
+    unlinked = sorted(set(roots) - reaches)
+    if unlinked:
+        raise ValueError(
+            f"the tree head at size {unlinked[0]} is not linked to the latest checkpoint "
+            f"(size {latest}) by stored proofs"
+        )

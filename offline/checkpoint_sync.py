@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 
 from offline.checkpoint import Checkpoint, find_log_for_checkpoint
-from offline.checkpoint_store import AddResult, CheckpointStore
+from offline.checkpoint_store import AddResult, CheckpointStore, StaleProofError
 from offline.errors import VerificationFailure
 from offline.rekor_client import RekorClient
 from offline.rekor_json import parse_consistency_proof, parse_tree_heads
@@ -32,14 +32,33 @@ class SyncResult:
     first_use: bool
 
 
+STALE_RETRIES = 3
+
+
 def advance(
     store: CheckpointStore,
     client: RekorClient,
     checkpoint: Checkpoint,
     log: LogInstance,
 ) -> SyncResult:
-    """Pin a verified checkpoint of `client`'s log, fetching the consistency proof it needs."""
-    latest = store.latest(checkpoint.origin)
+    """Pin a verified checkpoint of `client`'s log, fetching the consistency proof it needs.
+
+    Another run may move the store between reading it and adding: the proof is then stale
+    (the store says so under its lock) and is fetched again for the new latest checkpoint.
+    """
+    for attempt in range(STALE_RETRIES):
+        try:
+            return _advance_once(store, client, checkpoint, log)
+        except StaleProofError:
+            if attempt == STALE_RETRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _advance_once(
+    store: CheckpointStore, client: RekorClient, checkpoint: Checkpoint, log: LogInstance
+) -> SyncResult:
+    latest = store.latest(log.log_id, checkpoint.origin)
     if latest is None or latest.size == checkpoint.size:
         # First use, or the same size again (the store refuses a second root as a split view).
         return SyncResult(checkpoint, log, store.add(checkpoint, log), latest is None)
@@ -63,7 +82,8 @@ def advance(
             f"{source} ends at root {proof.root_hash.hex()[:16]}…, but the signed checkpoint at "
             f"size {checkpoint.size} has root {checkpoint.root_hash.hex()[:16]}…"
         )
-    return SyncResult(checkpoint, log, store.add(checkpoint, log, proof.hashes), False)
+    added = store.add(checkpoint, log, proof.hashes, proof_sizes=(latest.size, checkpoint.size))
+    return SyncResult(checkpoint, log, added, False)
 
 
 def sync_from_rekor(

@@ -1,5 +1,9 @@
 """Command-line options that several commands share. Nothing heavy is imported here: it runs
-when the parser is built, before any command starts."""
+when the parser is built, before any command starts.
+
+Registry credentials are not options (they would show in the process list): they come from a
+docker config.json entry for each host, or from AIRGAP_REGISTRY_USERNAME/PASSWORD for the one
+host AIRGAP_REGISTRY_HOST names (offline.registry_auth)."""
 
 from __future__ import annotations
 
@@ -18,7 +22,8 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="HOST",
-        help="reach this registry host over plain HTTP (repeatable)",
+        help="reach this registry host over plain HTTP, and accept a token service on it "
+        "over plain HTTP (repeatable); credentials go over plain HTTP only to hosts named here",
     )
 
 

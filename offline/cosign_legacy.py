@@ -23,6 +23,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from offline.errors import VerificationFailure
+from offline.oci import Descriptor
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
@@ -35,6 +36,8 @@ REKOR_BUNDLE_ANNOTATION = "dev.sigstore.cosign/bundle"
 TIMESTAMP_ANNOTATION = "dev.sigstore.cosign/rfc3161timestamp"
 
 SIMPLE_SIGNING_TYPES = frozenset({"cosign container image signature", "atomic container signature"})
+# What reading registry-supplied JSON of the wrong shape raises: each becomes a LegacyFormatError.
+_MALFORMED = (ValueError, KeyError, IndexError, TypeError, OverflowError, RecursionError)
 
 
 class LegacyFormatError(VerificationFailure):
@@ -64,11 +67,11 @@ class LegacySignature:
             critical = doc["critical"]
             kind = critical["type"]
             digest = critical["image"]["docker-manifest-digest"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except _MALFORMED as exc:
             raise LegacyFormatError(
                 f"signature layer {self.layer_digest}: not a simple-signing payload ({exc})"
             ) from exc
-        if kind not in SIMPLE_SIGNING_TYPES:
+        if not isinstance(kind, str) or kind not in SIMPLE_SIGNING_TYPES:
             raise LegacyFormatError(
                 f"signature layer {self.layer_digest}: payload type {kind!r} is not an image "
                 f"signature"
@@ -85,19 +88,19 @@ def _b64decode(value: str, what: str, layer: str) -> bytes:
         raise LegacyFormatError(f"signature layer {layer}: {what} is not base64") from exc
 
 
-def read_layer(descriptor: dict[str, Any], payload: bytes) -> LegacySignature:
-    """Read one signature layer from its manifest descriptor and its blob."""
-    digest = str(descriptor.get("digest", ""))
-    media_type = str(descriptor.get("mediaType", ""))
+def read_layer(descriptor: Descriptor, payload: bytes) -> LegacySignature:
+    """Read one signature layer from its (checked) manifest descriptor and its blob."""
+    digest = descriptor.digest
+    media_type = descriptor.media_type
     if media_type not in (SIMPLE_SIGNING_MEDIA_TYPE, DSSE_MEDIA_TYPE):
         raise LegacyFormatError(f"signature layer {digest}: unexpected media type {media_type!r}")
-    annotations = descriptor.get("annotations") or {}
+    annotations = descriptor.annotations
     if media_type == DSSE_MEDIA_TYPE:
         # Attestations carry the signature inside the envelope; the annotation is empty.
         try:
             envelope = json.loads(payload)
-            signature = base64.b64decode(envelope["signatures"][0]["sig"])
-        except (ValueError, KeyError, IndexError, TypeError, binascii.Error) as exc:
+            signature = base64.b64decode(envelope["signatures"][0]["sig"], validate=True)
+        except (*_MALFORMED, binascii.Error) as exc:
             raise LegacyFormatError(f"attestation layer {digest}: not a DSSE envelope") from exc
     else:
         raw = annotations.get(SIGNATURE_ANNOTATION)
@@ -118,8 +121,11 @@ def read_layer(descriptor: dict[str, Any], payload: bytes) -> LegacySignature:
     if raw_bundle:
         try:
             rekor_bundle = json.loads(raw_bundle)
-        except ValueError as exc:
+        except _MALFORMED as exc:
             raise LegacyFormatError(f"signature layer {digest}: Rekor bundle is not JSON") from exc
+        if not isinstance(rekor_bundle, dict) or not rekor_bundle:
+            # Present but empty or not an object: never read as "no log entry".
+            raise LegacyFormatError(f"signature layer {digest}: Rekor bundle is not an object")
 
     timestamp = None
     raw_timestamp = annotations.get(TIMESTAMP_ANNOTATION)
@@ -127,7 +133,7 @@ def read_layer(descriptor: dict[str, Any], payload: bytes) -> LegacySignature:
         try:
             timestamp_doc = json.loads(raw_timestamp)
             timestamp = _b64decode(timestamp_doc["SignedRFC3161Timestamp"], "timestamp", digest)
-        except (ValueError, KeyError, TypeError) as exc:
+        except _MALFORMED as exc:
             raise LegacyFormatError(f"signature layer {digest}: unreadable timestamp") from exc
 
     return LegacySignature(
@@ -148,7 +154,7 @@ def _tlog_entry(rekor_bundle: dict[str, Any], layer: str) -> dict[str, Any]:
             "inclusionPromise": {"signedEntryTimestamp": rekor_bundle["SignedEntryTimestamp"]},
             "canonicalizedBody": entry["body"],
         }
-    except (KeyError, ValueError, TypeError) as exc:
+    except _MALFORMED as exc:
         raise LegacyFormatError(
             f"signature layer {layer}: unreadable Rekor bundle ({exc})"
         ) from exc

@@ -1,8 +1,8 @@
 """Verifying one container image: its signatures, its attestations, and what they must say.
 
 The reference is resolved to a digest once; everything after works on that digest. For an
-index, what was signed is verified: the index itself, or else every platform manifest in it,
-and the result says which.
+index, what was signed is verified: the index itself, or else every manifest in it (a BuildKit
+attestation manifest, recognised by its content, excepted), and the result says which.
 """
 
 from __future__ import annotations
@@ -14,12 +14,19 @@ from datetime import timedelta
 from typing import Any
 
 from offline.attachments import COSIGN_SIGN_PREDICATE, Attachments, Candidate, discover
+from offline.attestation_manifests import (
+    REFERENCE_DIGEST,
+    attestation_problem,
+    claims_attestation,
+    describe_platform,
+)
 from offline.bundle_verify import BundleResult, SignerPolicy, verify_bundle
 from offline.errors import AirgapError, UsageError, VerificationFailure
-from offline.oci import IMAGE_MANIFESTS, ImageSource, Manifest
+from offline.oci import IMAGE_MANIFESTS, INDEXES, Descriptor, ImageSource, Manifest
 from offline.pinning import Pinner
 from offline.sigbundle import parse_bundle
 from offline.sources import Sources
+from offline.tlog import VerifiedEntry
 from offline.trust import TrustedRoot
 from offline.witness import WitnessPolicy
 
@@ -43,7 +50,8 @@ class ImageRequirements:
     attestations: Sequence[AttestationRequirement] = ()
     require_tlog: bool = True
     max_checkpoint_age: timedelta | None = None
-    checkpoint_age: Callable[[str], timedelta | None] | None = None  # origin -> age of newest pin
+    # how old the newest pinned checkpoint of an entry's log (and tree) is; None: none pinned
+    checkpoint_age: Callable[[VerifiedEntry], timedelta | None] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,7 +116,7 @@ class ImageVerifier:
 
     def __init__(
         self,
-        trusted_root: TrustedRoot,
+        trusted_root: TrustedRoot | None,  # None: only key signatures, the log ignored
         pinner: Pinner | None = None,
         witness_policy: WitnessPolicy | None = None,
     ) -> None:
@@ -130,6 +138,10 @@ class ImageVerifier:
         except AirgapError as exc:
             result.environment_error = True
             result.fail("registry", str(exc))
+        except Exception as exc:  # one image's input must not end the run for the others
+            # A bug reached by this image's input: a failure of this image, never a pass, and
+            # the other images of the run are still verified.
+            result.fail("internal error", f"{type(exc).__name__}: {_one_line(str(exc))}")
         return result
 
     def _verify_manifest(
@@ -137,24 +149,46 @@ class ImageVerifier:
     ) -> None:
         outcome = self._target(source, manifest.digest, req)
         if outcome.signatures or not manifest.is_index:
+            # A signed index covers its children: their digests are part of the signed bytes.
             result.signed = "index" if manifest.is_index else "image"
             self._report(outcome, req, result, "")
             return
-        # An unsigned index is acceptable when every platform manifest in it is signed.
-        children = [
-            c
-            for c in manifest.children()
-            if c.media_type in IMAGE_MANIFESTS
-            and c.annotations.get("vnd.docker.reference.type") != "attestation-manifest"
-        ]
+        # An unsigned index is acceptable when every manifest a runtime could pick from it is
+        # signed on its own. Runtimes pick by platform, so nothing the index says about a child
+        # exempts it; only an attestation manifest recognised by its content may be unsigned.
+        children = manifest.children()
         outcomes = [self._target(source, child.digest, req) for child in children]
-        if children and all(o.signatures for o in outcomes):
-            result.signed = "every platform manifest"
-            for child, child_outcome in zip(children, outcomes, strict=True):
-                self._report(child_outcome, req, result, f"{_platform(child.platform)} ")
+        if not any(o.signatures for o in outcomes):
+            result.signed = "index"
+            self._report(outcome, req, result, "")
             return
-        result.signed = "index"
-        self._report(outcome, req, result, "")
+        result.signed = "every platform manifest"
+        for child, child_outcome in zip(children, outcomes, strict=True):
+            label = _label(child)
+            problem = attestation_problem(source, child, children)
+            if problem is None:
+                result.ok(
+                    f"attestation manifest {child.digest}",
+                    f"BuildKit attestation manifest of {child.annotations[REFERENCE_DIGEST]}: "
+                    f"not runnable, needs no signature",
+                )
+            elif child_outcome.signatures or (
+                child.media_type in IMAGE_MANIFESTS and not claims_attestation(child)
+            ):
+                self._report(child_outcome, req, result, f"{label} ")
+            elif claims_attestation(child):
+                result.fail(
+                    f"{label} signature",
+                    f"{child.digest} is annotated as an attestation manifest, but {problem}: "
+                    f"it must be signed like a platform manifest, and it is not",
+                )
+            else:
+                kind = "nested index" if child.media_type in INDEXES else repr(child.media_type)
+                result.fail(
+                    f"{label} signature",
+                    f"{kind} {child.digest} in an unsigned index is not signed (a runtime could "
+                    f"pick an image through it)",
+                )
 
     def _target(self, source: ImageSource, digest: str, req: ImageRequirements) -> _TargetOutcome:
         outcome = _TargetOutcome(digest)
@@ -201,7 +235,7 @@ class ImageVerifier:
         if req.max_checkpoint_age is not None and req.checkpoint_age is not None:
             for entry in result.entries:
                 origin = entry.checkpoint.origin if entry.checkpoint else entry.log.base_url
-                age = req.checkpoint_age(origin)
+                age = req.checkpoint_age(entry)
                 if age is None or age > req.max_checkpoint_age:
                     shown = "none pinned" if age is None else f"newest is {_days(age)} old"
                     raise VerificationFailure(
@@ -264,13 +298,15 @@ class ImageVerifier:
                 result.ok(name, f"{len(matching)} verified, signed by {matching[0].result.signer}")
 
 
-def _platform(platform: Any) -> str:
-    if not platform:
-        return "manifest"
-    parts = [platform.get("os", "?"), platform.get("architecture", "?")]
-    if platform.get("variant"):
-        parts.append(platform["variant"])
-    return "/".join(parts)
+def _label(child: Descriptor) -> str:
+    """How an index entry is named in check names: its platform, else its digest."""
+    if child.platform is None:
+        return f"manifest {child.digest}"
+    return describe_platform(child.platform)
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:500]
 
 
 def _days(age: timedelta) -> str:

@@ -1,29 +1,99 @@
-"""Reading the files a user names, with one-line errors that say which file and what is wrong."""
+"""Reading the files a user names, with one-line errors that say which file and what is wrong.
+
+An input file is a regular file of bounded size: a FIFO, socket or device is refused before it
+is read (it could be read forever, or block forever when opened), and a file larger than the
+limit is refused rather than read into memory. `-` is standard input where a command says so,
+read within the same limit.
+"""
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+import sys
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from offline.errors import AirgapError, UsageError
 
+# Larger than any policy, trusted root, bundle, checkpoint file or image list we expect.
+MAX_INPUT_SIZE = 64 * 1024 * 1024
+# A PEM or DER key, a certificate chain at most.
+MAX_KEY_SIZE = 1024 * 1024
 
-def read_input(path: str | Path, what: str) -> bytes:
-    """The bytes of `path`; `what` names the file in errors ("bundle", "trusted root", ...)."""
+
+def read_input(
+    path: str | Path, what: str, limit: int = MAX_INPUT_SIZE, *, stdin: bool = False
+) -> bytes:
+    """The bytes of `path`; `what` names the file in errors ("bundle", "trusted root", ...).
+    With `stdin`, `-` reads standard input."""
+    if stdin and str(path) == "-":
+        data = sys.stdin.buffer.read(limit + 1)
+        if len(data) > limit:
+            raise UsageError(f"{what} on standard input is larger than {limit} bytes")
+        return data
+    with open_input(path, what, limit) as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:  # it grew since it was opened
+        raise UsageError(f"{what} {path} is larger than {limit} bytes")
+    return data
+
+
+def open_regular(path: str | Path, what: str = "") -> IO[bytes]:
+    """`path` opened for reading if it is a regular file (else UsageError); a missing file is
+    FileNotFoundError, for callers that give absence a meaning of their own."""
+    path = Path(path)
+    what = f"{what} " if what else ""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise UsageError(f"{what}{path} is not a regular file")
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise UsageError(f"{what}{path} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def open_input(path: str | Path, what: str, limit: int | None = None) -> IO[bytes]:
+    """`path` opened for reading, once it is known to be a regular file (of at most `limit`
+    bytes, when given). Checked before opening (opening a FIFO blocks) and again on the open
+    file (the name could have been swapped in between)."""
     path = Path(path)
     try:
-        return path.read_bytes()
-    except FileNotFoundError as exc:
-        raise UsageError(f"{what} {path} does not exist") from exc
-    except IsADirectoryError as exc:
-        raise UsageError(f"{what} {path} is a directory, expected a file") from exc
-    except PermissionError as exc:
-        raise UsageError(f"{what} {path} is not readable (permission denied)") from exc
-    except OSError as exc:  # a name too long, a loop of links, an I/O error
-        raise UsageError(f"{what} {path} cannot be read ({exc.strerror or exc})") from exc
-    except ValueError as exc:  # a NUL in the name, or a name that is not Unicode
-        raise UsageError(f"{what} {str(path)[:80]!r} is not a usable file name") from exc
+        _check(os.stat(path), path, what, limit)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _os_error(exc, path, what) from None
+    except ValueError:  # a NUL in the name, or a name that is not Unicode
+        raise UsageError(f"{what} {str(path)[:80]!r} is not a usable file name") from None
+    f = os.fdopen(fd, "rb")
+    try:
+        _check(os.fstat(fd), path, what, limit)
+    except UsageError:
+        f.close()
+        raise
+    return f
+
+
+def _check(info: os.stat_result, path: Path, what: str, limit: int | None) -> None:
+    if stat.S_ISDIR(info.st_mode):
+        raise UsageError(f"{what} {path} is a directory, expected a file")
+    if not stat.S_ISREG(info.st_mode):
+        raise UsageError(
+            f"{what} {path} is not a regular file (a FIFO, socket or device is not read)"
+        )
+    if limit is not None and info.st_size > limit:
+        raise UsageError(f"{what} {path} is larger than {limit} bytes")
+
+
+def _os_error(exc: OSError, path: Path, what: str) -> UsageError:
+    if isinstance(exc, FileNotFoundError):
+        return UsageError(f"{what} {path} does not exist")
+    if isinstance(exc, IsADirectoryError):
+        return UsageError(f"{what} {path} is a directory, expected a file")
+    if isinstance(exc, PermissionError):
+        return UsageError(f"{what} {path} is not readable (permission denied)")
+    return UsageError(f"{what} {path} is not readable ({exc.strerror or exc})")
 
 
 def decode_json(

@@ -10,12 +10,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from offline.errors import UsageError
-from offline.inputs import read_input
+from offline.inputs import MAX_KEY_SIZE, read_input
 from offline.trust import PublicKey
 
 
 def load_public_key_file(path: str | Path) -> PublicKey:
-    data = read_input(path, "key")
+    data = read_input(path, "key", MAX_KEY_SIZE)
     # UnsupportedAlgorithm: a well-formed key of a kind cryptography does not know.
     try:
         key = serialization.load_pem_public_key(data)

@@ -46,6 +46,12 @@ class NoteError(VerificationFailure):
     """A signed note is malformed, or its signatures do not verify."""
 
 
+class NoteFormatError(NoteError):
+    """A signed note that cannot be read at all: bad input, not a failed verification."""
+
+    exit_code = 2
+
+
 @dataclass(frozen=True)
 class NoteSignature:
     name: str
@@ -89,23 +95,25 @@ def is_valid_key_name(name: str) -> bool:
 def _check_characters(text: str) -> None:
     for i, char in enumerate(text):
         if char < " " and char != "\n":
-            raise NoteError(
+            raise NoteFormatError(
                 f"signed note contains control character U+{ord(char):04X} at offset {i}"
             )
 
 
 def _parse_signature_line(line: str, number: int) -> NoteSignature:
     if not line.startswith(SIGNATURE_PREFIX):
-        raise NoteError(f"signed note: signature line {number} does not start with '— '")
+        raise NoteFormatError(f"signed note: signature line {number} does not start with '— '")
     name, sep, encoded = line[len(SIGNATURE_PREFIX) :].partition(" ")
     if not sep or not is_valid_key_name(name):
-        raise NoteError(f"signed note: signature line {number} has no valid key name")
+        raise NoteFormatError(f"signed note: signature line {number} has no valid key name")
     try:
         raw = base64.b64decode(encoded, validate=True)
     except (binascii.Error, ValueError) as exc:
-        raise NoteError(f"signed note: signature line {number} is not valid base64") from exc
+        raise NoteFormatError(f"signed note: signature line {number} is not valid base64") from exc
     if len(raw) <= KEY_ID_SIZE:
-        raise NoteError(f"signed note: signature line {number} is too short to hold a signature")
+        raise NoteFormatError(
+            f"signed note: signature line {number} is too short to hold a signature"
+        )
     return NoteSignature(name=name, key_id=raw[:KEY_ID_SIZE], signature=raw[KEY_ID_SIZE:])
 
 
@@ -113,30 +121,32 @@ def parse_note(data: bytes | str) -> SignedNote:
     """Parse a signed note; the last blank line separates the text from the signatures."""
     if isinstance(data, bytes):
         if len(data) > MAX_NOTE_BYTES:
-            raise NoteError(f"signed note is {len(data)} bytes, more than {MAX_NOTE_BYTES}")
+            raise NoteFormatError(f"signed note is {len(data)} bytes, more than {MAX_NOTE_BYTES}")
         try:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
-            raise NoteError(f"signed note is not valid UTF-8 ({exc.reason})") from exc
+            raise NoteFormatError(f"signed note is not valid UTF-8 ({exc.reason})") from exc
     else:
         try:
             size = len(data.encode())
         except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a JSON "\\ud800" escape
-            raise NoteError(f"signed note is not valid Unicode ({exc.reason})") from exc
+            raise NoteFormatError(f"signed note is not valid Unicode ({exc.reason})") from exc
         if size > MAX_NOTE_BYTES:
-            raise NoteError(f"signed note is more than {MAX_NOTE_BYTES} bytes")
+            raise NoteFormatError(f"signed note is more than {MAX_NOTE_BYTES} bytes")
     _check_characters(data)
     split = data.rfind("\n\n")
     if split < 0:
-        raise NoteError("signed note has no blank line between its text and its signatures")
+        raise NoteFormatError("signed note has no blank line between its text and its signatures")
     text, block = data[: split + 1], data[split + 2 :]
     if not block:
-        raise NoteError("signed note has no signature lines")
+        raise NoteFormatError("signed note has no signature lines")
     if not block.endswith("\n"):
-        raise NoteError("signed note does not end with a newline")
+        raise NoteFormatError("signed note does not end with a newline")
     lines = block[:-1].split("\n")
     if len(lines) > MAX_SIGNATURES:
-        raise NoteError(f"signed note has {len(lines)} signature lines, more than {MAX_SIGNATURES}")
+        raise NoteFormatError(
+            f"signed note has {len(lines)} signature lines, more than {MAX_SIGNATURES}"
+        )
     signatures = tuple(_parse_signature_line(line, i + 1) for i, line in enumerate(lines))
     return SignedNote(text=text, signatures=signatures)
 

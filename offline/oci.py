@@ -143,6 +143,12 @@ class Manifest:
         config = [Descriptor.from_json(document.get("config"), f"{where} config")]
         return config + [Descriptor.from_json(d, where) for d in _list(document, "layers", where)]
 
+    def layers(self) -> list[Descriptor]:
+        """An image manifest's layers, each checked to be a descriptor."""
+        where = f"manifest {self.digest}"
+        layers = _list(self.json(), "layers", where)
+        return [Descriptor.from_json(d, f"{where} layer {i}") for i, d in enumerate(layers)]
+
     def subject(self) -> Descriptor | None:
         subject = self.json().get("subject")
         if subject is None:

@@ -37,8 +37,9 @@ from offline.digests import (
     sha256_digest,
     validate_digest,
 )
-from offline.errors import UsageError
+from offline.errors import AirgapError, UsageError
 from offline.imageref import parse_image_ref
+from offline.inputs import open_regular
 from offline.oci import (
     ANNOTATION_REF_NAME,
     ANNOTATION_REFERRER_SUBJECT,
@@ -65,6 +66,9 @@ LAYOUT_VERSION = "1.0.0"
 _ATTACHMENT_TAG = re.compile(r"(^|:)sha256-[0-9a-f]{64}(\.[a-z]+)?$")
 # Blobs larger than this are not manifests; the referrer scan does not open them.
 _SCAN_LIMIT = 4 * 1024 * 1024
+# oci-layout is {"imageLayoutVersion":"1.0.0"}; index.json lists the layout's images.
+_SMALL_FILE_LIMIT = 64 * 1024
+MAX_INDEX_SIZE = 64 * 1024 * 1024
 
 
 class OCILayout:
@@ -75,7 +79,8 @@ class OCILayout:
         self.scan_blobs = scan_blobs
         layout_file = self.path / LAYOUT_FILE
         try:
-            header = json.loads(layout_file.read_bytes())
+            with open_regular(layout_file) as f:
+                header = json.loads(f.read(_SMALL_FILE_LIMIT))
         except FileNotFoundError:
             raise UsageError(
                 f"{self.path} is not an OCI image layout (no {LAYOUT_FILE} file)"
@@ -120,7 +125,11 @@ class OCILayout:
     def _read_index(self) -> dict[str, Any]:
         index_path = self.path / INDEX_FILE
         try:
-            document = parse_manifest_json(index_path.read_bytes(), str(index_path))
+            with open_regular(index_path) as f:
+                raw = f.read(MAX_INDEX_SIZE + 1)
+            if len(raw) > MAX_INDEX_SIZE:
+                raise UsageError(f"{index_path} is larger than {MAX_INDEX_SIZE} bytes")
+            document = parse_manifest_json(raw, str(index_path))
         except FileNotFoundError:
             raise UsageError(f"{self.path} is not an OCI image layout (no {INDEX_FILE})") from None
         if not isinstance(document.get("manifests", []), list):
@@ -145,7 +154,7 @@ class OCILayout:
             e
             for e in self.entries()
             if e.media_type in MANIFEST_MEDIA_TYPES
-            and ANNOTATION_REFERRER_SUBJECT not in e.annotations
+            and not self._is_referrer_entry(e)
             and not _ATTACHMENT_TAG.search(e.annotations.get(ANNOTATION_REF_NAME, ""))
         ]
         if len({e.digest for e in images}) != 1:
@@ -155,6 +164,18 @@ class OCILayout:
                 f"{', ...' if len(names) > 5 else ''}): name one as oci:DIR:NAME"
             )
         return images[0]
+
+    def _is_referrer_entry(self, entry: Descriptor) -> bool:
+        """Whether an index.json entry is a referrer: its annotation says so and the manifest
+        it lists has that subject. The annotation alone must not hide an image."""
+        subject = entry.annotations.get(ANNOTATION_REFERRER_SUBJECT)
+        if subject is None:
+            return False
+        try:
+            actual = self.fetch_manifest(entry.digest).subject()
+        except AirgapError:
+            return False  # unreadable: counted as an image, so the choice is never silent
+        return actual is not None and actual.digest == subject
 
     def resolve_optional(self, reference: str) -> Descriptor | None:
         entries = self.entries()
@@ -182,7 +203,7 @@ class OCILayout:
     def _read_manifest(self, digest: str, declared: str | None) -> Manifest:
         path = self._blob_path(digest)
         try:
-            with path.open("rb") as f:
+            with open_regular(path, "manifest") as f:
                 raw = f.read(MAX_MANIFEST_SIZE + 1)
         except FileNotFoundError:
             raise NotFound(f"{self.location}: manifest {digest} is not in the layout") from None
@@ -193,7 +214,7 @@ class OCILayout:
     def open_blob(self, digest: str, size: int | None = None) -> BlobReader:
         path = self._blob_path(digest)
         try:
-            f = path.open("rb")
+            f = open_regular(path, "blob")
         except FileNotFoundError:
             raise NotFound(f"{self.location}: blob {digest} is not in the layout") from None
         actual = os.fstat(f.fileno()).st_size
@@ -269,7 +290,7 @@ class OCILayout:
                 continue
             if entry.stat().st_size > _SCAN_LIMIT:
                 continue
-            with open(entry.path, "rb") as f:
+            with open_regular(entry.path, "blob") as f:
                 if f.read(1) == b"{":
                     yield f"sha256:{entry.name}"
 

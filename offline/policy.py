@@ -112,6 +112,12 @@ class ImagePolicy:
         name = image_name(reference)
         return any(_glob(pattern).fullmatch(name) for pattern in self.images)
 
+    @property
+    def needs_trusted_root(self) -> bool:
+        """Whether checking this policy needs a trusted root: a log entry to check, or a
+        certificate to chain. Only keys with the log ignored need none (as in cosign)."""
+        return self.tlog != "ignore" or any(rule.keyless for rule in self.signers)
+
     def signer_policy(self) -> AcceptedSigners:
         """The signers as bundle verification takes them (offline.bundle_verify.SignerPolicy)."""
         return AcceptedSigners(self.signers)

@@ -46,8 +46,9 @@ def _pinned(store: CheckpointStore, entry: dict[str, Any]) -> bool:
     from offline.checkpoint import parse_checkpoint
 
     checkpoint = parse_checkpoint(envelope)
+    log_id = base64.b64decode(entry["logId"]["keyId"])
     try:
-        store.pin(checkpoint.origin, checkpoint.size, checkpoint.root_hash)
+        store.pin(log_id, checkpoint.origin, checkpoint.size, checkpoint.root_hash)
     except UnpinnedError:
         return False
     return True

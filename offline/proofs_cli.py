@@ -74,7 +74,7 @@ def run_fetch(args: argparse.Namespace) -> int:
     # Read every bundle before fetching anything: bad input fails before the store moves.
     documents = [(p, parse_json_object(read_input(p, "bundle"), str(p))) for p in bundles]
     client = RekorClient(args.rekor, ca_bundle=args.ca_bundle)
-    store = CheckpointStore(args.checkpoints)
+    store = CheckpointStore(args.checkpoints, trusted_root=trusted_root)
     report: list[dict[str, Any]] = []
     for source, document in documents:
         completed, updates = complete_bundle(document, client, store, trusted_root, str(source))

@@ -34,6 +34,7 @@ from offline.digests import (
     validate_digest,
 )
 from offline.errors import UsageError
+from offline.http_body import BodyTooLarge, read_body
 from offline.imageref import is_valid_repository, is_valid_tag
 from offline.oci import (
     MANIFEST_ACCEPT,
@@ -53,6 +54,7 @@ from offline.referrers import fallback_descriptors, filter_artifact_type, with_r
 from offline.registry_auth import Credentials
 from offline.registry_download import ResumableBody
 from offline.registry_http import (
+    Pages,
     RegistryError,
     RetryPolicy,
     Timeouts,
@@ -62,7 +64,6 @@ from offline.registry_http import (
 log = logging.getLogger(__name__)
 
 _MANIFEST_CACHE_SIZE = 256
-_MAX_PAGES = 10_000
 # How often to re-merge the fallback index when another writer raced us.
 _FALLBACK_ATTEMPTS = 4
 
@@ -77,10 +78,13 @@ class Registry:
         credentials: Credentials | None = None,
         ca_bundle: str | Path | None = None,
         insecure_http: bool = False,
+        http_hosts: frozenset[str] = frozenset(),
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         environ: Mapping[str, str] | None = None,
     ) -> None:
+        """`credentials` are this host's (never sent elsewhere); `http_hosts` are the hosts
+        allowed plain HTTP, which a token service on another host may be on."""
         self.host = host
         # Learnt on the first referrer push: None until then.
         self.referrers_api: bool | None = None
@@ -89,6 +93,7 @@ class Registry:
             credentials=credentials,
             ca_bundle=ca_bundle,
             insecure_http=insecure_http,
+            http_hosts=http_hosts,
             retry=retry,
             timeouts=timeouts,
             environ=environ,
@@ -207,11 +212,10 @@ class Repository:
                 return None
             if response.status_code != 200:
                 raise self._error(response, what)
-            raw = response.raw.read(MAX_MANIFEST_SIZE + 1, decode_content=True)
-        if len(raw) > MAX_MANIFEST_SIZE:
-            raise RegistryError(
-                self._t.message(self.name, what, f"manifest larger than {MAX_MANIFEST_SIZE} bytes")
-            )
+            try:
+                raw = read_body(response, MAX_MANIFEST_SIZE)
+            except BodyTooLarge as exc:
+                raise RegistryError(self._t.message(self.name, what, str(exc))) from None
         declared = response.headers.get("Content-Type", "").split(";")[0].strip() or None
         # A tag's digest is what we received: hashing it ourselves is the resolution.
         manifest = check_manifest(raw, digest or sha256_digest(raw), self.location, declared)
@@ -336,13 +340,15 @@ class Repository:
         tags: list[str] = []
         params = {"n": str(page_size)} if page_size else None
         url: str | None = self._t.url(f"/v2/{self.name}/tags/list", params)
-        seen: set[str] = set()
+        pages = Pages(self._t, self.name, what)
+        known: set[str] = set()
         while url is not None:
-            document, link, _ = self._get_page(url, what, seen)
+            document, link, _ = self._get_page(url, what, pages)
             page = document.get("tags") or []
             if not isinstance(page, list) or not all(isinstance(t, str) for t in page):
                 raise RegistryError(self._t.message(self.name, what, "tags is not a string list"))
-            new = [t for t in page if t not in tags]
+            new = [t for t in dict.fromkeys(page) if t not in known]
+            known.update(new)
             tags.extend(new)
             if link:
                 url = link
@@ -355,22 +361,21 @@ class Repository:
         return tags
 
     def _get_page(
-        self, url: str, what: str, seen: set[str], headers: Mapping[str, str] | None = None
+        self, url: str, what: str, pages: Pages, headers: Mapping[str, str] | None = None
     ) -> tuple[dict[str, object], str | None, CaseInsensitiveDict[str]]:
         """One page of a paginated JSON list, the URL of the next page if the registry gave
         one (`Link: <...>; rel="next"`), and the response headers."""
-        if url in seen or len(seen) >= _MAX_PAGES:
-            raise RegistryError(self._t.message(self.name, what, "pagination does not end"))
-        seen.add(url)
+        pages.visit(url)
         response = self._request("GET", url, what, headers=headers)
         with response:
             if response.status_code == 404:
                 raise NotFound(self._t.message(self.name, what, "no such repository"))
             if response.status_code != 200:
                 raise self._error(response, what)
+            pages.count(response)
             try:
                 document = response.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise RegistryError(
                     self._t.message(self.name, what, "the answer is not JSON")
                 ) from None
@@ -388,9 +393,9 @@ class Repository:
         params = {"artifactType": artifact_type} if artifact_type else None
         url = self._t.url(f"/v2/{self.name}/referrers/{digest}", params)
         accept = {"Accept": OCI_INDEX}
-        seen: set[str] = set()
+        pages = Pages(self._t, self.name, what)
         try:
-            document, next_url, headers = self._get_page(url, what, seen, accept)
+            document, next_url, headers = self._get_page(url, what, pages, accept)
         except NotFound:
             # No referrers API (or no such repository): the spec's fallback tag.
             tag = self.resolve_optional(fallback_tag(digest))
@@ -407,7 +412,7 @@ class Repository:
             descriptors.extend(Descriptor.from_json(e, f"{self.location} {what}") for e in entries)
             if next_url is None:
                 break
-            document, next_url, _ = self._get_page(next_url, what, seen, accept)
+            document, next_url, _ = self._get_page(next_url, what, pages, accept)
         descriptors = complete_referrers(self, descriptors)
         if filtered:
             return Referrers(digest, tuple(descriptors), "api")

@@ -1,9 +1,17 @@
 """Registry credentials, authentication challenges and the bearer-token cache.
 
-Credentials come from, in this order: an explicit argument, the environment
-(AIRGAP_REGISTRY_USERNAME / AIRGAP_REGISTRY_PASSWORD), or a docker-style config
-($DOCKER_CONFIG/config.json, else ~/.docker/config.json, its `auths` entries). Credential helpers
-(`credsStore`, `credHelpers`) are not run: a CD host should not execute programs named in a file.
+Credentials belong to one registry host, as in a docker config: they are never sent to
+another host. They come from, in this order: an explicit argument (given for one host), the
+environment (AIRGAP_REGISTRY_USERNAME / AIRGAP_REGISTRY_PASSWORD, for the one host that
+AIRGAP_REGISTRY_HOST names; without it they are refused, not sent everywhere), or a docker-style
+config ($DOCKER_CONFIG/config.json, else ~/.docker/config.json, its `auths` entries, by host).
+Credential helpers (`credsStore`, `credHelpers`) are not run: a CD host should not execute
+programs named in a file.
+
+A token service (a bearer challenge's realm) on the registry's own host gets the registry's
+credentials; one on another host gets only the credentials bound to that host (its own docker
+config entry, or the environment's when AIRGAP_REGISTRY_HOST names it), and only over HTTPS
+(see `realm_credentials_host`). Docker Hub's token service, auth.docker.io, counts as Docker Hub.
 
 Secrets never leave this module in a printable form: `Credentials` hides the password in its
 repr, and tokens live only in the cache.
@@ -23,12 +31,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from offline.errors import UsageError
+from offline.inputs import read_input
 
 USERNAME_ENV = "AIRGAP_REGISTRY_USERNAME"
 PASSWORD_ENV = "AIRGAP_REGISTRY_PASSWORD"
+HOST_ENV = "AIRGAP_REGISTRY_HOST"
 DOCKER_HUB_ALIASES = frozenset(
     {"docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com"}
 )
+MAX_DOCKER_CONFIG_SIZE = 16 * 1024 * 1024
+# Docker Hub's token service: its realm is on this host, and docker sends Hub credentials there.
+DOCKER_HUB_TOKEN_HOST = "auth.docker.io"
 # The distribution token spec: a token without expires_in lasts 60 seconds.
 DEFAULT_TOKEN_LIFETIME = 60.0
 # Renew a little early, so a token does not expire between the check and the request.
@@ -48,16 +61,71 @@ class Credentials:
 def find_credentials(
     registry: str, explicit: Credentials | None = None, environ: Mapping[str, str] | None = None
 ) -> Credentials | None:
-    """The credentials to use for `registry` (host[:port]), or None for anonymous access."""
+    """The credentials to use for `registry` (host[:port]), or None for anonymous access.
+
+    `explicit` credentials are the caller's for this registry. The environment's apply only
+    to the host AIRGAP_REGISTRY_HOST names; other hosts fall through to the docker config."""
     if explicit is not None:
         return explicit
     env = os.environ if environ is None else environ
-    username, password = env.get(USERNAME_ENV), env.get(PASSWORD_ENV)
-    if username and password is not None:
-        return Credentials(username, password, source=f"{USERNAME_ENV}/{PASSWORD_ENV}")
-    if username or password:
-        raise UsageError(f"set both {USERNAME_ENV} and {PASSWORD_ENV}, or neither")
+    from_env = environment_credentials(env)
+    if from_env is not None and same_registry(from_env[0], registry):
+        return from_env[1]
     return from_docker_config(registry, docker_config_path(env))
+
+
+def environment_credentials(environ: Mapping[str, str]) -> tuple[str, Credentials] | None:
+    """The host AIRGAP_REGISTRY_HOST names and the environment's credentials for it, or None.
+
+    Credentials without a host are refused: sent to every registry (and every token service)
+    they would reach hosts nobody meant them for."""
+    username, password = environ.get(USERNAME_ENV), environ.get(PASSWORD_ENV)
+    host = (environ.get(HOST_ENV) or "").strip()
+    if not username and not password:
+        return None
+    if not username or password is None:
+        raise UsageError(f"set both {USERNAME_ENV} and {PASSWORD_ENV}, or neither")
+    if not host:
+        raise UsageError(
+            f"{USERNAME_ENV}/{PASSWORD_ENV} are for one registry: name its host[:port] in "
+            f"{HOST_ENV} (they are never sent to other hosts)"
+        )
+    if not _HOST.fullmatch(host):
+        raise UsageError(f"{HOST_ENV} must be one registry host[:port], not {host!r}")
+    source = f"{USERNAME_ENV}/{PASSWORD_ENV} for {host}"
+    return host, Credentials(username, password, source=source)
+
+
+# A host name or IPv4 address, or a bracketed IPv6 address, with an optional port.
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::[0-9]{1,5})?"
+)
+
+
+def same_registry(a: str, b: str) -> bool:
+    """Whether two host[:port] names are one registry for credentials (as a docker config
+    compares its keys: case-insensitive, Docker Hub's aliases are one, a port is part of it)."""
+    return _config_key(a) == _config_key(b)
+
+
+def realm_credentials_host(registry: str, realm_scheme: str, realm_netloc: str) -> str | None:
+    """Whose credentials a token service at `realm_scheme://realm_netloc` may receive: the
+    registry's own name when the realm is on the registry's host (Docker Hub's token service
+    counts as Docker Hub), else the realm's own host[:port]; None for a scheme that is
+    neither https nor http (nothing is sent there)."""
+    if realm_scheme not in ("https", "http"):
+        return None
+    host = _strip_default_port(realm_netloc.lower(), realm_scheme)
+    if _config_key(registry) == "docker.io" and host == DOCKER_HUB_TOKEN_HOST:
+        return registry
+    if same_registry(host, _strip_default_port(registry, realm_scheme)):
+        return registry
+    return host
+
+
+def _strip_default_port(host: str, scheme: str) -> str:
+    default = {"https": ":443", "http": ":80"}[scheme]
+    return host[: -len(default)] if host.endswith(default) else host
 
 
 def docker_config_path(environ: Mapping[str, str] | None = None) -> Path:
@@ -69,16 +137,14 @@ def docker_config_path(environ: Mapping[str, str] | None = None) -> Path:
 
 
 def from_docker_config(registry: str, path: Path) -> Credentials | None:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except OSError as exc:
-        raise UsageError(f"docker config {path} is not readable ({exc.strerror})") from exc
+    text = read_input(path, "docker config", MAX_DOCKER_CONFIG_SIZE)
     try:
         config = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"docker config {path} is not valid JSON ({exc.msg})") from exc
+    except (ValueError, RecursionError) as exc:
+        reason = exc.msg if isinstance(exc, json.JSONDecodeError) else "not UTF-8 or too deep"
+        raise UsageError(f"docker config {path} is not valid JSON ({reason})") from None
     auths = config.get("auths") if isinstance(config, dict) else None
     if not isinstance(auths, dict):
         return None

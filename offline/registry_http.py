@@ -8,11 +8,18 @@ time with a message that says so. TLS failures are never retried: a wrong CA doe
 Auth follows the distribution token flow: a request goes out (with a cached token when one
 fits), a 401 names the scheme; for Bearer we get a token from the realm for the scopes this
 request needs (cached per scope until shortly before it expires); for Basic we send credentials.
+
+Credentials and tokens go only where they belong (offline.registry_auth): an Authorization
+header only to the registry's own origin (scheme, host and port: never to a redirect target or
+an upload location elsewhere); the registry's credentials to a token service on its own host,
+another host's realm only that host's own credentials and only over HTTPS; a plain-HTTP realm is
+refused unless its host was allowed plain HTTP (--allow-http-registry).
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import logging
 import os
 import random
@@ -27,15 +34,18 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 import requests
 import requests.utils
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from offline.errors import AirgapError, UsageError
+from offline.http_body import ERROR_BODY_LIMIT, BodyTooLarge, load, read_body
 from offline.registry_auth import (
     Credentials,
     TokenCache,
     basic_header,
     find_credentials,
     parse_www_authenticate,
+    realm_credentials_host,
     token_from_response,
 )
 
@@ -44,6 +54,15 @@ log = logging.getLogger(__name__)
 CA_ENV = "AIRGAP_REGISTRY_CA"
 USER_AGENT = "airgap-oci/0.1"
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The most a registry answer other than a blob may hold (a manifest, a page of a listing): the
+# size of the largest manifest accepted (offline.oci.MAX_MANIFEST_SIZE, which is not imported
+# here to keep this module below offline.oci).
+MAX_ANSWER_SIZE = 16 * 1024 * 1024
+# A token service's answer: a token (a JWT of a few kilobytes) and its lifetime.
+MAX_TOKEN_ANSWER_SIZE = 1024 * 1024
+# One paginated listing (tags, referrers, the catalog), all its pages together.
+MAX_LISTING_SIZE = 64 * 1024 * 1024
+MAX_PAGES = 10_000
 _MAX_ERROR_TEXT = 200
 
 
@@ -91,6 +110,7 @@ class Transport:
         credentials: Credentials | None = None,
         ca_bundle: str | Path | None = None,
         insecure_http: bool = False,
+        http_hosts: frozenset[str] = frozenset(),
         retry: RetryPolicy | None = None,
         timeouts: Timeouts | None = None,
         environ: Mapping[str, str] | None = None,
@@ -100,7 +120,13 @@ class Transport:
         endpoint = "registry-1.docker.io" if host == "docker.io" else host
         self.base_url = f"{'http' if insecure_http else 'https'}://{endpoint}"
         env = dict(environ) if environ is not None else None
+        self._environ = env
         self._credentials = find_credentials(host, credentials, env)
+        # Hosts a plain-HTTP token service may be on: those the user allowed plain HTTP.
+        self._http_hosts = {h.lower() for h in http_hosts} | (
+            {host.lower()} if insecure_http else set()
+        )
+        self._realm_credentials: dict[str, Credentials | None] = {}
         ca = (
             ca_bundle
             if ca_bundle is not None
@@ -201,7 +227,33 @@ class Transport:
             if response.status_code == 401:
                 response.close()
                 raise RegistryAuthError(self._auth_refused(repository, what))
+            broken = None if stream else self._load(response, repository, what)
+            if broken is not None:
+                # As a failed connection: the answer broke off (requests retried this too when
+                # it read bodies itself).
+                if not retry or not self._wait(attempt, started, None):
+                    raise RegistryUnavailable(
+                        self._message(repository, what, f"{broken} (after {attempt + 1} attempts)")
+                    )
+                attempt += 1
+                continue
             return response
+
+    def _load(self, response: requests.Response, repository: str, what: str) -> str | None:
+        """Read an answer the caller did not stream, within MAX_ANSWER_SIZE (an error answer is
+        cut short instead: it only feeds a message); why reading broke off, if it did."""
+        try:
+            if response.status_code >= 300:
+                load(response, ERROR_BODY_LIMIT, truncate=True)
+            else:
+                load(response, MAX_ANSWER_SIZE)
+        except BodyTooLarge as exc:
+            response.close()
+            raise RegistryError(self._message(repository, what, str(exc))) from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            response.close()
+            return f"reading the answer broke off ({type(exc).__name__})"
+        return None
 
     def _send(
         self,
@@ -213,15 +265,18 @@ class Transport:
         authorization: str | None,
     ) -> requests.Response:
         all_headers = dict(headers or {})
-        # Only to the registry itself: never to a redirect target (requests also strips it).
-        if authorization and urlsplit(url).netloc == urlsplit(self.base_url).netloc:
+        # Only to the registry's own origin: never to an upload location on another host or
+        # over plain HTTP (requests strips it from a redirect to another host or scheme).
+        if authorization and _origin(url) == _origin(self.base_url):
             all_headers["Authorization"] = authorization
+        # Always streamed: requests would read an unstreamed body whole, whatever its size;
+        # `request` reads it within a limit (offline.http_body).
         return self._session.request(
             method,
             url,
             headers=all_headers,
             data=body,
-            stream=stream,
+            stream=True,
             verify=self._verify,
             timeout=(self.timeouts.connect, self.timeouts.read),
             proxies=requests.utils.get_environ_proxies(url),
@@ -279,18 +334,20 @@ class Transport:
         self, bearer: Mapping[str, str], scopes: tuple[str, ...], repository: str, what: str
     ) -> str:
         realm, service = bearer["realm"], bearer.get("service", "")
+        credentials = self._credentials_for_realm(realm, repository, what)
         params = [("service", service)] if service else []
         params += [("scope", scope) for scope in scopes]
         url = realm + ("&" if urlsplit(realm).query else "?") + urlencode(params)
         headers = {}
-        if self._credentials is not None:
-            headers["Authorization"] = basic_header(self._credentials)
+        if credentials is not None:
+            headers["Authorization"] = basic_header(credentials)
         started, attempt = time.monotonic(), 0
         while True:
             try:
                 response = self._session.get(
                     url,
                     headers=headers,
+                    stream=True,
                     verify=self._verify,
                     timeout=(self.timeouts.connect, self.timeouts.read),
                     proxies=requests.utils.get_environ_proxies(url),
@@ -313,17 +370,34 @@ class Transport:
             if response.status_code in RETRY_STATUSES and self._wait(
                 attempt, started, _retry_after(response.headers.get("Retry-After"))
             ):
+                response.close()
                 attempt += 1
                 continue
             break
+        with response:
+            return self._token_answer(
+                response, realm, service, scopes, credentials, repository, what
+            )
+
+    def _token_answer(
+        self,
+        response: requests.Response,
+        realm: str,
+        service: str,
+        scopes: tuple[str, ...],
+        credentials: Credentials | None,
+        repository: str,
+        what: str,
+    ) -> str:
         if response.status_code in (401, 403):
             raise RegistryAuthError(
                 self._message(
                     repository,
                     what,
                     f"token service {_safe(realm)} refused "
-                    + (str(self._credentials) if self._credentials else "anonymous access")
-                    + f" (HTTP {response.status_code})",
+                    + (str(credentials) if credentials else "anonymous access")
+                    + f" (HTTP {response.status_code})"
+                    + self._not_sent_hint(realm, credentials),
                 )
             )
         if response.status_code != 200:
@@ -333,21 +407,69 @@ class Transport:
                 )
             )
         try:
-            token, lifetime = token_from_response(response.json())
-        except ValueError as exc:
+            token, lifetime = token_from_response(
+                json.loads(read_body(response, MAX_TOKEN_ANSWER_SIZE))
+            )
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            raise RegistryUnavailable(
+                self._message(repository, what, f"token service {_safe(realm)}: {_reason(exc)}")
+            ) from None
+        except RecursionError:
+            raise RegistryAuthError(
+                self._message(repository, what, f"token service {_safe(realm)}: nested too deep")
+            ) from None
+        except ValueError as exc:  # BodyTooLarge, not JSON, no token
             raise RegistryAuthError(
                 self._message(repository, what, f"token service {_safe(realm)}: {exc}")
             ) from None
         self._tokens.put(realm, service, scopes, token, lifetime)
         return token
 
+    def _credentials_for_realm(self, realm: str, repository: str, what: str) -> Credentials | None:
+        """What the token service at `realm` may be sent. Refuses a realm that is not an
+        http(s) URL, and a plain-HTTP one on a host the user did not allow plain HTTP."""
+        parts = urlsplit(realm)
+        scheme, netloc = parts.scheme.lower(), parts.netloc.lower()
+        if scheme not in ("https", "http") or not parts.hostname or "@" in netloc:
+            raise RegistryAuthError(
+                self._message(repository, what, f"the token service {realm!r} is not an https URL")
+            )
+        if scheme == "http" and netloc not in self._http_hosts:
+            raise RegistryAuthError(
+                self._message(
+                    repository,
+                    what,
+                    f"the token service {_safe(realm)} is plain HTTP; allow its host with "
+                    f"--allow-http-registry {netloc} if that is really meant",
+                )
+            )
+        owner = realm_credentials_host(self.host, scheme, netloc)
+        if owner == self.host:
+            return self._credentials
+        with self._lock:
+            if netloc not in self._realm_credentials:
+                self._realm_credentials[netloc] = find_credentials(
+                    owner or netloc, None, self._environ
+                )
+            return self._realm_credentials[netloc]
+
+    def _not_sent_hint(self, realm: str, sent: Credentials | None) -> str:
+        if sent is not None or self._credentials is None:
+            return ""
+        host = urlsplit(realm).netloc
+        return (
+            f"; the credentials for {self.host} are not sent to another host: give {host} "
+            "its own docker config entry if it should have them"
+        )
+
     def _auth_refused(self, repository: str, what: str) -> str:
         if self._credentials is None:
             return self._message(
                 repository,
                 what,
-                "authentication required: give credentials (AIRGAP_REGISTRY_USERNAME and "
-                "AIRGAP_REGISTRY_PASSWORD, or a docker config.json)",
+                "authentication required: give credentials for this host (AIRGAP_REGISTRY_USERNAME "
+                f"and AIRGAP_REGISTRY_PASSWORD with AIRGAP_REGISTRY_HOST={self.host}, or a "
+                "docker config.json entry)",
             )
         return self._message(repository, what, f"the registry refused {self._credentials}")
 
@@ -380,6 +502,31 @@ class Transport:
         self._session.close()
 
 
+class Pages:
+    """The pages of one paginated listing: none asked for twice, and no more than MAX_PAGES
+    pages or MAX_LISTING_SIZE bytes in all (each page is within MAX_ANSWER_SIZE already)."""
+
+    def __init__(self, transport: Transport, repository: str, what: str) -> None:
+        self._transport, self._repository, self._what = transport, repository, what
+        self._seen: set[str] = set()
+        self._bytes = 0
+
+    def visit(self, url: str) -> None:
+        if url in self._seen or len(self._seen) >= MAX_PAGES:
+            raise self._error("pagination does not end")
+        self._seen.add(url)
+
+    def count(self, response: requests.Response) -> None:
+        self._bytes += len(response.content)
+        if self._bytes > MAX_LISTING_SIZE:
+            raise self._error(
+                f"the listing is larger than {MAX_LISTING_SIZE} bytes (at {_safe(response.url)})"
+            )
+
+    def _error(self, reason: str) -> RegistryError:
+        return RegistryError(self._transport.message(self._repository, self._what, reason))
+
+
 def _split_scope(scope: str | None) -> set[str]:
     return set(scope.split(" ")) if scope else set()
 
@@ -400,8 +547,12 @@ def _retry_after(value: str | None) -> float | None:
 def _error_detail(response: requests.Response) -> str:
     """The registry's error codes and messages, else the start of its text, on one line."""
     try:
+        load(response, ERROR_BODY_LIMIT, truncate=True)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+        return ""
+    try:
         document = response.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         document = None
     if isinstance(document, dict) and isinstance(document.get("errors"), list):
         parts = []
@@ -451,6 +602,11 @@ def _reason(exc: Exception) -> str:
         host = (named.group(1) or named.group(2)) if named else "the host name"
         return f"cannot resolve {host} (no DNS, or no route to it)"
     return f"{kind}: {text[:_MAX_ERROR_TEXT]}"
+
+
+def _origin(url: str) -> tuple[str, str]:
+    parts = urlsplit(url)
+    return parts.scheme.lower(), parts.netloc.lower()
 
 
 def _safe(url: str) -> str:

@@ -6,18 +6,24 @@ Nothing it returns is trusted: callers verify every signature and proof themselv
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from offline.errors import AirgapError
+from offline.http_body import ERROR_BODY_LIMIT, BodyTooLarge, load, read_body
 
 DEFAULT_TIMEOUT = 30.0
 # Retries with exponential backoff for refused connections, 429 and 5xx; AIRGAP_RETRIES overrides.
 DEFAULT_RETRIES = 4
+# The most one answer may hold: a log entry (its body carries the signed artifact's entry,
+# an attestation at most) or a proof; anything larger is not Rekor speaking.
+MAX_ANSWER_SIZE = 32 * 1024 * 1024
 
 
 class RekorUnavailable(AirgapError):
@@ -47,20 +53,29 @@ class RekorClient:
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         url = f"{self.base_url}{path}"
         try:
-            response = self.session.request(method, url, timeout=self.timeout, **kwargs)
-        except requests.RequestException as exc:
+            # Streamed, and read here within a limit: requests would read any size whole.
+            with self.session.request(
+                method, url, timeout=self.timeout, stream=True, **kwargs
+            ) as response:
+                if response.status_code >= 400:
+                    load(response, ERROR_BODY_LIMIT, truncate=True)
+                    detail = response.text.strip().replace("\n", " ")[:200]
+                    raise RekorUnavailable(
+                        f"Rekor at {self.base_url} answered {response.status_code} to {path}: "
+                        + detail
+                    )
+                body = read_body(response, MAX_ANSWER_SIZE)
+        except BodyTooLarge as exc:
+            raise RekorUnavailable(f"Rekor at {self.base_url}: {exc}") from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+            reason = _reason(exc) if isinstance(exc, requests.RequestException) else str(exc)
             raise RekorUnavailable(
-                f"Rekor at {self.base_url} did not answer {path}: {_reason(exc)}"
-            ) from exc
-        if response.status_code >= 400:
-            detail = response.text.strip().replace("\n", " ")[:200]
-            raise RekorUnavailable(
-                f"Rekor at {self.base_url} answered {response.status_code} to {path}: {detail}"
-            )
+                f"Rekor at {self.base_url} did not answer {path}: {reason}"
+            ) from None
         try:
-            return response.json()
-        except ValueError as exc:
-            raise RekorUnavailable(f"Rekor at {self.base_url} sent non-JSON for {path}") from exc
+            return json.loads(body)
+        except (ValueError, RecursionError):
+            raise RekorUnavailable(f"Rekor at {self.base_url} sent non-JSON for {path}") from None
 
     def log_info(self) -> dict[str, Any]:
         """GET /api/v1/log: the signed tree head of the active shard and the inactive ones."""

@@ -23,7 +23,7 @@ from sigstore_models.intoto import Envelope
 from sigstore_models.rekor.v1 import InclusionProof, TransparencyLogEntry
 
 from offline.errors import UsageError, VerificationFailure
-from offline.inputs import parse_json_object, read_input
+from offline.inputs import open_input, parse_json_object, read_input
 from offline.trust import load_certificate
 
 MEDIA_TYPE_VERSIONS = {
@@ -212,7 +212,7 @@ def load_bundle(path: str | Path) -> SigstoreBundle:
 
 def sha256_file(path: Path) -> bytes:
     digest = hashlib.sha256()
-    with path.open("rb") as f:
+    with open_input(path, "artifact") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.digest()

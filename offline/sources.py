@@ -10,7 +10,8 @@ The tag is looked up once here; `image.ref` carries the digest from then on.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -24,7 +25,9 @@ from offline.registry_http import RetryPolicy, Timeouts
 
 @dataclass(frozen=True)
 class RegistryOptions:
-    credentials: Credentials | None = None
+    # Credentials by registry host: each host gets its own, never another's. Hosts not named
+    # here use the environment's (for AIRGAP_REGISTRY_HOST) or their docker config entry.
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)
     ca_bundle: str | Path | None = None
     # Hosts reached over plain HTTP; everything else is HTTPS.
     insecure_http_hosts: frozenset[str] = frozenset()
@@ -57,9 +60,10 @@ class Sources:
             if host not in self._registries:
                 self._registries[host] = Registry(
                     host,
-                    credentials=self.options.credentials,
+                    credentials=self.options.credentials.get(host),
                     ca_bundle=self.options.ca_bundle,
                     insecure_http=host in self.options.insecure_http_hosts,
+                    http_hosts=self.options.insecure_http_hosts,
                     retry=self.options.retry,
                     timeouts=self.options.timeouts,
                 )

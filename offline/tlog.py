@@ -46,15 +46,21 @@ class VerifiedEntry:
 
 def verify_set(entry: TransparencyLogEntry, log: LogInstance) -> None:
     """The signed entry timestamp: the log's promise to include this body at this time."""
-    assert entry.inclusion_promise is not None
-    payload = rfc8785.dumps(
-        {
-            "body": base64.b64encode(entry.canonicalized_body).decode(),
-            "integratedTime": entry.integrated_time,
-            "logID": entry.log_id.key_id.hex(),
-            "logIndex": entry.log_index,
-        }
-    )
+    if entry.inclusion_promise is None:
+        raise LogEntryFailure(f"log entry {entry.log_index} has no signed entry timestamp")
+    try:
+        payload = rfc8785.dumps(
+            {
+                "body": base64.b64encode(entry.canonicalized_body).decode(),
+                "integratedTime": entry.integrated_time,
+                "logID": entry.log_id.key_id.hex(),
+                "logIndex": entry.log_index,
+            }
+        )
+    except rfc8785.CanonicalizationError as exc:  # a log index or time beyond 2**53
+        raise LogEntryFailure(
+            f"log entry {entry.log_index}: its fields cannot be what a log signed ({exc})"
+        ) from exc
     signature = entry.inclusion_promise.signed_entry_timestamp
     key = log.public_key
     try:
@@ -67,6 +73,19 @@ def verify_set(entry: TransparencyLogEntry, log: LogInstance) -> None:
     except InvalidSignature as exc:
         raise LogEntryFailure(
             f"signed entry timestamp of entry {entry.log_index} in {log.base_url} does not verify"
+        ) from exc
+
+
+def _entry_time(entry: TransparencyLogEntry) -> datetime:
+    """The integrated time a verified SET vouches for; one the clock cannot hold is refused."""
+    if entry.integrated_time is None:
+        raise LogEntryFailure(f"log entry {entry.log_index}: its SET vouches for no time")
+    try:
+        return datetime.fromtimestamp(entry.integrated_time, tz=UTC)
+    except (OverflowError, OSError, ValueError) as exc:
+        raise LogEntryFailure(
+            f"log entry {entry.log_index}: integrated time {entry.integrated_time} is not a "
+            f"representable time"
         ) from exc
 
 
@@ -84,10 +103,12 @@ def verify_entry(
             f"which the trusted root does not list"
         )
 
+    # Every field below is under the bundle author's control. Whatever is present must verify,
+    # and at least one of the two proofs must be present: zero and "absent" are not a pass.
     integrated_time: datetime | None = None
-    if entry.inclusion_promise is not None and entry.integrated_time:
-        integrated_time = datetime.fromtimestamp(entry.integrated_time, tz=UTC)
+    if entry.inclusion_promise is not None:
         verify_set(entry, log)
+        integrated_time = _entry_time(entry)
         if not log.valid_at(integrated_time):
             raise LogEntryFailure(
                 f"log {log.base_url} key was not valid at the entry's integrated time "
@@ -96,6 +117,12 @@ def verify_entry(
 
     proof = entry.inclusion_proof
     if proof is None or proof.checkpoint is None:
+        if entry.inclusion_promise is None:
+            raise LogEntryFailure(
+                f"log entry {entry.log_index} in {log.base_url} carries neither a signed entry "
+                f"timestamp nor an inclusion proof with a checkpoint, so nothing shows it was "
+                f"ever logged"
+            )
         if require_proof or witness_policy is not None:
             raise LogEntryFailure(
                 f"log entry {entry.log_index} in {log.base_url} has no inclusion proof with a "

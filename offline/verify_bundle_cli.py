@@ -76,7 +76,7 @@ def _policy(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from offline.bundle_verify import Artifact, verify_bundle
-    from offline.pinning import make_pinner
+    from offline.pinning import make_pinner, open_store
     from offline.sigbundle import load_bundle
     from offline.trust import default_trusted_root_path, load_trusted_root
 
@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
     trusted_root = load_trusted_root(trusted_root_path)
     bundle = load_bundle(args.bundle)
     artifact = Artifact.from_argument(args.artifact)
-    pinner = make_pinner(args.checkpoints, args.pinning)
+    pinner = make_pinner(open_store(args.checkpoints, trusted_root), args.pinning)
     witness_policy = None
     if args.witness_policy is not None:
         from offline.witness import load_witness_policy

@@ -26,6 +26,7 @@ from offline.errors import UsageError
 if TYPE_CHECKING:
     from offline.image_verify import ImageRequirements, ImageResult
     from offline.policy import ImagePolicy
+    from offline.tlog import VerifiedEntry
 
 
 def register(commands: Any) -> None:
@@ -50,7 +51,12 @@ def register(commands: Any) -> None:
         help="require a verified attestation of this predicate type (or cosign alias); repeatable",
     )
     parser.add_argument("--policy", type=Path, help="image policy file (YAML)")
-    parser.add_argument("--trusted-root", type=Path, help="trusted_root.json")
+    parser.add_argument(
+        "--trusted-root",
+        type=Path,
+        help="trusted_root.json (default: $AIRGAP_TRUSTED_ROOT, else the one in airgap's data "
+        "dir; only --key with --insecure-ignore-tlog needs none)",
+    )
     parser.add_argument("--checkpoints", type=Path, help="checkpoint store directory")
     parser.add_argument("--pinning", choices=("require", "warn", "off"))
     parser.add_argument(
@@ -118,11 +124,10 @@ def requirements_for(
 
 
 def run(args: argparse.Namespace) -> int:
-    from offline.checkpoint_store import CheckpointStore
     from offline.image_list import parse_image_list
     from offline.image_verify import ImageResult, ImageVerifier
     from offline.inputs import read_input
-    from offline.pinning import make_pinner
+    from offline.pinning import make_pinner, open_store
     from offline.policy import load_policy_file
     from offline.sources import Sources
     from offline.trust import default_trusted_root_path, load_trusted_root
@@ -154,24 +159,24 @@ def run(args: argparse.Namespace) -> int:
         policies = dict.fromkeys(images, flags_policy)
 
     trusted_root_path = args.trusted_root or default_trusted_root_path()
-    if trusted_root_path is None:
+    trusted_root = None
+    if trusted_root_path is not None:
+        trusted_root = load_trusted_root(trusted_root_path)
+    elif any(p.needs_trusted_root for p in policies.values() if p is not None):
         raise UsageError("no trusted root: pass --trusted-root, or set $AIRGAP_TRUSTED_ROOT")
-    trusted_root = load_trusted_root(trusted_root_path)
+    # Otherwise every signer is a key and the log is ignored: nothing to check needs one.
     witness_policy = load_witness_policy(args.witness_policy) if args.witness_policy else None
-    if args.checkpoints is not None and not args.checkpoints.is_dir():
-        raise UsageError(f"checkpoint store {args.checkpoints} does not exist")
-    store = CheckpointStore(args.checkpoints) if args.checkpoints else CheckpointStore.default()
+    store = open_store(args.checkpoints, trusted_root)
 
-    def checkpoint_age(origin: str) -> timedelta | None:
-        latest = store.latest(origin)
-        return None if latest is None else datetime.now(UTC) - latest.added
+    def checkpoint_age(entry: VerifiedEntry) -> timedelta | None:
+        origin = entry.checkpoint.origin if entry.checkpoint else None
+        added = store.newest_added(entry.log.log_id, origin)
+        return None if added is None else datetime.now(UTC) - added
 
     verifiers = {}
     for mode in {p.pinning if p else None for p in policies.values()}:
         pin_mode = args.pinning or mode
-        verifiers[mode] = ImageVerifier(
-            trusted_root, make_pinner(args.checkpoints, pin_mode), witness_policy
-        )
+        verifiers[mode] = ImageVerifier(trusted_root, make_pinner(store, pin_mode), witness_policy)
 
     options = registry_options(args)
 

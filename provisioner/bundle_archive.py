@@ -25,7 +25,7 @@ The stream is one POSIX (pax) tar of the bundle directory, zstd-compressed or no
 every directory and file in sorted path order; mtime 0, uid/gid 0, no user or group names,
 mode 0755 for directories and executables and 0644 otherwise. It holds nothing but the bundle
 layout: the blobs, charts and files the manifest lists, the OCI layout's `oci-layout` and
-`index.json`, and their directories.
+`index.json` (at the SHA-256 the manifest records for them), and their directories.
 
 The parts list:
 
@@ -76,6 +76,8 @@ from offline.errors import AirgapError, UsageError, VerificationFailure
 from provisioner.bundle_check import short
 from provisioner.bundle_keyless import KeylessSigner, keyless_signer
 from provisioner.bundle_manifest import (
+    INDEX_FILE,
+    LAYOUT_FILE,
     MANIFEST_FILE,
     OCI_DIR,
     BundleManifest,
@@ -119,8 +121,6 @@ MAX_INDEX_SIZE = 64 * 1024 * 1024  # oci/index.json
 # archive in a bundle is larger.
 MAX_CHART_SIZE = 100 * 1024 * 1024
 
-LAYOUT_FILE = f"{OCI_DIR}/oci-layout"
-INDEX_FILE = f"{OCI_DIR}/index.json"
 BLOB_DIR = f"{OCI_DIR}/blobs/sha256"
 # Directories a bundle may hold even when empty.
 _KNOWN_DIRS = ("charts", "files", "trust", OCI_DIR, f"{OCI_DIR}/blobs", BLOB_DIR)
@@ -331,10 +331,9 @@ class _Layout:
 
 def _layout(manifest: BundleManifest) -> _Layout:
     """Every path a bundle with this manifest holds (besides the manifest and signature)."""
-    files = {
-        LAYOUT_FILE: _Expected(LAYOUT_FILE, None, MAX_LAYOUT_FILE_SIZE, None),
-        INDEX_FILE: _Expected(INDEX_FILE, None, MAX_INDEX_SIZE, None),
-    }
+    # The layout's own files, at the size and SHA-256 the manifest signs (index.json names tags).
+    limits = {LAYOUT_FILE: MAX_LAYOUT_FILE_SIZE, INDEX_FILE: MAX_INDEX_SIZE}
+    files = {f.path: _Expected(f.path, f.size, limits[f.path], f.sha256) for f in manifest.layout}
     for blob in manifest.blobs:
         what = f"blob {short(blob.digest)}"
         files[f"{BLOB_DIR}/{blob.hex}"] = _Expected(what, blob.size, blob.size, blob.hex)
@@ -897,6 +896,34 @@ def extract_archive(
         raise
     fsync_dir(dest.parent)
     return dest
+
+
+def unpacked_bundle(parts_list_path: str | Path, trust: ManifestTrust) -> tuple[Path, str]:
+    """`P.bundle` beside `P.parts.json`, holding the bundle the signed parts list names, and the
+    manifest SHA-256 that list records: unpacked now (every part checked) unless an earlier run
+    left it there. One left there must hold that very manifest (else it is refused); the caller
+    must still check it whole against its signed manifest (bundle_check), which covers every
+    file in it."""
+    path = Path(parts_list_path)
+    parts_list = load_parts_list(path, trust)
+    unpacked = path.with_name(path.name.removesuffix(PARTS_SUFFIX) + ".bundle")
+    if not os.path.lexists(unpacked):
+        extract_archive(path, trust, unpacked)
+        return unpacked, parts_list.manifest_sha256
+    if unpacked.is_symlink() or not unpacked.is_dir():
+        raise UsageError(f"{unpacked} is in the way of unpacking {path}: remove it")
+    try:
+        actual = hashlib.sha256(
+            _read_bounded(unpacked / MANIFEST_FILE, MAX_MANIFEST_SIZE, "bundle manifest")
+        ).hexdigest()
+    except UsageError:
+        actual = None
+    if actual != parts_list.manifest_sha256:
+        raise VerificationFailure(
+            f"{unpacked} does not hold the bundle {path} names (another or a damaged "
+            f"{MANIFEST_FILE}): remove it, and the parts are unpacked again"
+        )
+    return unpacked, parts_list.manifest_sha256
 
 
 def _check_destination(dest: Path) -> None:

@@ -3,7 +3,9 @@
     report = verify_bundle_dir(Path("bundle"), load_public_key("bundle.pub"))
     report.raise_for_failure()
 
-The order is fixed, and the first failure stops the check (nothing is looked at after it):
+A path that is not a bundle at all (missing, not a directory, or a directory with neither
+`airgap-bundle.json` nor a signature of it) is bad input: a UsageError (exit 2). Otherwise the
+order is fixed, and the first failure stops the check (nothing is looked at after it):
 
 1. the detached signature over the exact bytes of `airgap-bundle.json`: an operator key's
    `airgap-bundle.json.sig`, or (with a KeylessTrust) the Sigstore bundle
@@ -12,8 +14,11 @@ The order is fixed, and the first failure stops the check (nothing is looked at 
 2. every blob the manifest lists, in `oci/blobs/sha256/`: present, a regular file, the listed
    size, the listed SHA-256 (streamed in chunks: memory stays flat whatever the size);
    then no blob that the manifest does not list (all of them are reported);
-3. every chart archive and plain file: inside the bundle, a regular file, size and SHA-256;
-4. the graph: each image's digest and attachments are nodes of its graph, every node is a
+3. every chart archive and plain file, and the layout's `oci/index.json` and `oci/oci-layout`:
+   inside the bundle, a regular file, size and SHA-256;
+4. nothing else: every other file, directory or link anywhere in the bundle is refused, all of
+   them named (a signature of the other kind too: it would not be carried);
+5. the graph: each image's digest and attachments are nodes of its graph, every node is a
    listed blob that parses as a manifest of the recorded media type, and references exactly
    the recorded digests, each of them a listed blob.
 """
@@ -26,7 +31,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from offline.errors import AirgapError, VerificationFailure
+from offline.errors import AirgapError, UsageError, VerificationFailure
 from offline.oci import MAX_MANIFEST_SIZE, check_manifest
 from provisioner.bundle_manifest import MANIFEST_FILE, OCI_DIR, BundleManifest
 from provisioner.detached import (
@@ -34,6 +39,7 @@ from provisioner.detached import (
     is_keyless,
     other_kind_hint,
     signature_name,
+    signature_names,
     verify_detached,
 )
 
@@ -63,9 +69,12 @@ class CheckReport:
     signature_ok: bool = False
     signer: str | None = None  # `key <key id>`, or the keyless signer's identity
     manifest: BundleManifest | None = None
+    manifest_sha256: str | None = None  # hex, of the bytes the signature verified
     blobs_checked: int = 0
     blob_bytes_checked: int = 0
     extra_blobs: list[str] = field(default_factory=list)
+    # Paths (relative to the bundle) the manifest does not account for: all are refused.
+    unlisted: list[str] = field(default_factory=list)
     files_checked: int = 0
     charts_checked: int = 0
     manifests_checked: int = 0
@@ -97,14 +106,26 @@ class _Failed(Exception):
 def verify_bundle_dir(path: str | Path, trust: ManifestTrust) -> CheckReport:
     """`trust`: the operator's public key, or a KeylessTrust (identity, issuer, trusted root)."""
     report = CheckReport(Path(path))
+    require_bundle_dir(report.path)
     try:
         manifest = _check_signature(report, trust)
         _check_blobs(report, manifest)
         _check_files(report, manifest)
+        _check_nothing_else(report, manifest, trust)
         _check_graph(report, manifest)
     except _Failed as failed:
         report.problem = str(failed)
     return report
+
+
+def require_bundle_dir(path: Path) -> None:
+    """A UsageError (bad input, exit 2) for what is not a bundle directory at all; a bundle
+    with its manifest or signature missing is a damaged bundle (a failed check, exit 1)."""
+    if not path.is_dir():
+        what = "does not exist" if not os.path.lexists(path) else "is not a directory"
+        raise UsageError(f"{path} {what}: give a bundle directory")
+    if not any(os.path.lexists(path / n) for n in (MANIFEST_FILE, *signature_names(MANIFEST_FILE))):
+        raise UsageError(f"{path} is not a bundle directory: it holds no {MANIFEST_FILE}")
 
 
 # ---------------------------------------------------------------------------------- steps
@@ -120,6 +141,7 @@ def _check_signature(report: CheckReport, trust: ManifestTrust) -> BundleManifes
         kind = "keyless signature" if is_keyless(trust) else "signature"
         raise _Failed(f"{kind}: {exc}") from None
     report.signature_ok = True
+    report.manifest_sha256 = hashlib.sha256(manifest_bytes).hexdigest()
     try:
         manifest = BundleManifest.from_bytes(manifest_bytes)
     except AirgapError as exc:
@@ -181,6 +203,62 @@ def _check_files(report: CheckReport, manifest: BundleManifest) -> None:
         path = _inside(report.path, entry.path, what)
         _check_content(path, what, entry.size, entry.sha256)
         report.files_checked += 1
+    for entry in manifest.layout:
+        # Not a blob, yet every OCI tool reads its tags from index.json: signed like the rest.
+        path = _inside(report.path, entry.path, entry.path)
+        _check_content(path, entry.path, entry.size, entry.sha256)
+
+
+def _check_nothing_else(
+    report: CheckReport, manifest: BundleManifest, trust: ManifestTrust
+) -> None:
+    """Refuse every path the manifest does not account for, naming them: the signature covers
+    what the bundle holds only if the bundle holds nothing else."""
+    try:
+        unlisted = unlisted_paths(report.path, manifest, (signature_name(MANIFEST_FILE, trust),))
+    except OSError as exc:
+        raise _Failed(f"cannot list the bundle ({exc.strerror}: {exc.filename})") from None
+    if unlisted:
+        report.unlisted = unlisted
+        raise _Failed(
+            f"{name_paths(unlisted)} {'is' if len(unlisted) == 1 else 'are'} in the bundle but "
+            f"not in {MANIFEST_FILE} (nothing unsigned is accepted: remove "
+            f"{'it' if len(unlisted) == 1 else 'them'})"
+        )
+
+
+def name_paths(paths: list[str]) -> str:
+    """The first five, and how many more."""
+    return ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if paths[5:] else "")
+
+
+def unlisted_paths(root: Path, manifest: BundleManifest, signatures: tuple[str, ...]) -> list[str]:
+    """Every path below `root` (relative, sorted) that is neither the manifest, one of the
+    `signatures`, a regular file the manifest lists, nor a directory leading to one; an
+    unlisted directory is named, not entered. Raises OSError when `root` cannot be listed."""
+    files = {MANIFEST_FILE, *signatures}
+    files.update(f"{OCI_DIR}/blobs/sha256/{b.hex}" for b in manifest.blobs)
+    files.update(c.file for c in manifest.charts)
+    files.update(f.path for f in manifest.files)
+    files.update(f.path for f in manifest.layout)
+    dirs = {f"{OCI_DIR}/blobs/sha256", f"{OCI_DIR}/blobs", OCI_DIR}
+    for name in files:
+        parts = name.split("/")
+        dirs.update("/".join(parts[:i]) for i in range(1, len(parts)))
+    unlisted: list[str] = []
+
+    def walk(directory: Path, prefix: str) -> None:
+        with os.scandir(directory) as scan:
+            entries = sorted(scan, key=lambda e: e.name)
+        for entry in entries:
+            name = prefix + entry.name
+            if entry.is_dir(follow_symlinks=False) and name in dirs:
+                walk(Path(entry.path), name + "/")
+            elif name not in files or not entry.is_file(follow_symlinks=False):
+                unlisted.append(name)
+
+    walk(root, "")
+    return unlisted
 
 
 def _inside(root: Path, relative: str, what: str) -> Path:

@@ -39,6 +39,14 @@ def parse_size(text: str) -> int:
     return size
 
 
+def _sequence(text: str) -> int:
+    from provisioner.bundle_manifest import MAX_SEQUENCE
+
+    if not text.strip().isdigit() or not 0 < int(text) <= MAX_SEQUENCE:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer from 1 to {MAX_SEQUENCE}")
+    return int(text)
+
+
 def register(commands: Any) -> None:
     bundle = commands.add_parser(
         "bundle",
@@ -76,6 +84,13 @@ def register(commands: Any) -> None:
         metavar="FILE",
         help="with --keyless: a private Sigstore instance's ClientTrustConfig JSON "
         "(default: the public-good instance)",
+    )
+    create.add_argument(
+        "--sequence",
+        type=_sequence,
+        metavar="N",
+        help="this bundle's sequence among the bundles of its name (default: from the clock, "
+        "above any made here before); a target refuses one older than it has imported",
     )
     create.add_argument(
         "--since",
@@ -141,11 +156,21 @@ def register(commands: Any) -> None:
         action="store_true",
         help="report what exists, the bytes to push and tags that would move; write nothing",
     )
-    imp.add_argument("--journal", type=Path, help="import journal (default: in the bundle)")
+    imp.add_argument(
+        "--allow-rollback",
+        action="store_true",
+        help="import a bundle older than (or another than, at the same sequence) the newest "
+        "of its name this target imported; tags may move back",
+    )
+    imp.add_argument(
+        "--journal",
+        type=Path,
+        help="import journal (default: in the user state directory, by target and bundle)",
+    )
     imp.add_argument(
         "--mapping",
         type=Path,
-        help="where each image landed, for airgap install (default: in the bundle)",
+        help="where each image landed, for airgap install (default: beside the bundle)",
     )
     add_registry_options(imp)
     imp.add_argument("--output", choices=("text", "json"), default="text")
@@ -297,6 +322,7 @@ def run_create(args: argparse.Namespace) -> int:
             helm=helm,
             progress=progress,
             warn=_warn,
+            sequence=args.sequence,
         )
     summary = result.to_json()
     if streaming:
@@ -374,18 +400,17 @@ def _exists(bundle: Path) -> None:
         raise UsageError(f"no bundle at {bundle}: give a bundle directory or its parts list")
 
 
-def _bundle_dir(bundle: Path, key: Any) -> Path:
-    """A bundle directory; a parts list is checked and unpacked beside it first (once: a
-    second import of the same parts reuses the unpacked directory, after verifying it)."""
+def _bundle_dir(bundle: Path, key: Any) -> tuple[Path, str | None]:
+    """A bundle directory, and for a parts list the manifest SHA-256 its signed list records.
+    A parts list is checked and unpacked beside it first; a directory unpacked by an earlier
+    import is used again only if it holds the bundle the signed list names (import then checks
+    every byte of it against its signed manifest, as for any bundle directory)."""
     _exists(bundle)
     if bundle.is_dir():
-        return bundle
-    from provisioner.bundle_archive import extract_archive
+        return bundle, None
+    from provisioner.bundle_archive import unpacked_bundle
 
-    unpacked = bundle.with_name(bundle.name.removesuffix(".parts.json") + ".bundle")
-    if not unpacked.exists():
-        extract_archive(bundle, key, unpacked)
-    return unpacked
+    return unpacked_bundle(bundle, key)
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -396,7 +421,7 @@ def run_import(args: argparse.Namespace) -> int:
 
     parse_target(args.to)  # a wrong target is reported before any work
     key = _trust(args)
-    bundle = _bundle_dir(args.bundle, key)
+    bundle, manifest_sha256 = _bundle_dir(args.bundle, key)
     # A dry run reads nothing from the bundle: there would be no bytes to show.
     show = None if not args.dry_run else False
     with transfer_progress(f"import into {args.to}", enabled=show) as progress:
@@ -409,6 +434,8 @@ def run_import(args: argparse.Namespace) -> int:
             journal_path=args.journal,
             mapping_path=args.mapping,
             progress=progress,
+            allow_rollback=args.allow_rollback,
+            expected_manifest_sha256=manifest_sha256,
         )
     if args.output == "json":
         print(json.dumps(report.to_json(), indent=2))
@@ -466,13 +493,16 @@ def _transfer_items(bundle: Path) -> list[Any]:
                 )
             )
         return push_order(items)
-    from provisioner.bundle_archive import PartsList, signature_files
+    from offline.inputs import read_input
+    from provisioner.bundle_archive import MAX_PARTS_LIST_SIZE, PartsList, signature_files
+    from provisioner.detached import MAX_KEYLESS_SIGNATURE_SIZE
 
     where = str(bundle)
-    parts = PartsList.from_bytes(bundle.read_bytes(), where)
+    parts = PartsList.from_bytes(read_input(bundle, "parts list", MAX_PARTS_LIST_SIZE), where)
     items = [TransferItem(bundle.parent / p.name, p.name, p.size, p.sha256) for p in parts.parts]
     for path in (*signature_files(bundle), bundle):
-        data = path.read_bytes()
+        limit = MAX_PARTS_LIST_SIZE if path == bundle else MAX_KEYLESS_SIGNATURE_SIZE
+        data = read_input(path, "bundle file", limit)
         items.append(TransferItem(path, path.name, len(data), hashlib.sha256(data).hexdigest()))
     return push_order(items)
 

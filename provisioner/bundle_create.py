@@ -11,7 +11,8 @@ Order, so that nothing is carried that should not be and nothing claims to be co
 4. files and trust material are copied, each checked against its SHA-256;
 5. images are mirrored, with every attachment, into one OCI layout (`oci/`), each blob once;
    with an inventory (`since`), blobs the target already has are left out and recorded;
-6. the manifest `airgap-bundle.json` is signed, then written with its signature (with an
+6. the manifest `airgap-bundle.json` (with the bundle's name, its sequence, and the SHA-256 of
+   the layout's index.json and oci-layout) is signed, then written with its signature (with an
    operator key `airgap-bundle.json.sig`, keylessly `airgap-bundle.json.sigstore.json`), and
    the directory is renamed from `OUT.partial` to `OUT`.
 
@@ -30,15 +31,17 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offline.atomicfile import atomic_write, fsync_dir
 from offline.blobstream import CHUNK_SIZE
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from offline.imageref import ImageRef
+from offline.inputs import open_regular
 from offline.oci import MANIFEST_MEDIA_TYPES, Manifest
 from offline.ocilayout import OCILayout
 from offline.sources import RegistryOptions, Sources
+from provisioner.bundle_check import name_paths, unlisted_paths
 from provisioner.bundle_layout import DeltaView, RepositoryView
 from provisioner.bundle_manifest import (
     MANIFEST_FILE,
@@ -49,7 +52,10 @@ from provisioner.bundle_manifest import (
     FileEntry,
     GraphNode,
     ImageEntry,
+    check_sequence,
+    layout_files,
 )
+from provisioner.bundle_sequence import next_sequence
 from provisioner.bundle_spec import BundleSpec, FileSpec, ImageSpec
 from provisioner.detached import (
     ManifestSigner,
@@ -60,6 +66,9 @@ from provisioner.detached import (
 )
 from provisioner.inventory import Inventory
 from provisioner.mirror import MirrorReport, Progress, mirror_image
+
+if TYPE_CHECKING:
+    from offline.tlog import VerifiedEntry
 
 # How a note about the create reaches the user (warnings; the CLI prints them on stderr).
 Warn = Callable[[str], None]
@@ -126,11 +135,16 @@ def create_bundle(
     helm: str | None = None,
     progress: Progress | None = None,
     warn: Warn | None = None,
+    sequence: int | None = None,
 ) -> CreateResult:
+    """`sequence`: this bundle's place among the bundles of its name (default: from the clock,
+    larger than any this user made before; bundle_sequence.py)."""
     out = Path(out)
     if out.exists():
         raise UsageError(f"{out} already exists: choose another output or remove it")
     preflight(signing_key)  # a bad token fails now, not after the whole create
+    if sequence is not None:
+        check_sequence(sequence, "--sequence")
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
@@ -141,7 +155,9 @@ def create_bundle(
             warn(message)
 
     try:
-        result = _create(spec, out, partial, signing_key, options, since, helm, progress, note)
+        result = _create(
+            spec, out, partial, signing_key, options, since, helm, progress, note, sequence
+        )
     except (FileNotFoundError, PermissionError):
         raise
     except OSError as exc:
@@ -163,6 +179,7 @@ def _create(
     helm: str | None,
     progress: Progress | None,
     note: Warn,
+    sequence: int | None,
 ) -> CreateResult:
     with Sources(options) as sources:
         resolved = [_resolve(sources, image) for image in spec.images]
@@ -182,12 +199,17 @@ def _create(
     blobs, left_out = _blob_lists(layout, entries, since)
     manifest = BundleManifest(
         created=datetime.now(UTC).replace(microsecond=0),
+        name=spec.name,
+        # Taken last, once all else worked: a failed create uses up no number.
+        sequence=next_sequence(spec.name, sequence),
+        layout=layout_files(partial),
         images=tuple(entries),
         blobs=tuple(blobs),
         charts=tuple(charts),
         files=tuple(files),
         on_target=tuple(left_out),
     )
+    _check_leftovers(partial, manifest)
     data = manifest.to_bytes()
     # Signed before either is written: a signing failure (Sigstore unreachable, the token
     # refused) leaves OUT.partial with no manifest, as any other failure does.
@@ -199,6 +221,27 @@ def _create(
     os.rename(partial, out)
     fsync_dir(out.parent)
     return CreateResult(out, manifest, outcomes)
+
+
+def _check_leftovers(partial: Path, manifest: BundleManifest) -> None:
+    """What a resumed create finds in OUT.partial that this one did not make: blob writes cut
+    short by a kill are removed; anything else (another spec's file or chart) is refused, since
+    the bundle would hold a file its manifest does not sign, which every check refuses."""
+    blob_dir = partial / OCI_DIR / "blobs" / "sha256"
+    leftovers = []
+    for name in unlisted_paths(partial, manifest, signature_names(MANIFEST_FILE)):
+        path = partial / name
+        if path.parent == blob_dir and name.rsplit("/", 1)[-1].startswith(".tmp-"):
+            path.unlink()  # OCILayout's own partial write
+        else:
+            leftovers.append(name)
+    if leftovers:
+        them = "it" if len(leftovers) == 1 else "them"
+        raise CreateError(
+            f"{partial} holds {name_paths(leftovers)}, which this create does not make (left "
+            f"by an earlier create of another spec?): remove {them} or {partial.name}, and run "
+            "the create again"
+        )
 
 
 # ------------------------------------------------------------------------------ images
@@ -218,9 +261,8 @@ def _verify_images(
     spec: BundleSpec, resolved: list[ImageRef], options: RegistryOptions | None
 ) -> None:
     """Every image, by the digest that will be carried, against the spec's policy."""
-    from offline.checkpoint_store import CheckpointStore
     from offline.image_verify import ImageVerifier
-    from offline.pinning import make_pinner
+    from offline.pinning import make_pinner, open_store
     from offline.policy import load_policy_file
     from offline.trust import load_trusted_root
     from offline.verify_cli import requirements_for
@@ -228,15 +270,12 @@ def _verify_images(
     assert spec.verify is not None
     policy_file = load_policy_file(spec.verify.policy)
     trusted_root = load_trusted_root(spec.verify.trusted_root)
-    store = (
-        CheckpointStore(spec.verify.checkpoints)
-        if spec.verify.checkpoints is not None
-        else CheckpointStore.default()
-    )
+    store = open_store(spec.verify.checkpoints, trusted_root)
 
-    def checkpoint_age(origin: str) -> Any:
-        latest = store.latest(origin)
-        return None if latest is None else datetime.now(UTC) - latest.added
+    def checkpoint_age(entry: VerifiedEntry) -> Any:
+        origin = entry.checkpoint.origin if entry.checkpoint else None
+        added = store.newest_added(entry.log.log_id, origin)
+        return None if added is None else datetime.now(UTC) - added
 
     failures = []
     with Sources(options) as sources:
@@ -246,9 +285,7 @@ def _verify_images(
             if policy is None:
                 failures.append(f"{ref}: no policy in {spec.verify.policy} matches it")
                 continue
-            verifier = ImageVerifier(
-                trusted_root, make_pinner(spec.verify.checkpoints, policy.pinning), None
-            )
+            verifier = ImageVerifier(trusted_root, make_pinner(store, policy.pinning), None)
             result = verifier.verify(sources, name, requirements_for(policy, [], checkpoint_age))
             if not result.verified:
                 failures.append(f"{ref}: {result.first_failure()}")
@@ -465,7 +502,9 @@ def _copy_file(file: FileSpec, partial: Path, under: str) -> FileEntry:
     hasher = hashlib.sha256()
     size = 0
     try:
-        with open(file.source, "rb") as src, open(temporary, "wb") as dst:
+        # A regular file only: a FIFO would block, a device (/dev/zero) never end.
+        source = open_regular(file.source, f"{under} entry {file.path}: source")
+        with source as src, open(temporary, "wb") as dst:
             while chunk := src.read(CHUNK_SIZE):
                 hasher.update(chunk)
                 dst.write(chunk)

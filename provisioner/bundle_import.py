@@ -13,11 +13,12 @@ The mapping file written at the end records where each image went, for `airgap i
 The order, so that nothing is contacted before the bundle is proved whole and nothing becomes
 visible before it is complete:
 
-1. `verify_bundle_dir`: signature, every blob, the graph. A bundle that fails is refused and the
-   target is not contacted. From then on the signed manifest is the only authority: images,
-   digests, tags and attachments come from it. The bundle's index.json is not signed, so it is
-   only used to find cosign tags, and only those the manifest lists count; every attachment
-   the manifest lists must be found in the bundle before anything is pushed.
+1. `verify_bundle_dir`: signature, every blob and file (index.json included), nothing unlisted,
+   the graph. A bundle that fails is refused and the target is not contacted. From then on the
+   signed manifest is the only authority: images, digests, tags and attachments come from it.
+   index.json (signed through its SHA-256) is only used to find cosign tags, and only those the
+   manifest lists count; every attachment the manifest lists must be found in the bundle before
+   anything is pushed. Then the bundle's sequence is checked against the target's records.
 2. A delta bundle (one with `onTarget` blobs) checks that every left-out blob is in each target
    repository that needs it, or mounts it there from another repository of the same registry
    (named in the bundle or found through the catalog under the prefix); one that is missing
@@ -30,13 +31,18 @@ visible before it is complete:
 5. Every attachment is discovered again in the target (cosign tags and referrers, recursively)
    and compared with the manifest; one missing is a VerificationFailure naming it.
 
-The journal (JSON lines, fsync'd line by line, default `BUNDLE/.import-journal-<16 hex digits of
-the target's sha256>.jsonl`) records each blob and manifest the target acknowledged, per
-repository, so a rerun after a kill skips their existence checks and ends exactly like a clean
-import (tags, cosign tags and referrer listings are always checked against the target). A line
-is written only after the registry answered, so a kill at any point loses at most a check. It
-is removed after a successful import. (A registry garbage-collected between the kill and the
-rerun could have dropped a journaled blob: remove the journal then.)
+Before anything is pushed, the bundle's sequence is checked against the highest of its name
+the target imported (import_record.py): an older bundle, or another one with the same
+sequence, is refused (`allow_rollback` lets it through); after a verified import the sequence
+is recorded. `expected_manifest_sha256` (from a signed parts list) must be the SHA-256 of the
+manifest the signature verified: a directory unpacked earlier is checked like any other.
+
+The journal (import_journal.py: JSON lines, fsync'd line by line, default in the user state
+directory keyed by target and manifest, never in the bundle) records each blob and manifest
+the target acknowledged, per repository. It is never a reason to skip anything: every blob and
+manifest is asked of the target, so a rerun after a kill ends exactly like a clean import, and a
+journal that lies (or a registry garbage-collected since) costs nothing but an upload. It says
+which images a rerun resumes, and is removed after a successful import.
 
 `dry_run=True` contacts the target read-only (HEAD and GET) and reports, per image, what exists
 and what would be pushed, the bytes to push, and every tag that exists and would move to
@@ -73,7 +79,7 @@ from offline.registry import Registry, Repository
 from offline.sources import RegistryOptions, Sources
 from provisioner.bundle_check import verify_bundle_dir
 from provisioner.bundle_layout import RepositoryView
-from provisioner.bundle_manifest import OCI_DIR, BundleManifest, ImageEntry
+from provisioner.bundle_manifest import MANIFEST_FILE, OCI_DIR, BundleManifest, ImageEntry
 from provisioner.detached import ManifestTrust
 from provisioner.import_journal import (
     ImportJournal,
@@ -82,6 +88,7 @@ from provisioner.import_journal import (
     default_mapping_path,
     target_key,
 )
+from provisioner.import_record import RECORD_REPOSITORY, ImportRecords, RollbackRefused
 from provisioner.import_report import (
     ImageImport,
     ImportReport,
@@ -290,9 +297,10 @@ class _Deferred:
 class _TargetSink:
     """One target repository as `mirror_image` sees it.
 
-    Existence answers come from what this import already knows (the journal, blobs a delta
-    bundle left out and that were checked, what a dry run would have pushed) before the target
-    is asked; everything the target acknowledges is journaled. Tag-like writes (cosign tags,
+    Existence answers come from what this run learned from the target (what it answered or
+    acknowledged, blobs a delta bundle left out and that were checked, what a dry run would
+    have pushed) before the target is asked; never from the journal, which only records what
+    the target acknowledges. Tag-like writes (cosign tags,
     referrer listings) are deferred to the tag phase: their manifests are pushed by digest now.
     In a dry run nothing is written: writes are recorded as what would happen.
     """
@@ -364,7 +372,8 @@ class _TargetSink:
 
     # -------------------------------------------------------------------------- ImageSink
     def blob_exists(self, digest: str) -> bool:
-        if digest in self.blobs or self.run.journaled(self.key, "blob", digest):
+        # What this run learned from the target itself; the journal is never asked here.
+        if digest in self.blobs:
             self.run.blob_homes.setdefault(digest, self.key)
             return True
         if self.store.blob_exists(digest):
@@ -387,7 +396,7 @@ class _TargetSink:
         return True
 
     def manifest_exists(self, digest: str) -> bool:
-        if digest in self.manifests or self.run.journaled(self.key, "manifest", digest):
+        if digest in self.manifests:
             return True
         if self.store.manifest_exists(digest):
             self.have("manifest", digest)
@@ -529,31 +538,64 @@ def import_bundle(
     journal_path: str | Path | None = None,
     mapping_path: str | Path | None = None,
     progress: Progress | None = None,
+    allow_rollback: bool = False,
+    expected_manifest_sha256: str | None = None,
 ) -> ImportReport:
     """Verify the bundle at `bundle_dir` with `public_key`, then import it into `target`
     (`REGISTRY[/PREFIX]` or `oci:DIR`). Raises VerificationFailure for a bundle that does not
     verify (nothing contacted) or attachments that did not arrive, UsageError for a delta
     bundle whose base is not on the target (nothing pushed), ImportFailed (one line) when a
-    push fails (rerun to resume; no image was tagged)."""
+    push fails (rerun to resume; no image was tagged), RollbackRefused (exit 1) for a bundle
+    older than the newest of its name the target imported, unless `allow_rollback`."""
     bundle = Path(bundle_dir)
     destination = parse_target(target) if isinstance(target, str) else target
     check = verify_bundle_dir(bundle, public_key)
     check.raise_for_failure()
-    assert check.manifest is not None
-    manifest = check.manifest
+    assert check.manifest is not None and check.manifest_sha256 is not None
+    manifest, manifest_sha256 = check.manifest, check.manifest_sha256
+    if expected_manifest_sha256 is not None and manifest_sha256 != expected_manifest_sha256:
+        raise VerificationFailure(
+            f"bundle {bundle} is not the bundle its parts list names (its {MANIFEST_FILE} has "
+            f"SHA-256 {manifest_sha256[:12]}…, the signed parts list "
+            f"{expected_manifest_sha256[:12]}…): remove it, and it is unpacked again"
+        )
+    for given, what in ((journal_path, "journal"), (mapping_path, "mapping")):
+        # Written into the bundle, it would be an unsigned file there: the next check refuses it.
+        if given is not None and Path(given).resolve().is_relative_to(bundle.resolve()):
+            raise UsageError(f"the import {what} {given} is inside the bundle: put it elsewhere")
     layout = OCILayout(bundle / OCI_DIR, scan_blobs=False)
     plans = _plan(manifest, layout, destination)
-    report = ImportReport(bundle=bundle, target=str(destination), dry_run=dry_run)
+    report = ImportReport(
+        bundle=bundle,
+        target=str(destination),
+        dry_run=dry_run,
+        name=manifest.name,
+        sequence=manifest.sequence,
+    )
     journal: ImportJournal | None = None
     if not dry_run:
-        path = Path(journal_path) if journal_path else default_journal_path(bundle, destination)
-        journal = ImportJournal(path, target_key(destination)).open()
+        path = (
+            Path(journal_path)
+            if journal_path
+            else default_journal_path(destination, manifest_sha256)
+        )
+        journal = ImportJournal(path, target_key(destination), manifest_sha256).open()
         report.journal = path
         report.journal_records = journal.loaded
     try:
         with Sources(options) as sources:
+            registry = sources.registry(destination.registry) if destination.registry else None
+            records = ImportRecords(destination, registry)
+            # Before anything is pushed; a dry run says so too.
+            records.check(manifest, manifest_sha256, allow_rollback)
             run = _Import(destination, manifest, plans, sources, report, journal, progress)
             run.run()
+            if not dry_run:
+                if destination.layout is not None:
+                    # A bundle of files alone still makes the layout: it holds the record.
+                    OCILayout.create(destination.layout, scan_blobs=False)
+                # Whole and verified: the target now holds this bundle's sequence.
+                records.remember(manifest, manifest_sha256)
     except AirgapError:
         if journal is not None and not journal.loaded and not journal.written:
             journal.remove()  # refused before the target acknowledged anything
@@ -567,7 +609,6 @@ def import_bundle(
     write_mapping(mapping, report)
     report.mapping = mapping
     assert journal is not None
-    # Whole and verified: a journal kept now could only mislead a later import.
     journal.remove()
     report.journal = None
     return report
@@ -853,7 +894,10 @@ class _Import:
                 self._catalog = list_repositories(self.registry, prefix=self.target.prefix)
             except AirgapError:
                 self._catalog = []
-        for name in [n for n in self._catalog if n not in exclude][:_MOUNT_SEARCH_LIMIT]:
+        # The record of imported sequences holds no image's blobs (only the empty one).
+        records = self.target.repository_for(RECORD_REPOSITORY)
+        candidates = [n for n in self._catalog if n not in exclude and n != records]
+        for name in candidates[:_MOUNT_SEARCH_LIMIT]:
             if self.registry.repository(name).blob_exists(digest):
                 return name
         return None
@@ -875,6 +919,7 @@ __all__ = [
     "ImportFailed",
     "ImportJournal",
     "ImportReport",
+    "RollbackRefused",
     "TagMove",
     "default_journal_path",
     "default_mapping_path",

@@ -23,6 +23,7 @@ that is kept fresh (a Kubernetes projected service-account token) outlives a lon
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -107,13 +108,18 @@ class KeylessSigner:
             return self._config[0]
         from sigstore.models import ClientTrustConfig
 
+        from offline.inputs import read_input
+
+        text = None
+        if self.trust_config is not None:
+            if not os.path.lexists(self.trust_config):
+                raise UsageError(f"no such Sigstore trust config {self.trust_config}")
+            text = read_input(self.trust_config, "Sigstore trust config")
         try:
-            if self.trust_config is not None:
-                config = ClientTrustConfig.from_json(self.trust_config.read_text())
+            if text is not None:
+                config = ClientTrustConfig.from_json(text.decode())
             else:
                 config = ClientTrustConfig.production()
-        except FileNotFoundError:
-            raise UsageError(f"no such Sigstore trust config {self.trust_config}") from None
         except Exception as exc:  # sigstore raises many kinds here (TUF, JSON, pydantic)
             where = self.trust_config or "of the public-good instance"
             raise UsageError(
@@ -127,10 +133,10 @@ class KeylessSigner:
 
         raw = self.token
         if isinstance(raw, Path):
-            try:
-                raw = raw.read_text()
-            except OSError as exc:
-                raise UsageError(f"cannot read the identity token {raw}: {exc.strerror}") from None
+            from offline.inputs import MAX_KEY_SIZE, read_input
+
+            data = read_input(raw, "identity token", MAX_KEY_SIZE)
+            raw = data.decode("utf-8", errors="replace")
         try:
             return IdentityToken(raw.strip())
         except IdentityError as exc:

@@ -1,15 +1,23 @@
-"""The bundle manifest `airgap-bundle.json` (format `airgap-bundle/v1`): what a bundle holds.
+"""The bundle manifest `airgap-bundle.json` (format `airgap-bundle/v2`): what a bundle holds.
 
-    manifest = BundleManifest(created=..., images=(...), blobs=(...), charts=(), files=())
+    manifest = BundleManifest(created=..., name="site", sequence=..., layout=layout_files(dir),
+                              images=(...), blobs=(...), charts=(), files=())
     data = manifest.to_bytes()           # canonical: what the detached signature covers
     again = BundleManifest.from_bytes(data)
 
-It lists every image (the reference as given, the digest it resolved to, its digest graph: each
-manifest digest with its media type and the digests it references, and its attachments by kind),
-every blob in the bundle's OCI layout (digest, size), every chart (name, version, digest, file)
-and every plain file (path inside the bundle, sha256, size). A delta bundle also lists under
-`onTarget` the blobs and manifests its graph needs that the target registry already holds (from
-`airgap bundle inventory`); they are not carried, and import checks they are there.
+It names the bundle (`name`, the spec's name) and orders it among the bundles of that name
+(`sequence`, a positive integer that grows with every `bundle create`: a target refuses a bundle
+older than the newest of that name it imported, so an old signed bundle cannot move tags back). It
+records the SHA-256 and size of the OCI layout's own files (`layout`: `oci/index.json`, which names
+tags that skopeo, oras and crane read, and `oci/oci-layout`), so every file of a bundle is covered
+by the signature. It lists every image (the reference as given, the digest it resolved to, its
+digest graph: each manifest digest with its media type and the digests it references, and its
+attachments by kind), every blob in the bundle's OCI layout (digest, size), every chart (name,
+version, digest, file) and every plain file (path inside the bundle, sha256, size). A delta bundle
+also lists under `onTarget` the blobs and manifests its graph needs that the target registry already
+holds (from `airgap bundle inventory`); they are not carried, and import checks they are there.
+
+Format v1 (no name, sequence or layout) is refused: its index.json was not signed.
 
 Parsing is strict: an unknown or missing field, a wrong type, a malformed digest, a path that
 leaves the bundle or a duplicate entry is a one-line `UsageError` naming the field. The
@@ -18,22 +26,30 @@ serialization is canonical (sorted keys, no whitespace, UTF-8), so the signed by
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
 from offline.digests import is_digest
 from offline.errors import UsageError
 
-FORMAT = "airgap-bundle/v1"
+FORMAT = "airgap-bundle/v2"
 MANIFEST_FILE = "airgap-bundle.json"
 # Where the OCI image layout lives inside a bundle directory.
 OCI_DIR = "oci"
+# The layout's own files: not blobs, but read by every OCI tool; the manifest covers them.
+INDEX_FILE = f"{OCI_DIR}/index.json"
+LAYOUT_FILE = f"{OCI_DIR}/oci-layout"
+LAYOUT_FILES = (INDEX_FILE, LAYOUT_FILE)
+# A bundle name (as a spec's) and the bound of a sequence (a signed 64-bit integer).
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+MAX_SEQUENCE = 2**63 - 1
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -286,9 +302,39 @@ class FileEntry:
 
 
 # ------------------------------------------------------------------------------ manifest
+def check_name(value: object, where: str) -> str:
+    text = _str(value, where)
+    if not _NAME.fullmatch(text):
+        raise UsageError(f"{where} {text!r} is not letters, digits, '.', '_' or '-'")
+    return text
+
+
+def check_sequence(value: object, where: str) -> int:
+    """A positive integer below 2**63: zero is not a sequence, it is a missing one."""
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= MAX_SEQUENCE:
+        raise UsageError(f"{where} {value!r} is not an integer from 1 to {MAX_SEQUENCE}")
+    return value
+
+
+def file_entry(root: Path, relative: str) -> FileEntry:
+    """`relative` below `root` as a FileEntry (its SHA-256 and size, read now)."""
+    data = (root / relative).read_bytes()
+    return FileEntry(relative, hashlib.sha256(data).hexdigest(), len(data))
+
+
+def layout_files(bundle_dir: Path) -> tuple[FileEntry, ...]:
+    """The entries of `layout` for the bundle at `bundle_dir`, as its files are now."""
+    return tuple(file_entry(bundle_dir, name) for name in LAYOUT_FILES)
+
+
 @dataclass(frozen=True)
 class BundleManifest:
     created: datetime
+    # The spec's name, and this bundle's place among the bundles of that name.
+    name: str
+    sequence: int
+    # oci/index.json and oci/oci-layout (in the order of LAYOUT_FILES).
+    layout: tuple[FileEntry, ...]
     images: tuple[ImageEntry, ...] = ()
     blobs: tuple[BlobEntry, ...] = ()
     charts: tuple[ChartEntry, ...] = ()
@@ -301,6 +347,9 @@ class BundleManifest:
         return {
             "format": FORMAT,
             "created": format_created(self.created),
+            "name": self.name,
+            "sequence": self.sequence,
+            "layout": [f.to_json() for f in self.layout],
             "images": [i.to_json() for i in self.images],
             "blobs": [b.to_json() for b in self.blobs],
             "charts": [c.to_json() for c in self.charts],
@@ -318,13 +367,35 @@ class BundleManifest:
 
     @classmethod
     def from_json(cls, value: object, where: str = MANIFEST_FILE) -> BundleManifest:
+        if isinstance(value, dict) and value.get("format") == "airgap-bundle/v1":
+            raise UsageError(
+                f"{where} is format airgap-bundle/v1, whose index.json is not signed and which "
+                "has no sequence: create the bundle again with this version of airgap"
+            )
         document = json_object(
             value,
             where,
-            ("format", "created", "images", "blobs", "charts", "files", "onTarget"),
+            (
+                "format",
+                "created",
+                "name",
+                "sequence",
+                "layout",
+                "images",
+                "blobs",
+                "charts",
+                "files",
+                "onTarget",
+            ),
         )
         if document["format"] != FORMAT:
             raise UsageError(f"{where}.format is {document['format']!r}, expected {FORMAT!r}")
+        layout = tuple(
+            FileEntry.from_json(v, f"{where}.layout[{i}]")
+            for i, v in enumerate(_list(document["layout"], f"{where}.layout"))
+        )
+        if tuple(f.path for f in layout) != LAYOUT_FILES:
+            raise UsageError(f"{where}.layout does not list exactly {', '.join(LAYOUT_FILES)}")
         images = tuple(
             ImageEntry.from_json(v, f"{where}.images[{i}]")
             for i, v in enumerate(_list(document["images"], f"{where}.images"))
@@ -349,6 +420,9 @@ class BundleManifest:
         _unique([p for p in [c.file for c in charts] + [f.path for f in files]], f"{where} files")
         return cls(
             created=_parse_created(document["created"], f"{where}.created"),
+            name=check_name(document["name"], f"{where}.name"),
+            sequence=check_sequence(document["sequence"], f"{where}.sequence"),
+            layout=layout,
             images=images,
             blobs=blobs,
             charts=charts,

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from offline.atomicfile import atomic_write, fsync_dir
 from offline.errors import UsageError, VerificationFailure
+from offline.inputs import MAX_KEY_SIZE, read_input
 
 SIGNATURE_FILE = "airgap-bundle.json.sig"
 ECDSA_P256 = "ecdsa-p256-sha256"
@@ -128,19 +129,13 @@ def parse_public_key(data: bytes, where: str = "public key") -> PublicKey:
 
 
 def load_public_key(path: str | Path) -> PublicKey:
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read public key {path}: {exc.strerror}") from None
+    data = read_input(path, "public key", MAX_KEY_SIZE)
     return parse_public_key(data, f"public key {path}")
 
 
 def load_private_key(path: str | Path, password: bytes | None = None) -> PrivateKey:
     where = f"private key {path}"
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {where}: {exc.strerror}") from None
+    data = read_input(path, "private key", MAX_KEY_SIZE)
     try:
         key = serialization.load_pem_private_key(data, password=password or None)
     except TypeError:

@@ -45,6 +45,7 @@ from offline.atomicfile import fsync_dir
 from offline.digests import validate_digest
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from offline.imageref import ImageRef, parse_image_ref
+from offline.inputs import read_input
 
 HELM_ENV = "AIRGAP_HELM"
 # Generous: a pull of a large chart over a slow link; helm itself has no overall timeout.
@@ -504,10 +505,7 @@ _ValuesLoader.yaml_implicit_resolvers = {
 
 
 def _read_values_file(source: ChartSource, path: Path) -> dict[str, Any]:
-    try:
-        text = Path(path).read_text()
-    except OSError as exc:
-        raise UsageError(f"{source.label}: values file {path}: {exc.strerror or exc}") from exc
+    text = read_input(path, f"{source.label}: values file").decode("utf-8", errors="replace")
     try:
         document = yaml.load(text, Loader=_ValuesLoader)
     except yaml.YAMLError as exc:

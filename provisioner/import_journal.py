@@ -1,8 +1,15 @@
-"""The import journal: what the target acknowledged, so a killed import resumes.
+"""The import journal: what the target acknowledged, for the report of a resumed import.
 
-JSON lines, fsync'd line by line: a header `{"format": "airgap-import-journal/v1", "target":
-...}`, then one `{"repo", "kind", "digest"}` per blob, manifest or image the target holds. A
-line is written only after the registry answered, so a kill at any point loses at most a check.
+JSON lines, fsync'd line by line: a header `{"format": "airgap-import-journal/v2", "target":
+..., "manifest": <hex SHA-256 of the bundle manifest>}`, then one `{"repo", "kind", "digest"}`
+per blob, manifest or image the target acknowledged. A line is written only after the registry
+answered.
+
+The journal lives outside the bundle (default: the user state directory,
+`import-journals/<16 hex of the target's sha256>-<16 hex of the manifest's>.jsonl`), so a
+bundle cannot ship one, and it is never taken as proof that the target holds anything: import
+asks the target about every blob and manifest, journaled or not. It tells what a rerun
+resumes (images already brought), and nothing that decides what is pushed.
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ import contextlib
 import hashlib
 import json
 import os
+import stat
 import threading
 from pathlib import Path
 from typing import IO, Literal
@@ -20,7 +28,7 @@ from offline.digests import is_digest
 from offline.errors import UsageError
 from provisioner.inventory import Target
 
-JOURNAL_FORMAT = "airgap-import-journal/v1"
+JOURNAL_FORMAT = "airgap-import-journal/v2"
 
 JournalKind = Literal["blob", "manifest", "image"]
 
@@ -28,12 +36,14 @@ JournalKind = Literal["blob", "manifest", "image"]
 class ImportJournal:
     """What a target acknowledged during an import, one JSON line per fact, fsync'd.
 
-    The first line names the target; every other line is `{"repo", "kind", "digest"}`. A torn
-    last line (a kill while writing) is ignored; nothing but existence checks depends on it."""
+    The first line names the target and the bundle manifest; every other line is
+    `{"repo", "kind", "digest"}`. A torn last line (a kill while writing) is ignored; nothing
+    that decides what is pushed depends on it."""
 
-    def __init__(self, path: Path, target: str) -> None:
+    def __init__(self, path: Path, target: str, manifest_sha256: str) -> None:
         self.path = path
         self.target = target
+        self.manifest_sha256 = manifest_sha256
         self.loaded = 0
         self.written = 0
         self._done: set[tuple[str, str, str]] = set()
@@ -43,7 +53,12 @@ class ImportJournal:
     def open(self) -> ImportJournal:
         existing = b""
         try:
-            existing = self.path.read_bytes()
+            # O_NONBLOCK: a FIFO given as the journal is refused, not waited on.
+            fd = os.open(self.path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise UsageError(f"the import journal {self.path} is not a regular file")
+                existing = f.read()
         except FileNotFoundError:
             pass
         except OSError as exc:
@@ -59,6 +74,7 @@ class ImportJournal:
                     self._done.add(record)
             self.loaded = len(self._done)
         try:
+            self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except OSError as exc:
             raise UsageError(
@@ -67,7 +83,9 @@ class ImportJournal:
             ) from None
         self._file = os.fdopen(fd, "ab")
         if not existing:
-            self._write({"format": JOURNAL_FORMAT, "target": self.target})
+            self._write(
+                {"format": JOURNAL_FORMAT, "target": self.target, "manifest": self.manifest_sha256}
+            )
             fsync_dir(self.path.parent)
         elif not existing.endswith(b"\n"):
             # A torn line: end it, so the next record starts on a line of its own.
@@ -85,6 +103,11 @@ class ImportJournal:
             raise UsageError(
                 f"import journal {self.path} is for target {header.get('target')!r}, not "
                 f"{self.target!r}: give another journal path or remove it"
+            )
+        if header.get("manifest") != self.manifest_sha256:
+            raise UsageError(
+                f"import journal {self.path} is of another bundle: give another journal path "
+                "or remove it"
             )
 
     def done(self, repository: str, kind: JournalKind, digest: str) -> bool:
@@ -139,11 +162,16 @@ def target_key(target: Target) -> str:
     return str(target)
 
 
-def default_journal_path(bundle_dir: Path, target: Target) -> Path:
+def default_journal_path(target: Target, manifest_sha256: str) -> Path:
+    """In the user state directory, keyed by target and bundle manifest: never in a bundle."""
+    from provisioner.bundle_sequence import state_dir
+
     digest = hashlib.sha256(target_key(target).encode()).hexdigest()
-    return bundle_dir / f".import-journal-{digest[:16]}.jsonl"
+    return state_dir() / "import-journals" / f"{digest[:16]}-{manifest_sha256[:16]}.jsonl"
 
 
 def default_mapping_path(bundle_dir: Path, target: Target) -> Path:
+    """Beside the bundle directory, not in it: a bundle holds only what its manifest signs."""
     digest = hashlib.sha256(target_key(target).encode()).hexdigest()
-    return bundle_dir / f"import-mapping-{digest[:16]}.json"
+    bundle = bundle_dir.resolve()
+    return bundle.parent / f"{bundle.name}.import-mapping-{digest[:16]}.json"

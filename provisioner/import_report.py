@@ -105,6 +105,8 @@ class ImportReport:
     bundle: Path
     target: str
     dry_run: bool
+    name: str = ""  # the bundle's name and sequence, from its signed manifest
+    sequence: int = 0
     images: list[ImageImport] = field(default_factory=list)
     # A delta bundle's left-out blobs, per target repository: "present", "mounted from REPO",
     # or (dry run only: a real import refuses) "missing".
@@ -154,6 +156,8 @@ class ImportReport:
     def to_json(self) -> dict[str, Any]:
         return {
             "bundle": str(self.bundle),
+            "bundleName": self.name,
+            "sequence": self.sequence,
             "target": self.target,
             "dryRun": self.dry_run,
             "ok": self.ok,

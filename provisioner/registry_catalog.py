@@ -15,9 +15,7 @@ inventory, finding a repository to mount a blob from), never the verifier's.
 from __future__ import annotations
 
 from offline.registry import Registry
-from offline.registry_http import RegistryAuthError, RegistryError
-
-_MAX_PAGES = 10_000
+from offline.registry_http import Pages, RegistryAuthError, RegistryError
 
 
 class CatalogUnavailable(RegistryError):
@@ -32,13 +30,11 @@ def list_repositories(
     what = "listing repositories (the catalog API)"
     params = {"n": str(page_size)} if page_size else None
     url: str | None = transport.url("/v2/_catalog", params)
-    seen_urls: set[str] = set()
+    pages = Pages(transport, "", what)
     names: list[str] = []
     seen: set[str] = set()
     while url is not None:
-        if url in seen_urls or len(seen_urls) >= _MAX_PAGES:
-            raise RegistryError(transport.message("", what, "pagination does not end"))
-        seen_urls.add(url)
+        pages.visit(url)
         try:
             response = transport.request(
                 "GET", url, what=what, repository="", scopes=("registry:catalog:*",)
@@ -50,9 +46,10 @@ def list_repositories(
                 raise _unavailable(registry, f"HTTP {response.status_code}")
             if response.status_code != 200:
                 raise transport.error(response, "", what)
+            pages.count(response)
             try:
                 document = response.json()
-            except ValueError:
+            except (ValueError, RecursionError):
                 raise RegistryError(transport.message("", what, "the answer is not JSON")) from None
             link = response.links.get("next", {}).get("url")
         page = document.get("repositories") if isinstance(document, dict) else None

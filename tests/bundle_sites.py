@@ -43,9 +43,8 @@ def push_graph(
 def registry_options(*servers: RegistryServer) -> RegistryOptions:
     """Options reaching the test registries (their CA; plain HTTP where they use it)."""
     ca = next((s.ca.ca_cert for s in servers if s.ca is not None), None)
-    credentials = next((s.credentials for s in servers if s.credentials is not None), None)
     return RegistryOptions(
-        credentials=credentials,
+        credentials={s.host: s.credentials for s in servers if s.credentials is not None},
         ca_bundle=ca,
         insecure_http_hosts=frozenset(s.host for s in servers if not s.tls),
         retry=TEST_RETRY,

@@ -22,9 +22,11 @@ TESTDATA = SHARED / "testdata"
 def _isolated_user_dirs(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """No test reads or writes the real user's checkpoint store or config."""
+    """No test reads or writes the real user's checkpoint store, config or state (bundle
+    sequences, import records and journals)."""
     home = tmp_path_factory.mktemp("home")
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.setenv("XDG_STATE_HOME", str(home / "state"))
     monkeypatch.delenv("AIRGAP_CHECKPOINTS", raising=False)
     monkeypatch.delenv("AIRGAP_TRUSTED_ROOT", raising=False)

@@ -65,7 +65,9 @@ class TestCA:
     server_key: Path
 
 
-def make_test_ca(directory: Path, name: str = "airgap test CA") -> TestCA:
+def make_test_ca(
+    directory: Path, name: str = "airgap test CA", addresses: tuple[str, ...] = ("127.0.0.1",)
+) -> TestCA:
     directory.mkdir(parents=True, exist_ok=True)
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
@@ -107,7 +109,10 @@ def make_test_ca(directory: Path, name: str = "airgap test CA") -> TestCA:
         .not_valid_after(now + datetime.timedelta(days=7))
         .add_extension(
             x509.SubjectAlternativeName(
-                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+                [
+                    x509.DNSName("localhost"),
+                    *(x509.IPAddress(ipaddress.ip_address(a)) for a in addresses),
+                ]
             ),
             critical=False,
         )

@@ -9,6 +9,7 @@ import io
 import json
 import random
 import re
+import shutil
 import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,7 @@ from provisioner.bundle_archive import (
     extract_archive,
     parts_list_path,
     signature_path,
+    unpacked_bundle,
     write_archive,
     write_parts_list,
 )
@@ -44,6 +46,7 @@ from provisioner.bundle_manifest import (
     ChartEntry,
     FileEntry,
     canonical_json,
+    layout_files,
 )
 from provisioner.bundle_signing import (
     SIGNATURE_FILE,
@@ -103,6 +106,9 @@ def make_bundle(
     (path / "trust" / "trusted_root.json").write_bytes(TRUST)
     manifest = BundleManifest(
         created=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        name="test",
+        sequence=1,
+        layout=layout_files(path),
         blobs=tuple(sorted(blobs, key=lambda b: b.digest)),
         charts=(ChartEntry("demo", "1.0.0", sha256_digest(CHART), "charts/demo-1.0.0.tgz"),),
         files=(
@@ -543,6 +549,49 @@ def test_a_blob_with_other_content_is_refused(bundle: Bundle) -> None:
     members = bundle_members(bundle, skip=frozenset({blob}))
     tar = b"".join([*members, member(header(blob), bytes(data))]) + END
     assert "(corrupted)" in refused(bundle, signed_archive(bundle, tar))
+
+
+def test_an_index_json_other_than_the_signed_one_is_refused(bundle: Bundle) -> None:
+    """index.json names the tags OCI tools read: an archive carrying another one (an extra,
+    unsigned tag) is refused like a changed blob."""
+    name = "oci/index.json"
+    index = json.loads((bundle.path / name).read_bytes())
+    index["manifests"].append(
+        {
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": bundle.manifest.blobs[0].digest,
+            "size": bundle.manifest.blobs[0].size,
+            "annotations": {"org.opencontainers.image.ref.name": "evil:latest"},
+        }
+    )
+    edited = json.dumps(index).encode()
+    members = bundle_members(bundle, skip=frozenset({name}))
+    tar = b"".join([*members, member(header(name), edited)]) + END
+    message = refused(bundle, signed_archive(bundle, tar))
+    assert f"{name} is {len(edited)} bytes in the archive" in message
+
+
+def test_a_directory_left_beside_the_parts_is_used_only_if_it_is_the_named_bundle(
+    bundle: Bundle, out: Path, tmp_path: Path
+) -> None:
+    """`P.bundle` from an earlier import is reused only when it holds the manifest the signed
+    parts list records; another bundle (an older one signed by the same key) is refused."""
+    archive(bundle, out, "zstd", None)
+    parts = parts_list_path(out / "site")
+    unpacked, manifest_sha256 = unpacked_bundle(parts, bundle.public)
+    assert unpacked == out / "site.bundle"
+    assert manifest_sha256 == sha256(bundle.manifest_bytes)
+    assert tree(unpacked) == tree(bundle.path)
+    assert unpacked_bundle(parts, bundle.public) == (unpacked, manifest_sha256)
+
+    older = make_bundle(tmp_path / "older", (100, 3000), key=bundle.key)
+    shutil.rmtree(unpacked)
+    shutil.copytree(older.path, unpacked)
+    with pytest.raises(VerificationFailure, match=r"does not hold the bundle .* names"):
+        unpacked_bundle(parts, bundle.public)
+    (unpacked / MANIFEST_FILE).unlink()
+    with pytest.raises(VerificationFailure, match=r"does not hold the bundle .* names"):
+        unpacked_bundle(parts, bundle.public)
 
 
 @pytest.mark.parametrize("compress", ["none", "zstd"])

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from offline.digests import sha256_digest
-from offline.errors import VerificationFailure
+from offline.errors import UsageError, VerificationFailure
 from offline.oci import Descriptor
 from offline.ocilayout import OCILayout
 from provisioner.bundle_check import short, verify_bundle_dir
@@ -25,6 +25,7 @@ from provisioner.bundle_manifest import (
     FileEntry,
     GraphNode,
     ImageEntry,
+    layout_files,
 )
 from provisioner.bundle_signing import (
     KEY_KINDS,
@@ -131,6 +132,9 @@ def build_bundle(root: Path, kind: KeyKind) -> Bundle:
     (path / "charts" / "demo-1.0.0.tgz").write_bytes(CHART)
     manifest = BundleManifest(
         created=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        name="test",
+        sequence=1,
+        layout=layout_files(path),
         images=images,
         blobs=blobs,
         charts=(ChartEntry("demo", "1.0.0", sha256_digest(CHART), "charts/demo-1.0.0.tgz"),),
@@ -211,10 +215,26 @@ def test_wrong_public_key(bundle: Bundle, tmp_path: Path) -> None:
 
 
 def test_missing_signature_or_manifest(bundle: Bundle) -> None:
+    signature = (bundle.path / SIGNATURE_FILE).read_bytes()
     (bundle.path / SIGNATURE_FILE).unlink()
     assert problem(bundle) == f"{SIGNATURE_FILE} is missing"
+    (bundle.path / SIGNATURE_FILE).write_bytes(signature)
     (bundle.path / MANIFEST_FILE).unlink()
     assert problem(bundle) == f"{MANIFEST_FILE} is missing"
+
+
+def test_a_directory_that_is_not_a_bundle_is_bad_input(bundle: Bundle, tmp_path: Path) -> None:
+    """Bad input (exit 2), told apart from a bundle that fails its checks (exit 1)."""
+    for path in (tmp_path / "empty", tmp_path / "absent", bundle.path / "oci"):
+        path.mkdir(exist_ok=path.name != "empty")
+        if path.name == "absent":
+            path.rmdir()
+        with pytest.raises(UsageError) as caught:
+            verify_bundle_dir(path, bundle.public)
+        assert caught.value.exit_code == 2 and "\n" not in str(caught.value)
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(UsageError, match="is not a directory"):
+        verify_bundle_dir(tmp_path / "file", bundle.public)
 
 
 def test_signature_is_checked_first(bundle: Bundle) -> None:
@@ -282,6 +302,73 @@ def test_stray_file_in_blob_directory_is_reported(bundle: Bundle) -> None:
     report = verify_bundle_dir(bundle.path, bundle.public)
     assert report.extra_blobs == ["blobs/sha256/.tmp-x.partial"]
     assert not report.ok
+
+
+# ------------------------------------------------------ nothing unsigned in the bundle
+@pytest.mark.parametrize(
+    "name",
+    [
+        "notes.txt",
+        ".import-journal-0123456789abcdef.jsonl",  # a journal shipped in the bundle
+        "oci/extra.json",
+        "files/unlisted-tool",
+        "charts/other-1.0.0.tgz",
+        f"{MANIFEST_FILE}.sigstore.json",  # a signature of the other kind
+    ],
+)
+def test_a_file_the_manifest_does_not_list_is_refused_by_name(bundle: Bundle, name: str) -> None:
+    path = bundle.path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"unsigned")
+    report = verify_bundle_dir(bundle.path, bundle.public)
+    assert report.problem == (
+        f"{name} is in the bundle but not in {MANIFEST_FILE} "
+        "(nothing unsigned is accepted: remove it)"
+    )
+    assert report.unlisted == [name]
+
+
+def test_unlisted_directories_links_and_fifos_are_all_named(bundle: Bundle) -> None:
+    (bundle.path / "empty-dir").mkdir()
+    (bundle.path / "trust" / "deep").mkdir(parents=True)  # named once, not descended into
+    (bundle.path / "trust" / "deep" / "x").write_bytes(b"x")
+    (bundle.path / "link").symlink_to(bundle.path / MANIFEST_FILE)
+    os.mkfifo(bundle.path / "oci" / "fifo")
+    (bundle.path / "files" / "tool-link").symlink_to("tool")
+    report = verify_bundle_dir(bundle.path, bundle.public)
+    assert report.unlisted == ["empty-dir", "files/tool-link", "link", "oci/fifo", "trust"]
+    assert report.problem is not None
+    assert report.problem.startswith(
+        "empty-dir, files/tool-link, link, oci/fifo, trust are in the bundle"
+    )
+
+
+def test_an_extra_tag_in_index_json_is_refused(bundle: Bundle) -> None:
+    """skopeo, oras and crane read tags from index.json: one added after signing names an
+    unsigned image (here: a signed blob under a new tag)."""
+    layout = OCILayout(bundle.path / "oci")
+    image = bundle.manifest.images[0]
+    node = image.graph[0]
+    size = bundle.blob(node.digest).stat().st_size
+    layout.add_to_index(Descriptor(node.media_type, node.digest, size), "evil:latest")
+    assert problem(bundle) == "oci/index.json is 278 bytes longer than the manifest says"
+
+
+def test_an_index_json_changed_at_its_size_is_refused(bundle: Bundle) -> None:
+    path = bundle.path / "oci" / "index.json"
+    path.write_bytes(path.read_bytes().replace(b"app:v1", b"app:v2"))
+    assert problem(bundle).startswith("oci/index.json has content with digest ")
+
+
+def test_a_changed_oci_layout_file_is_refused(bundle: Bundle) -> None:
+    path = bundle.path / "oci" / "oci-layout"
+    path.write_bytes(path.read_bytes().replace(b"1.0.0", b"1.1.0"))
+    assert problem(bundle).startswith("oci/oci-layout has content with digest ")
+
+
+def test_a_missing_index_json_is_refused(bundle: Bundle) -> None:
+    (bundle.path / "oci" / "index.json").unlink()
+    assert problem(bundle) == "oci/index.json is missing"
 
 
 def test_symlinked_blob_is_refused(bundle: Bundle, tmp_path: Path) -> None:
@@ -404,7 +491,7 @@ def test_image_digest_and_attachments_must_be_in_the_graph(bundle: Bundle) -> No
 
 
 def test_manifest_that_parses_badly_after_signing_is_reported(bundle: Bundle) -> None:
-    data = b'{"format":"airgap-bundle/v1"}'
+    data = b'{"format":"airgap-bundle/v2"}'
     (bundle.path / MANIFEST_FILE).write_bytes(data)
     (bundle.path / SIGNATURE_FILE).write_bytes(sign_manifest(data, bundle.private))
     assert problem(bundle) == "airgap-bundle.json: missing field 'created'"

@@ -204,3 +204,59 @@ def test_a_platform_filter_carries_only_that_platform_and_says_what_it_breaks(
     assert image.graph.index.digest not in {b.digest for b in result.manifest.blobs}
     assert any("signatures and attestations made on the index" in w for w in warnings), warnings
     assert verify_bundle_dir(result.path, key.public_key()).ok
+
+
+def test_each_create_of_a_name_gets_a_larger_sequence(
+    docker_registry: RegistryServer,
+    request: pytest.FixtureRequest,
+    rng: random.Random,
+    tmp_path: Path,
+) -> None:
+    image = push_graph(docker_registry, unique_repository(request, "app"), rng)
+    spec = write_spec(tmp_path / "spec.yaml", images=[image.reference])
+    _, key = operator_key(tmp_path)
+    options = registry_options(docker_registry)
+    first = create(spec, tmp_path / "one", key, options).manifest
+    second = create(spec, tmp_path / "two", key, options).manifest
+    assert first.name == second.name == "test"
+    assert second.sequence > first.sequence > 1_700_000_000_000  # milliseconds of the clock
+    from provisioner.bundle_create import create_bundle
+    from provisioner.bundle_spec import load_spec
+
+    chosen = create_bundle(
+        load_spec(spec), tmp_path / "three", signing_key=key, options=options, sequence=42
+    )
+    assert chosen.manifest.sequence == 42
+    with pytest.raises(AirgapError, match="--sequence 0 is not an integer from 1"):
+        create_bundle(
+            load_spec(spec), tmp_path / "four", signing_key=key, options=options, sequence=0
+        )
+    assert not (tmp_path / "four.partial").exists() or not any(
+        (tmp_path / "four.partial").iterdir()
+    )
+
+
+def test_a_resumed_create_refuses_what_another_spec_left_and_drops_cut_blob_writes(
+    docker_registry: RegistryServer,
+    request: pytest.FixtureRequest,
+    rng: random.Random,
+    tmp_path: Path,
+) -> None:
+    """Every file of a bundle is signed or refused: a create does not sign around a file it
+    did not make (a later verify would refuse the bundle)."""
+    image = push_graph(docker_registry, unique_repository(request, "app"), rng)
+    spec = write_spec(tmp_path / "spec.yaml", images=[image.reference])
+    _, key = operator_key(tmp_path)
+    partial = tmp_path / "out.partial"
+    (partial / "files").mkdir(parents=True)
+    (partial / "files" / "old-tool").write_bytes(b"from another spec")
+    with pytest.raises(AirgapError, match=r"holds files, which this create does not make"):
+        create(spec, tmp_path / "out", key, registry_options(docker_registry))
+    assert not (tmp_path / "out").exists()
+
+    (partial / "files" / "old-tool").unlink()
+    (partial / "files").rmdir()
+    cut = partial / "oci" / "blobs" / "sha256" / ".tmp-x1y2.partial"
+    cut.write_bytes(b"half a blob")
+    result = create(spec, tmp_path / "out", key, registry_options(docker_registry))
+    assert verify_bundle_dir(result.path, key.public_key()).ok

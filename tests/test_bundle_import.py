@@ -32,15 +32,16 @@ from typing import Any
 import pytest
 
 from offline.errors import AirgapError, UsageError, VerificationFailure
-from offline.oci import NotFound
+from offline.oci import OCI_EMPTY_DIGEST, NotFound
 from offline.ocilayout import OCILayout
 from offline.registry import Repository
 from offline.registry_http import RetryPolicy
 from offline.sources import RegistryOptions
-from provisioner.bundle_import import ImportFailed, TagMove, default_journal_path, import_bundle
+from provisioner.bundle_import import ImportFailed, TagMove, import_bundle
 from provisioner.bundle_layout import RepositoryView
+from provisioner.bundle_sequence import state_dir
 from provisioner.bundle_signing import PublicKey, load_public_key
-from provisioner.inventory import build_inventory, parse_target
+from provisioner.inventory import build_inventory
 from provisioner.registry_catalog import CatalogUnavailable, list_repositories
 from tests.bundle_sites import (
     SourceImage,
@@ -104,8 +105,10 @@ def options_for(*servers: RegistryServer, proxy: Proxy | None = None) -> Registr
     options = registry_options(*servers)
     if proxy is None:
         return options
+    # The proxy fronts the server: it is reached with its credentials.
+    fronted = next(iter(options.credentials.values()), None)
     return RegistryOptions(
-        credentials=options.credentials,
+        credentials={**options.credentials, **({proxy.host: fronted} if fronted else {})},
         ca_bundle=options.ca_bundle,
         insecure_http_hosts=options.insecure_http_hosts | {proxy.host},
         retry=FAST,
@@ -223,6 +226,9 @@ def test_tags_are_written_last(
         tmp_path,
     )
 
+    # After all of it, the target's record of the bundle's sequence (its own repository).
+    assert writes[-2:] == [("blob", OCI_EMPTY_DIGEST), ("tag", "test")]
+    writes = writes[:-2]
     kinds = [kind for kind, _ in writes]
     last_content = max(i for i, kind in enumerate(kinds) if kind in ("blob", "manifest"))
     first_tag = min(i for i, kind in enumerate(kinds) if kind in ("tag", "referrer"))
@@ -255,7 +261,9 @@ def test_dry_run_reports_bytes_to_push_and_a_tag_that_would_move_and_writes_noth
     assert tags_of(referrers_registry, app_repository) == ["v1"]
     assert tags_of(referrers_registry, f"{prefix}/{bundle.source_path('tool')}") == []
     assert not (tmp_path / "mapping.json").exists()
-    assert not default_journal_path(bundle.path, parse_target(target)).exists()
+    assert not (state_dir() / "import-journals").exists() or not list(
+        (state_dir() / "import-journals").iterdir()
+    )
     app_digest = bundle.images["app"].graph.index.digest
     assert dry.tag_moves == [
         TagMove(f"{proxy.host}/{app_repository}", "v1", other.digest, app_digest)
@@ -332,7 +340,8 @@ def test_one_flipped_byte_is_refused_before_the_target_is_contacted(
 def test_an_index_json_that_no_longer_places_a_signed_attachment_is_refused(
     bundle: Bundle, tmp_path: Path
 ) -> None:
-    """index.json is not signed: the manifest's attachment lists are what counts."""
+    """index.json is signed (its SHA-256 is in the manifest): one changed is refused before the
+    target is contacted, like any other changed file."""
     copy = bundle.copy(tmp_path)
     index_path = copy / "oci" / "index.json"
     index = json.loads(index_path.read_text())
@@ -346,7 +355,7 @@ def test_an_index_json_that_no_longer_places_a_signed_attachment_is_refused(
     ]
     index_path.write_text(json.dumps(index))
 
-    with pytest.raises(VerificationFailure, match="does not place cosign-sig attachment"):
+    with pytest.raises(VerificationFailure, match=r"oci/index\.json is \d+ bytes shorter"):
         import_bundle(copy, bundle.public_key, f"oci:{tmp_path / 'target'}")
     assert not (tmp_path / "target").exists()
 
@@ -630,7 +639,9 @@ def test_the_inventory_lists_what_an_import_brought(
     assert inventory.blobs[base.digest] == len(base.data)
     with docker_registry.client() as registry:
         paged = list_repositories(registry, prefix=prefix, page_size=3)
-    assert sorted(paged) == sorted(f"{prefix}/{bundle.source_path(n)}" for n in bundle.images)
+    assert sorted(paged) == sorted(
+        [f"{prefix}/{bundle.source_path(n)}" for n in bundle.images] + [f"{prefix}/airgap-imported"]
+    )
 
 
 def test_a_registry_without_a_catalog_is_inventoried_by_named_repositories(

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import json
 import stat
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,10 @@ from provisioner.bundle_signing import (
     verify_signature,
 )
 
+LAYOUT = (
+    FileEntry("oci/index.json", "b" * 64, 300),
+    FileEntry("oci/oci-layout", "c" * 64, 30),
+)
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
 D3 = "sha256:" + "3" * 64
@@ -47,6 +52,9 @@ OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 def sample() -> BundleManifest:
     return BundleManifest(
         created=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        name="site",
+        sequence=1_767_322_800_000,
+        layout=LAYOUT,
         images=(
             ImageEntry(
                 reference="registry.example/app:v1",
@@ -75,6 +83,7 @@ def test_round_trip_is_identical() -> None:
     assert again.images[0].attachments == {"sig": (D1,)}
     assert again.created == manifest.created
     assert again.blob_sizes() == {D1: 10, D2: 20, D3: 0}
+    assert (again.name, again.sequence, again.layout) == ("site", 1_767_322_800_000, LAYOUT)
 
 
 def test_serialization_is_canonical() -> None:
@@ -92,10 +101,10 @@ def test_serialization_is_canonical() -> None:
 
 def test_created_is_written_in_utc() -> None:
     plus_two = timezone(timedelta(hours=2))
-    manifest = BundleManifest(created=datetime(2026, 1, 2, 5, 4, 5, tzinfo=plus_two))
+    manifest = replace(sample(), created=datetime(2026, 1, 2, 5, 4, 5, tzinfo=plus_two))
     assert json.loads(manifest.to_bytes())["created"] == "2026-01-02T03:04:05Z"
     with pytest.raises(UsageError, match="time zone"):
-        BundleManifest(created=datetime(2026, 1, 2)).to_bytes()
+        replace(sample(), created=datetime(2026, 1, 2)).to_bytes()
 
 
 def _mutated(change: Any) -> bytes:
@@ -109,7 +118,25 @@ def _mutated(change: Any) -> bytes:
     [
         (lambda d: d.update(extra=1), "unknown field 'extra'"),
         (lambda d: d.pop("blobs"), "missing field 'blobs'"),
-        (lambda d: d.update(format="airgap-bundle/v2"), "format is 'airgap-bundle/v2'"),
+        (lambda d: d.update(format="airgap-bundle/v3"), "format is 'airgap-bundle/v3'"),
+        (lambda d: d.update(format="airgap-bundle/v1"), "v1, whose index.json is not signed"),
+        # The sequence orders bundles of a name: absent, zero or unparsable is no sequence.
+        (lambda d: d.pop("sequence"), "missing field 'sequence'"),
+        (lambda d: d.update(sequence=0), "sequence 0 is not an integer from 1"),
+        (lambda d: d.update(sequence=-5), "sequence -5 is not an integer from 1"),
+        (lambda d: d.update(sequence="7"), "sequence '7' is not an integer from 1"),
+        (lambda d: d.update(sequence=7.0), "sequence 7.0 is not an integer from 1"),
+        (lambda d: d.update(sequence=True), "sequence True is not an integer from 1"),
+        (lambda d: d.update(sequence=2**63), "is not an integer from 1"),
+        (lambda d: d.pop("name"), "missing field 'name'"),
+        (lambda d: d.update(name="../x"), "name '../x' is not letters"),
+        (lambda d: d.update(name=""), "name is not a non-empty string"),
+        # index.json and oci-layout are signed, both and only them.
+        (lambda d: d.pop("layout"), "missing field 'layout'"),
+        (lambda d: d["layout"].pop(), "layout does not list exactly"),
+        (lambda d: d["layout"].reverse(), "layout does not list exactly"),
+        (lambda d: d["layout"][0].update(path="oci/other.json"), "layout does not list exactly"),
+        (lambda d: d["layout"][0].update(sha256="0"), r"layout\[0\]\.sha256 '0'"),
         (lambda d: d.update(created="yesterday"), "created 'yesterday' is not a UTC time"),
         (lambda d: d["images"][0].update(tag="x"), r"images\[0\]: unknown field 'tag'"),
         (lambda d: d["images"][0].pop("graph"), r"images\[0\]: missing field 'graph'"),
@@ -207,7 +234,7 @@ def test_other_key_types_are_refused(tmp_path: Path) -> None:
         parse_public_key(pem)
     with pytest.raises(UsageError, match="not a PEM public key"):
         parse_public_key(b"nonsense")
-    with pytest.raises(UsageError, match="cannot read public key"):
+    with pytest.raises(UsageError, match=r"public key .*absent\.pub does not exist"):
         load_public_key(tmp_path / "absent.pub")
 
 

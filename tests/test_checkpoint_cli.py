@@ -19,6 +19,7 @@ from offline.checkpoint_store import (
     CheckpointStore,
     ConsistencyProofRequired,
     InconsistentLogError,
+    StaleProofError,
 )
 from offline.errors import UsageError, VerificationFailure
 from tests.tlog_fixture import TestLog, Witness
@@ -60,7 +61,9 @@ class Site:
 
     @property
     def store(self) -> CheckpointStore:
-        return CheckpointStore(self.store_dir)
+        from offline.trust import load_trusted_root
+
+        return CheckpointStore(self.store_dir, trusted_root=load_trusted_root(self.trusted_root))
 
 
 @pytest.fixture
@@ -73,7 +76,10 @@ def test_add_pins_a_checkpoint_note_from_a_file(
 ) -> None:
     assert site.add(site.write("cp", site.log.checkpoint(10))) == 0
     assert capsys.readouterr().out.startswith(f"added: {site.log.origin} at size 10 (root ")
-    assert site.store.pin(site.log.origin, 10, site.log.root(10)).pinned_by == "checkpoint"
+    assert (
+        site.store.pin(site.log.log_id, site.log.origin, 10, site.log.root(10)).pinned_by
+        == "checkpoint"
+    )
 
 
 def test_add_reads_a_checkpoint_from_stdin(
@@ -83,7 +89,7 @@ def test_add_reads_a_checkpoint_from_stdin(
     monkeypatch.setattr(sys, "stdin", stdin)
     assert site.add() == 0
     assert "added:" in capsys.readouterr().out
-    assert site.store.knows(site.log.origin)
+    assert site.store.knows(site.log.log_id, site.log.origin)
 
 
 def test_add_takes_rekors_log_info_with_its_inactive_shards(site: Site) -> None:
@@ -112,16 +118,16 @@ def test_add_accepts_a_proof_as_a_list_of_base64_hashes_for_older_history(site: 
     hashes = [base64.b64encode(h).decode() for h in site.log.consistency_proof(9, 25)]
     older = site.write("older", site.log.checkpoint(9))
     assert site.add(older, "--proof", site.write("p", hashes)) == 0
-    state = site.store.state(site.log.origin)
+    state = site.store.state(site.log.log_id, site.log.origin)
     assert state is not None and [c.size for c in state.checkpoints] == [9, 25]
 
 
 def test_add_refuses_a_proof_that_ends_at_another_root(site: Site) -> None:
     site.add(site.write("old", site.log.checkpoint(8)))
     wrong = site.write("proof.json", site.log.proof_json(8, 20))
-    with pytest.raises(VerificationFailure, match="from size 8 to 21 must end at"):
+    with pytest.raises(StaleProofError, match="now needs a proof from size 8 to 21, ending at"):
         site.add(site.write("new", site.log.checkpoint(21)), "--proof", wrong)
-    latest = site.store.latest(site.log.origin)
+    latest = site.store.latest(site.log.log_id, site.log.origin)
     assert latest is not None and latest.size == 8
 
 
@@ -153,7 +159,7 @@ def test_add_refuses_a_forged_checkpoint(site: Site) -> None:
     impostor.extend(3)
     with pytest.raises(CheckpointError, match="does not verify"):
         site.add(site.write("cp", impostor.checkpoint(key_id=site.log.key_id)))
-    assert not site.store.knows(site.log.origin)
+    assert not site.store.knows(site.log.log_id, site.log.origin)
 
 
 def test_add_refuses_log_info_whose_fields_disagree_with_its_signed_head(site: Site) -> None:
@@ -192,16 +198,29 @@ def test_list_shows_each_log_with_its_latest_checkpoint(
         site.write("p", site.log.proof_json(4, 9)),
     )
     capsys.readouterr()
-    assert run("list", "--checkpoints", str(site.store_dir)) == 0
+    trust = ("--trusted-root", str(site.trusted_root))
+    assert run("list", "--checkpoints", str(site.store_dir), *trust) == 0
     header, row = capsys.readouterr().out.splitlines()
     assert header.split() == ["ORIGIN", "CHECKPOINTS", "LATEST", "SIZE", "ROOT", "AGE"]
     assert row.startswith(site.log.origin)
     assert row.split()[-4:-1] == ["2", "9", site.log.root(9).hex()[:16] + "…"]
-    assert run("list", "--checkpoints", str(site.store_dir), "--output", "json") == 0
+    assert run("list", "--checkpoints", str(site.store_dir), "--output", "json", *trust) == 0
     [entry] = json.loads(capsys.readouterr().out)["logs"]
     assert (entry["origin"], entry["checkpoints"], entry["latest_size"]) == (site.log.origin, 2, 9)
     assert entry["latest_root"] == site.log.root(9).hex()
     assert 0 <= entry["age_seconds"] < 60
+    assert entry["verified"] is True
+
+
+def test_list_without_a_trusted_root_says_the_signatures_were_not_checked(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    site.add(site.write("a", site.log.checkpoint(4)))
+    capsys.readouterr()
+    assert run("list", "--checkpoints", str(site.store_dir)) == 0
+    assert "signatures not re-checked" in capsys.readouterr().out
+    assert run("list", "--checkpoints", str(site.store_dir), "--output", "json") == 0
+    assert json.loads(capsys.readouterr().out)["logs"][0]["verified"] is False
 
 
 def test_list_of_an_empty_store_says_so(site: Site, capsys: pytest.CaptureFixture[str]) -> None:
@@ -224,7 +243,9 @@ def test_export_then_import_moves_the_store_across_the_gap(
     assert capsys.readouterr().out == (
         f"{site.log.origin}: 1 checkpoint(s) and 0 anchor(s) added, latest size 4\n"
     )
-    assert CheckpointStore(other).state(site.log.origin) == site.store.state(site.log.origin)
+    assert CheckpointStore(other).state(site.log.log_id, site.log.origin) == site.store.state(
+        site.log.log_id, site.log.origin
+    )
 
 
 def test_export_to_stdout_writes_the_export_document(
@@ -241,3 +262,36 @@ def test_export_to_stdout_writes_the_export_document(
 def test_checkpoint_needs_a_subcommand() -> None:
     with pytest.raises(SystemExit):
         run()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("not a checkpoint at all\n", id="no-signature-block"),
+        pytest.param("origin\n12x\nAAAA\n\n— origin AAAAAAAAAAAA\n", id="size-not-a-number"),
+        pytest.param("origin\n12\n!!!\n\n— origin AAAAAAAAAAAA\n", id="root-not-base64"),
+        pytest.param("\x00\x01\x02", id="binary"),
+    ],
+)
+def test_a_malformed_checkpoint_is_bad_input_exit_2(
+    site: Site, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    from offline.cli import main
+
+    path = site.write("bad.txt", text)
+    argv = ["checkpoint", "add", str(path), "--trusted-root", str(site.trusted_root)]
+    assert main([*argv, "--checkpoints", str(site.store_dir)]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_a_well_formed_checkpoint_with_a_bad_signature_fails_verification_exit_1(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from offline.cli import main
+
+    impostor = TestLog(site.log.hostname, tree_id=site.log.tree_id)
+    impostor.extend(3)
+    path = site.write("forged.txt", impostor.checkpoint(3, key_id=site.log.key_id))
+    argv = ["checkpoint", "add", str(path), "--trusted-root", str(site.trusted_root)]
+    assert main([*argv, "--checkpoints", str(site.store_dir)]) == 1

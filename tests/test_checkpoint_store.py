@@ -21,12 +21,13 @@ from offline.checkpoint_store import (
     InconsistentLogError,
     LogMismatchError,
     SplitViewError,
+    StaleProofError,
     StoreCorruptError,
     UnpinnedError,
     default_checkpoint_dir,
     log_dir_name,
 )
-from offline.errors import VerificationFailure
+from offline.errors import UsageError, VerificationFailure
 from offline.merkle import EMPTY_ROOT
 from offline.trust import LogInstance, TrustedRoot
 from tests.tlog_fixture import TestLog, trusted_root
@@ -42,7 +43,7 @@ class Setup:
         self.log.extend(20)
         self.root: TrustedRoot = trusted_root(self.log)
         self.instance: LogInstance = self.root.tlogs[0]
-        self.store = CheckpointStore(path / "store", clock=lambda: NOW)
+        self.store = CheckpointStore(path / "store", clock=lambda: NOW, trusted_root=self.root)
 
     def checkpoint(self, size: int, log: TestLog | None = None) -> Checkpoint:
         log = log or self.log
@@ -52,12 +53,12 @@ class Setup:
         return self.store.add(self.checkpoint(size), self.instance, proof).outcome
 
     def evidence(self) -> list[dict[str, Any]]:
-        directory = self.store.path / log_dir_name(self.log.origin) / "evidence"
+        directory = self.store.path / log_dir_name(self.log.log_id, self.log.origin) / "evidence"
         return [json.loads(p.read_text()) for p in sorted(directory.glob("*.json"))]
 
     @property
     def state_file(self) -> Path:
-        return self.store.path / log_dir_name(self.log.origin) / "state.json"
+        return self.store.path / log_dir_name(self.log.log_id, self.log.origin) / "state.json"
 
 
 @pytest.fixture
@@ -75,10 +76,10 @@ def _evidence_path(message: str) -> Path:
 
 
 def test_the_first_checkpoint_of_a_log_is_pinned(setup: Setup) -> None:
-    assert not setup.store.knows(setup.log.origin)
+    assert not setup.store.knows(setup.log.log_id, setup.log.origin)
     assert setup.add(5) == "added"
-    assert setup.store.knows(setup.log.origin)
-    latest = setup.store.latest(setup.log.origin)
+    assert setup.store.knows(setup.log.log_id, setup.log.origin)
+    latest = setup.store.latest(setup.log.log_id, setup.log.origin)
     assert latest is not None
     assert (latest.size, latest.root, latest.added) == (5, setup.log.root(5), NOW)
     assert latest.note.startswith(setup.log.checkpoint_text(5) + "\n— rekor.airgap.test ")
@@ -88,12 +89,12 @@ def test_a_good_chain_of_checkpoints_moves_the_store_forward(setup: Setup) -> No
     setup.add(3)
     setup.add(8, setup.log.consistency_proof(3, 8))
     setup.add(20, setup.log.consistency_proof(8, 20))
-    state = setup.store.state(setup.log.origin)
+    state = setup.store.state(setup.log.log_id, setup.log.origin)
     assert state is not None
     assert [c.size for c in state.checkpoints] == [3, 8, 20]
     assert [(p.from_size, p.to_size) for p in state.proofs] == [(3, 8), (8, 20)]
     for size in (3, 8, 20):
-        pinned = setup.store.pin(setup.log.origin, size, setup.log.root(size))
+        pinned = setup.store.pin(setup.log.log_id, setup.log.origin, size, setup.log.root(size))
         assert (pinned.pinned_by, pinned.latest_size) == ("checkpoint", 20)
 
 
@@ -117,7 +118,7 @@ def test_a_newer_checkpoint_without_a_proof_is_refused_with_what_to_fetch(setup:
         ),
     ):
         setup.add(12)
-    assert setup.store.proof_endpoints(setup.log.origin, 12) == (5, 12)
+    assert setup.store.proof_endpoints(setup.log.log_id, setup.log.origin, 12) == (5, 12)
 
 
 def test_a_rollback_to_an_older_checkpoint_is_refused(setup: Setup) -> None:
@@ -132,7 +133,7 @@ def test_a_rollback_to_an_older_checkpoint_is_refused(setup: Setup) -> None:
         ),
     ):
         setup.add(9)
-    latest = setup.store.latest(setup.log.origin)
+    latest = setup.store.latest(setup.log.log_id, setup.log.origin)
     assert latest is not None and latest.size == 12
 
 
@@ -140,11 +141,14 @@ def test_an_older_checkpoint_is_history_when_proven_consistent(setup: Setup) -> 
     setup.add(5)
     setup.add(15, setup.log.consistency_proof(5, 15))
     assert setup.add(9, setup.log.consistency_proof(9, 15)) == "added"
-    state = setup.store.state(setup.log.origin)
+    state = setup.store.state(setup.log.log_id, setup.log.origin)
     assert state is not None
     assert [c.size for c in state.checkpoints] == [5, 9, 15]
     assert state.latest.size == 15
-    assert setup.store.pin(setup.log.origin, 9, setup.log.root(9)).pinned_by == "checkpoint"
+    assert (
+        setup.store.pin(setup.log.log_id, setup.log.origin, 9, setup.log.root(9)).pinned_by
+        == "checkpoint"
+    )
 
 
 def test_the_empty_tree_pins_nothing(setup: Setup) -> None:
@@ -152,7 +156,7 @@ def test_the_empty_tree_pins_nothing(setup: Setup) -> None:
     checkpoint = setup.checkpoint(0, empty)
     assert checkpoint.root_hash == EMPTY_ROOT
     assert setup.store.add(checkpoint, setup.instance).outcome == "skipped-empty"
-    assert not setup.store.knows(setup.log.origin)
+    assert not setup.store.knows(setup.log.log_id, setup.log.origin)
 
 
 def test_a_checkpoint_of_the_same_origin_from_another_key_is_refused(setup: Setup) -> None:
@@ -170,11 +174,13 @@ def test_rekor_v1_shards_are_stored_apart(setup: Setup) -> None:
     setup.add(5)
     setup.store.add(setup.checkpoint(3, shard), setup.instance)
     assert setup.store.origins() == sorted([setup.log.origin, shard.origin])
-    assert log_dir_name(setup.log.origin) != log_dir_name(shard.origin)
+    assert log_dir_name(setup.log.log_id, setup.log.origin) != log_dir_name(
+        shard.log_id, shard.origin
+    )
 
 
 def test_log_directory_names_are_safe_and_distinct() -> None:
-    names = {log_dir_name(o) for o in ("a/b", "a_b", "a b", "../..", "x" * 300)}
+    names = {log_dir_name(b"key", o) for o in ("a/b", "a_b", "a b", "../..", "x" * 300)}
     assert len(names) == 5
     for name in names:
         assert re.fullmatch(r"[A-Za-z0-9._-]+-[0-9a-f]{12}", name)
@@ -233,7 +239,7 @@ def test_a_corrupted_consistency_proof_is_refused_and_kept_as_evidence(setup: Se
     assert (evidence["older"]["size"], evidence["newer"]["size"]) == (6, 17)
     assert evidence["proof"]["hashes"][1] == "00" * 32
     assert evidence["newer"]["note"].startswith(setup.log.origin + "\n17\n")
-    latest = setup.store.latest(setup.log.origin)
+    latest = setup.store.latest(setup.log.log_id, setup.log.origin)
     assert latest is not None and latest.size == 6
 
 
@@ -259,7 +265,7 @@ def test_a_split_view_is_reported_even_when_evidence_cannot_be_saved(setup: Setu
     evidence_dir.write_text("a file where the evidence directory should be")
     fork = _forked(setup)
     with pytest.raises(SplitViewError, match=r"split view at size 15: .*could not save the"):
-        setup.store.pin(setup.log.origin, 15, fork.root(15))
+        setup.store.pin(setup.log.log_id, setup.log.origin, 15, fork.root(15))
 
 
 # -- pinning ------------------------------------------------------------------------------------
@@ -268,7 +274,7 @@ def test_a_split_view_is_reported_even_when_evidence_cannot_be_saved(setup: Setu
 def test_an_entry_beyond_the_pinned_size_is_unpinned(setup: Setup) -> None:
     setup.add(10)
     with pytest.raises(UnpinnedError) as caught:
-        setup.store.pin(setup.log.origin, 14, setup.log.root(14))
+        setup.store.pin(setup.log.log_id, setup.log.origin, 14, setup.log.root(14))
     assert str(caught.value) == (
         f"log {setup.log.origin}: bundle checkpoint at size 14 is beyond the latest pinned "
         "checkpoint (size 10); run `airgap checkpoint add` (or `airgap checkpoint fetch` where "
@@ -280,7 +286,7 @@ def test_an_older_tree_head_needs_a_stored_proof(setup: Setup) -> None:
     setup.add(4)
     setup.add(10, setup.log.consistency_proof(4, 10))
     with pytest.raises(UnpinnedError) as caught:
-        setup.store.pin(setup.log.origin, 7, setup.log.root(7))
+        setup.store.pin(setup.log.log_id, setup.log.origin, 7, setup.log.root(7))
     assert str(caught.value) == (
         f"log {setup.log.origin}: no stored consistency proof from size 7 to a pinned checkpoint "
         "(the next pinned checkpoint is at size 10); add one with `airgap checkpoint add --proof`"
@@ -289,7 +295,7 @@ def test_an_older_tree_head_needs_a_stored_proof(setup: Setup) -> None:
 
 def test_a_log_the_store_does_not_know_is_unpinned(setup: Setup) -> None:
     with pytest.raises(UnpinnedError, match="no pinned checkpoint; run `airgap checkpoint add`"):
-        setup.store.pin("rekor.unknown.test - 1", 3, bytes(32))
+        setup.store.pin(bytes(32), "rekor.unknown.test - 1", 3, bytes(32))
 
 
 def test_pinning_another_root_for_a_pinned_size_is_a_split_view(setup: Setup) -> None:
@@ -297,7 +303,7 @@ def test_pinning_another_root_for_a_pinned_size_is_a_split_view(setup: Setup) ->
     fork = _forked(setup)
     note = fork.checkpoint(12)
     with pytest.raises(SplitViewError, match="split view at size 12") as caught:
-        setup.store.pin(setup.log.origin, 12, fork.root(12), note)
+        setup.store.pin(setup.log.log_id, setup.log.origin, 12, fork.root(12), note)
     evidence = json.loads(_evidence_path(str(caught.value)).read_text())
     assert evidence["offered"]["note"] == note
 
@@ -305,11 +311,19 @@ def test_pinning_another_root_for_a_pinned_size_is_a_split_view(setup: Setup) ->
 def test_an_anchor_is_pinned_by_a_proof_to_a_stored_checkpoint(setup: Setup) -> None:
     setup.add(18)
     result = setup.store.add_anchor(
-        setup.log.origin, 7, setup.log.root(7), setup.log.consistency_proof(7, 18), 18
+        setup.log.log_id,
+        setup.log.origin,
+        7,
+        setup.log.root(7),
+        setup.log.consistency_proof(7, 18),
+        18,
     )
     assert result.outcome == "added"
-    assert setup.store.pin(setup.log.origin, 7, setup.log.root(7)).pinned_by == "anchor"
-    state = setup.store.state(setup.log.origin)
+    assert (
+        setup.store.pin(setup.log.log_id, setup.log.origin, 7, setup.log.root(7)).pinned_by
+        == "anchor"
+    )
+    state = setup.store.state(setup.log.log_id, setup.log.origin)
     assert state is not None
     assert [(a.size, a.root) for a in state.anchors] == [(7, setup.log.root(7))]
     assert [(p.from_size, p.to_size) for p in state.proofs] == [(7, 18)]
@@ -320,7 +334,12 @@ def test_an_anchor_with_a_bad_proof_is_refused_as_evidence(setup: Setup) -> None
     fork = _forked(setup)
     with pytest.raises(InconsistentLogError, match="from size 13 to 18"):
         setup.store.add_anchor(
-            setup.log.origin, 13, fork.root(13), fork.consistency_proof(13, 18), 18
+            setup.log.log_id,
+            setup.log.origin,
+            13,
+            fork.root(13),
+            fork.consistency_proof(13, 18),
+            18,
         )
     assert setup.evidence()[0]["kind"] == "inconsistent-proof"
 
@@ -328,16 +347,24 @@ def test_an_anchor_with_a_bad_proof_is_refused_as_evidence(setup: Setup) -> None
 def test_an_anchor_needs_a_pinned_checkpoint_to_prove_against(setup: Setup) -> None:
     setup.add(18)
     with pytest.raises(UnpinnedError, match="no pinned checkpoint at size 19"):
-        setup.store.add_anchor(setup.log.origin, 7, setup.log.root(7), [], 19)
+        setup.store.add_anchor(setup.log.log_id, setup.log.origin, 7, setup.log.root(7), [], 19)
 
 
 def test_a_signed_checkpoint_can_join_an_anchor_of_the_same_tree(setup: Setup) -> None:
     setup.add(18)
     setup.store.add_anchor(
-        setup.log.origin, 7, setup.log.root(7), setup.log.consistency_proof(7, 18), 18
+        setup.log.log_id,
+        setup.log.origin,
+        7,
+        setup.log.root(7),
+        setup.log.consistency_proof(7, 18),
+        18,
     )
     assert setup.add(7) == "added"
-    assert setup.store.pin(setup.log.origin, 7, setup.log.root(7)).pinned_by == "checkpoint"
+    assert (
+        setup.store.pin(setup.log.log_id, setup.log.origin, 7, setup.log.root(7)).pinned_by
+        == "checkpoint"
+    )
 
 
 # -- the state file -----------------------------------------------------------------------------
@@ -374,7 +401,7 @@ def test_a_truncated_state_file_is_refused_loudly_and_left_alone(setup: Setup) -
     setup.state_file.write_bytes(data[: len(data) // 2])
     expected = f"checkpoint store file {setup.state_file} is corrupt: not valid JSON"
     with pytest.raises(StoreCorruptError, match=re.escape(expected)):
-        setup.store.pin(setup.log.origin, 4, setup.log.root(4))
+        setup.store.pin(setup.log.log_id, setup.log.origin, 4, setup.log.root(4))
     with pytest.raises(StoreCorruptError, match="nothing was changed"):
         setup.add(4)
     assert setup.state_file.read_bytes() == data[: len(data) // 2]
@@ -386,12 +413,12 @@ def test_an_edited_state_file_fails_its_checksum(setup: Setup) -> None:
     doc["checkpoints"][0]["root"] = "00" * 32
     setup.state_file.write_text(json.dumps(doc))
     with pytest.raises(StoreCorruptError, match="checksum mismatch, the file was truncated or"):
-        setup.store.latest(setup.log.origin)
+        setup.store.latest(setup.log.log_id, setup.log.origin)
 
 
 def test_a_state_file_moved_to_another_logs_directory_is_refused(setup: Setup) -> None:
     setup.add(4)
-    elsewhere = setup.store.path / log_dir_name("rekor.other.test - 1")
+    elsewhere = setup.store.path / log_dir_name(setup.log.log_id, "rekor.other.test - 1")
     elsewhere.mkdir()
     (elsewhere / "state.json").write_bytes(setup.state_file.read_bytes())
     with pytest.raises(StoreCorruptError, match="not this directory's log"):
@@ -416,17 +443,24 @@ def test_export_and_import_carry_a_store_to_another_host(setup: Setup, tmp_path:
     setup.add(4)
     setup.add(12, setup.log.consistency_proof(4, 12))
     setup.store.add_anchor(
-        setup.log.origin, 2, setup.log.root(2), setup.log.consistency_proof(2, 12), 12
+        setup.log.log_id,
+        setup.log.origin,
+        2,
+        setup.log.root(2),
+        setup.log.consistency_proof(2, 12),
+        12,
     )
     assert setup.store.export(tmp_path / "export.json") == 1
-    other = CheckpointStore(tmp_path / "other")
+    other = CheckpointStore(tmp_path / "other", trusted_root=setup.root)
     [result] = other.import_(tmp_path / "export.json", setup.root)
     assert (result.checkpoints_added, result.anchors_added, result.latest_size) == (2, 1, 12)
-    assert other.state(setup.log.origin) == setup.store.state(setup.log.origin)
+    assert other.state(setup.log.log_id, setup.log.origin) == setup.store.state(
+        setup.log.log_id, setup.log.origin
+    )
 
 
 def test_import_extends_an_older_local_store(setup: Setup, tmp_path: Path) -> None:
-    other = CheckpointStore(tmp_path / "other")
+    other = CheckpointStore(tmp_path / "other", trusted_root=setup.root)
     other.add(setup.checkpoint(4), setup.instance)
     setup.add(4)
     setup.add(9, setup.log.consistency_proof(4, 9))
@@ -434,20 +468,20 @@ def test_import_extends_an_older_local_store(setup: Setup, tmp_path: Path) -> No
     setup.store.export(tmp_path / "export.json")
     [result] = other.import_(tmp_path / "export.json", setup.root)
     assert (result.checkpoints_added, result.latest_size) == (2, 16)
-    assert other.pin(setup.log.origin, 16, setup.log.root(16)).latest_size == 16
+    assert other.pin(setup.log.log_id, setup.log.origin, 16, setup.log.root(16)).latest_size == 16
 
 
 def test_import_refuses_a_split_view_with_the_local_store(setup: Setup, tmp_path: Path) -> None:
     fork = _forked(setup)
-    local = CheckpointStore(tmp_path / "local")
+    local = CheckpointStore(tmp_path / "local", trusted_root=setup.root)
     local.add(setup.checkpoint(15, fork), setup.instance)
-    before = local.state(setup.log.origin)
+    before = local.state(setup.log.log_id, setup.log.origin)
     setup.add(15)
     setup.store.export(tmp_path / "export.json")
     with pytest.raises(SplitViewError, match="the imported tree head has root") as caught:
         local.import_(tmp_path / "export.json", setup.root)
     assert _evidence_path(str(caught.value)).exists()
-    assert local.state(setup.log.origin) == before
+    assert local.state(setup.log.log_id, setup.log.origin) == before
 
 
 def test_import_re_verifies_every_checkpoint_signature(setup: Setup, tmp_path: Path) -> None:
@@ -458,7 +492,7 @@ def test_import_re_verifies_every_checkpoint_signature(setup: Setup, tmp_path: P
     impostor.extend(4)
     doc["logs"][0]["checkpoints"][0]["note"] = impostor.checkpoint(4, key_id=setup.log.key_id)
     (tmp_path / "export.json").write_text(json.dumps(doc))
-    other = CheckpointStore(tmp_path / "other")
+    other = CheckpointStore(tmp_path / "other", trusted_root=setup.root)
     with pytest.raises(CheckpointError, match=r"checkpoint export .*: .* does not verify"):
         other.import_(tmp_path / "export.json", setup.root)
     assert other.origins() == []
@@ -471,10 +505,10 @@ def test_import_re_verifies_every_consistency_proof(setup: Setup, tmp_path: Path
     doc = json.loads((tmp_path / "export.json").read_text())
     doc["logs"][0]["proofs"][0]["hashes"][0] = "11" * 32
     (tmp_path / "export.json").write_text(json.dumps(doc))
-    other = CheckpointStore(tmp_path / "other")
+    other = CheckpointStore(tmp_path / "other", trusted_root=setup.root)
     with pytest.raises(InconsistentLogError, match="from size 4 to 9 does not hold"):
         other.import_(tmp_path / "export.json", setup.root)
-    assert not other.knows(setup.log.origin)
+    assert not other.knows(setup.log.log_id, setup.log.origin)
 
 
 def test_import_refuses_checkpoints_no_proof_links_to_the_store(
@@ -486,12 +520,12 @@ def test_import_refuses_checkpoints_no_proof_links_to_the_store(
     doc = json.loads((tmp_path / "export.json").read_text())
     doc["logs"][0]["proofs"] = []
     (tmp_path / "export.json").write_text(json.dumps(doc))
-    other = CheckpointStore(tmp_path / "other")
+    other = CheckpointStore(tmp_path / "other", trusted_root=setup.root)
     with pytest.raises(
         UnpinnedError, match=r"checkpoint at size 4 is not linked .* nothing changed"
     ):
         other.import_(tmp_path / "export.json", setup.root)
-    assert not other.knows(setup.log.origin)
+    assert not other.knows(setup.log.log_id, setup.log.origin)
 
 
 def test_import_is_all_or_nothing_across_logs(setup: Setup, tmp_path: Path) -> None:
@@ -501,7 +535,7 @@ def test_import_is_all_or_nothing_across_logs(setup: Setup, tmp_path: Path) -> N
     setup.add(14)
     setup.store.add(setup.checkpoint(3, second), both.tlogs[1])
     setup.store.export(tmp_path / "export.json")
-    local = CheckpointStore(tmp_path / "local")
+    local = CheckpointStore(tmp_path / "local", trusted_root=setup.root)
     local.add(setup.checkpoint(14, _forked(setup)), setup.instance)
     with pytest.raises(SplitViewError):
         local.import_(tmp_path / "export.json", both)
@@ -512,6 +546,192 @@ def test_import_needs_the_logs_in_the_trusted_root(setup: Setup, tmp_path: Path)
     setup.add(4)
     setup.store.export(tmp_path / "export.json")
     with pytest.raises(VerificationFailure, match="is not in the trusted root"):
-        CheckpointStore(tmp_path / "other").import_(
+        CheckpointStore(tmp_path / "other", trusted_root=setup.root).import_(
             tmp_path / "export.json", trusted_root(TestLog("x.test"))
         )
+
+
+# -- an edited store cannot pin (issue 8, finding 10) ------------------------------------------
+
+
+def _rewrite_with_checksum(setup: Setup, edit: Any) -> None:
+    """Edit the state file as an attacker would: change it, then recompute its checksum."""
+    import hashlib
+
+    doc = json.loads(setup.state_file.read_text())
+    doc.pop("sha256")
+    edit(doc)
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    doc["sha256"] = hashlib.sha256(canonical.encode()).hexdigest()
+    setup.state_file.write_text(json.dumps(doc))
+
+
+def _chain(setup: Setup) -> None:
+    setup.add(4)
+    setup.add(12, setup.log.consistency_proof(4, 12))
+    setup.store.add_anchor(
+        setup.log.log_id,
+        setup.log.origin,
+        2,
+        setup.log.root(2),
+        setup.log.consistency_proof(2, 12),
+        12,
+    )
+
+
+def test_a_checkpoint_root_edited_with_a_recomputed_checksum_cannot_pin(setup: Setup) -> None:
+    _chain(setup)
+    forged = bytes(32)
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc["checkpoints"][1]["root"] = forged.hex()
+
+    _rewrite_with_checksum(setup, edit)
+    with pytest.raises(StoreCorruptError, match="checkpoint at size 12 holds a note for another"):
+        setup.store.pin(setup.log.log_id, setup.log.origin, 12, forged)
+
+
+def test_an_anchor_root_edited_with_a_recomputed_checksum_cannot_pin(setup: Setup) -> None:
+    _chain(setup)
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc["anchors"][0]["root"] = "ab" * 32
+
+    _rewrite_with_checksum(setup, edit)
+    with pytest.raises(StoreCorruptError, match="proof from size 2 to 12 does not hold"):
+        setup.store.pin(setup.log.log_id, setup.log.origin, 2, bytes.fromhex("ab" * 32))
+
+
+def test_a_checkpoint_added_by_hand_with_a_forged_note_cannot_pin(setup: Setup) -> None:
+    _chain(setup)
+    impostor = TestLog(setup.log.hostname, key=None, tree_id=setup.log.tree_id)
+    impostor.extend(30)
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc["checkpoints"].append(
+            {
+                "size": 30,
+                "root": impostor.root(30).hex(),
+                "note": impostor.checkpoint(30),
+                "added": "2026-03-01T12:00:00Z",
+            }
+        )
+
+    _rewrite_with_checksum(setup, edit)
+    with pytest.raises(StoreCorruptError, match="checkpoint at size 30 does not verify"):
+        setup.store.pin(setup.log.log_id, setup.log.origin, 30, impostor.root(30))
+
+
+def test_a_stored_anchor_without_a_proof_linking_it_cannot_pin(setup: Setup) -> None:
+    _chain(setup)
+
+    def edit(doc: dict[str, Any]) -> None:
+        doc["anchors"].append(
+            {"size": 7, "root": setup.log.root(7).hex(), "added": "2026-03-01T12:00:00Z"}
+        )
+
+    _rewrite_with_checksum(setup, edit)
+    with pytest.raises(StoreCorruptError, match="size 7 is not linked to the latest checkpoint"):
+        setup.store.pin(setup.log.log_id, setup.log.origin, 7, setup.log.root(7))
+
+
+def test_an_honest_store_read_again_still_pins(setup: Setup) -> None:
+    _chain(setup)
+    fresh = CheckpointStore(setup.store.path, trusted_root=setup.root)
+    for size in (2, 4, 12):
+        fresh.pin(setup.log.log_id, setup.log.origin, size, setup.log.root(size))
+
+
+def test_pinning_without_a_trusted_root_to_recheck_the_store_is_refused(setup: Setup) -> None:
+    _chain(setup)
+    unchecked = CheckpointStore(setup.store.path)
+    with pytest.raises(UsageError, match="pinning needs the trusted root"):
+        unchecked.pin(setup.log.log_id, setup.log.origin, 12, setup.log.root(12))
+
+
+# -- concurrent honest runs are not a lying log (issue 8, finding 10) ---------------------------
+
+
+def test_a_proof_made_stale_by_another_run_is_refused_as_stale_without_evidence(
+    setup: Setup,
+) -> None:
+    setup.add(4)
+    # Run A read the store at size 4 and fetched the proof 4 -> 9; meanwhile run B moved the
+    # store to 12 with its own proof 4 -> 12.
+    sizes_a = setup.store.proof_endpoints(setup.log.log_id, setup.log.origin, 9)
+    assert sizes_a == (4, 9)
+    proof_a = setup.log.consistency_proof(4, 9)
+    other_run = CheckpointStore(setup.store.path, trusted_root=setup.root)
+    other_run.add(
+        setup.checkpoint(12),
+        setup.instance,
+        setup.log.consistency_proof(4, 12),
+        proof_sizes=(4, 12),
+    )
+    with pytest.raises(StaleProofError, match="the store moved while this ran"):
+        setup.store.add(setup.checkpoint(9), setup.instance, proof_a, proof_sizes=sizes_a)
+    assert setup.evidence() == []
+    # Run A, told so, fetches the proof it now needs (9 is history before 12) and succeeds.
+    assert setup.store.proof_endpoints(setup.log.log_id, setup.log.origin, 9) == (9, 12)
+    setup.store.add(
+        setup.checkpoint(9), setup.instance, setup.log.consistency_proof(9, 12), proof_sizes=(9, 12)
+    )
+
+
+def test_a_checkpoint_another_run_already_pinned_is_unchanged_not_stale(setup: Setup) -> None:
+    setup.add(4)
+    other_run = CheckpointStore(setup.store.path, trusted_root=setup.root)
+    other_run.add(
+        setup.checkpoint(9), setup.instance, setup.log.consistency_proof(4, 9), proof_sizes=(4, 9)
+    )
+    result = setup.store.add(
+        setup.checkpoint(9), setup.instance, setup.log.consistency_proof(4, 9), proof_sizes=(4, 9)
+    )
+    assert result.outcome == "unchanged"
+
+
+def test_concurrent_checkpoint_adds_never_file_evidence(setup: Setup, tmp_path: Path) -> None:
+    """Many honest `checkpoint add` processes at once, each with the proof it read for: some
+    may be told to fetch again, none may call the log a liar."""
+    import subprocess
+    import sys
+
+    setup.log.extend(40)  # size 60
+    root_file = tmp_path / "trusted_root.json"
+    root_file.write_text(setup.log.trusted_root_json())
+    first = tmp_path / "cp-4.txt"
+    first.write_text(setup.log.checkpoint(4))
+    base = ["--trusted-root", str(root_file), "--checkpoints", str(setup.store.path)]
+    cli = [sys.executable, "-m", "offline.cli", "checkpoint", "add"]
+    subprocess.run([*cli, str(first), *base], check=True, capture_output=True)
+    runs = []
+    for size in range(10, 61, 10):
+        note = tmp_path / f"cp-{size}.txt"
+        note.write_text(setup.log.checkpoint(size))
+        proof = tmp_path / f"proof-{size}.json"
+        proof.write_text(json.dumps(setup.log.proof_json(4, size)))
+        runs.append(
+            subprocess.Popen(
+                [*cli, str(note), "--proof", str(proof), *base],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
+    codes = [(r.wait(timeout=120), r.stderr.read() if r.stderr else "") for r in runs]
+    assert all(code in (0, 2) for code, _ in codes), codes
+    assert any(code == 0 for code, _ in codes)
+    for code, err in codes:
+        if code == 2:
+            assert "the store moved" in err or "did the store move" in err, err
+    assert not list(setup.store.path.rglob("evidence/*.json"))
+
+
+def test_a_proof_between_other_pinned_sizes_is_stale_not_evidence(setup: Setup) -> None:
+    """A valid proof 4 -> 20 offered when the store is at 12 and needs 12 -> 20: honest, late."""
+    setup.add(4)
+    setup.add(12, setup.log.consistency_proof(4, 12))
+    with pytest.raises(StaleProofError, match="the proof links sizes 4 and 20"):
+        setup.add(20, setup.log.consistency_proof(4, 20))
+    assert setup.evidence() == []
+    assert not list(setup.store.path.rglob("evidence/*.json"))

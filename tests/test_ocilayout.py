@@ -16,6 +16,7 @@ from offline.digests import DigestMismatch, cosign_tag, fallback_tag, sha256_dig
 from offline.errors import UsageError, VerificationFailure
 from offline.oci import (
     ANNOTATION_REF_NAME,
+    ANNOTATION_REFERRER_SUBJECT,
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
@@ -108,6 +109,22 @@ def test_default_image_and_ambiguity(layout: OCILayout, rng: random.Random) -> N
         assert resolved.digest == image.digest
     push_image(layout, make_image(rng), "v2")
     with pytest.raises(UsageError, match=r"holds 2 images \(v1, v2\): name one"):
+        layout.resolve_default()
+
+
+def test_an_image_annotated_as_a_referrer_is_still_an_image(
+    layout: OCILayout, rng: random.Random
+) -> None:
+    """index.json's referrer annotation is a claim: an entry whose manifest has no such subject
+    is an image, so `oci:DIR` cannot silently pick the other one."""
+    image, hidden = make_image(rng), make_image(rng)
+    push_image(layout, image, "v1")
+    push_image(layout, hidden)
+    claim = {ANNOTATION_REFERRER_SUBJECT: image.digest}
+    layout.add_to_index(
+        Descriptor(OCI_MANIFEST, hidden.digest, len(hidden.manifest), annotations=claim), None
+    )
+    with pytest.raises(UsageError, match=r"holds 2 images"):
         layout.resolve_default()
 
 

@@ -230,3 +230,128 @@ def test_a_witness_policy_requires_cosigned_checkpoints(
     assert "witness quorum w" in capsys.readouterr().err
     # Without a policy, the unknown cosignature is ignored, as C2SP requires.
     assert site.verify(cosigned) == 0
+
+
+# -- default pinning fails closed (issue 8, finding 2) ------------------------------------------
+
+
+def _set_only(bundle: dict[str, object]) -> str:
+    """The bundle as cosign's legacy format has it: v0.1, a SET, the inclusion proof removed."""
+    bundle["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.1"
+    del bundle["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]  # type: ignore[index]
+    return json.dumps(bundle)
+
+
+def test_a_set_only_entry_of_a_pinned_log_is_refused_by_default_with_what_to_run(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    set_only = _set_only(site.entry.bundle(site.log))
+    assert site.verify(set_only) == 0  # the store does not know the log yet: pinning is off
+    assert site.pin(10) == 0
+    capsys.readouterr()
+    assert site.verify(set_only) == 1
+    err = capsys.readouterr().err
+    assert "has no inclusion proof" in err
+    assert "airgap proofs fetch" in err
+    assert len(err.strip().splitlines()) == 1
+    assert site.verify(set_only, "--pinning", "warn") == 0
+    assert site.verify(set_only, "--pinning", "off") == 0
+
+
+@pytest.mark.parametrize(
+    "other",
+    [
+        pytest.param({"tree_id": 42}, id="another-tree-id"),
+        pytest.param({"hostname": "rekor.elsewhere.test"}, id="another-host-name"),
+    ],
+)
+def test_the_pinned_key_signing_under_another_origin_is_refused_by_default(
+    site: Site, capsys: pytest.CaptureFixture[str], other: dict[str, object]
+) -> None:
+    assert site.pin(10) == 0
+    kwargs: dict[str, object] = {"hostname": site.log.hostname, **other}
+    twin = TestLog(key=site.log.key, **kwargs)  # type: ignore[arg-type]
+    twin.tree = site.log.tree  # the same entries, shown under an origin the store never saw
+    capsys.readouterr()
+    assert site.verify(site.entry.bundle_json(twin)) == 1
+    err = capsys.readouterr().err
+    assert f"log {twin.origin}: not pinned, but its key" in err
+    assert site.log.origin in err
+    assert not list(site.store.rglob("evidence/*.json"))
+
+
+def test_another_trusted_logs_key_cannot_sign_under_a_pinned_origin(
+    site: Site, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two logs in the trusted root: the second signs a fork under the first one's origin. It
+    must be refused, and it must not be able to file split-view evidence against the first."""
+    intruder = TestLog(site.log.hostname, tree_id=site.log.tree_id)  # same origin, own key
+    site.trusted_root.write_text(site.log.trusted_root_json(intruder))
+    assert site.pin(10) == 0
+    for i in range(4):
+        intruder.append(f"intruder entry {i}".encode())
+    logged = site.signer.log_artifact(intruder, site.artifact.read_bytes())
+    intruder.extend(10 - intruder.size)  # size 10, another root than the pinned one
+    capsys.readouterr()
+    assert site.verify(logged.bundle_json(intruder)) == 1
+    err = capsys.readouterr().err
+    assert "another log's key cannot speak for a pinned log" in err
+    assert not list(site.store.rglob("evidence/*.json"))
+
+
+def test_a_misspelled_checkpoints_environment_variable_is_bad_input_not_pinning_off(
+    site: Site, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = site.write("bundle.json", site.entry.bundle_json(site.log))
+    monkeypatch.setenv("AIRGAP_CHECKPOINTS", str(site.tmp / "checkpionts"))
+    code = main(
+        [
+            "verify-bundle",
+            "--bundle",
+            str(path),
+            "--key",
+            str(site.key),
+            "--trusted-root",
+            str(site.trusted_root),
+            str(site.artifact),
+        ]
+    )
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "checkpionts" in err
+    assert "AIRGAP_CHECKPOINTS" in err
+
+
+def test_the_readme_refused_example_stays_refused_without_its_inclusion_proof(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    examples = Path(__file__).parents[1] / "offline" / "examples"
+    trusted_root = str(examples / "trusted_root.json")
+    store = tmp_path / "checkpoints"
+    store.mkdir()
+    add = ["checkpoint", "add", str(examples / "rekor-checkpoint.txt")]
+    assert main([*add, "--trusted-root", trusted_root, "--checkpoints", str(store)]) == 0
+    bundle = json.loads((examples / "a.txt.older.sigstore.json").read_text())
+    del bundle["verificationMaterial"]["tlogEntries"][0]["inclusionProof"]
+    stripped = tmp_path / "stripped.sigstore.json"
+    stripped.write_text(json.dumps(bundle))
+    capsys.readouterr()
+    code = main(
+        [
+            "verify-bundle",
+            "--bundle",
+            str(stripped),
+            "--certificate-identity",
+            "https://github.com/sigstore-conformance/extremely-dangerous-public-oidc-beacon/"
+            ".github/workflows/extremely-dangerous-oidc-beacon.yml@refs/heads/main",
+            "--certificate-oidc-issuer",
+            "https://token.actions.githubusercontent.com",
+            "--trusted-root",
+            trusted_root,
+            "--checkpoints",
+            str(store),
+            str(examples / "a.txt"),
+        ]
+    )
+    assert code == 1
+    assert "airgap proofs fetch" in capsys.readouterr().err

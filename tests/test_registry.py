@@ -26,7 +26,7 @@ from offline.digests import DigestMismatch, cosign_tag, fallback_tag, sha256_dig
 from offline.errors import UsageError
 from offline.oci import OCI_INDEX, OCI_MANIFEST, ImageSink, ImageSource, NotFound, walk
 from offline.registry import Registry, Repository
-from offline.registry_auth import PASSWORD_ENV, USERNAME_ENV, Credentials
+from offline.registry_auth import HOST_ENV, PASSWORD_ENV, USERNAME_ENV, Credentials
 from offline.registry_http import CA_ENV, RegistryAuthError, RegistryUnavailable
 from offline.sources import RegistryOptions, Sources
 from tests.httpproxy import Proxy, ProxyHandler
@@ -254,6 +254,7 @@ def test_credentials_from_environment(
     environ = {
         USERNAME_ENV: creds.username,
         PASSWORD_ENV: creds.password,
+        HOST_ENV: docker_registry.host,
         CA_ENV: str(docker_registry.ca.ca_cert),  # type: ignore[union-attr]
     }
     registry = Registry(docker_registry.host, environ=environ)

@@ -11,6 +11,7 @@ import pytest
 
 from offline.errors import UsageError
 from offline.registry_auth import (
+    HOST_ENV,
     PASSWORD_ENV,
     USERNAME_ENV,
     Challenge,
@@ -18,6 +19,7 @@ from offline.registry_auth import (
     TokenCache,
     find_credentials,
     parse_www_authenticate,
+    realm_credentials_host,
     token_from_response,
 )
 from offline.registry_http import RetryPolicy, _retry_after, _tls_reason
@@ -71,7 +73,7 @@ def test_credentials_precedence(tmp_path: Path) -> None:
     assert find_credentials("r.example:5000", None, environ) == Credentials(
         "fromconfig", "c", f"docker config {tmp_path / 'config.json'}"
     )
-    environ |= {USERNAME_ENV: "fromenv", PASSWORD_ENV: "e"}
+    environ |= {USERNAME_ENV: "fromenv", PASSWORD_ENV: "e", HOST_ENV: "r.example:5000"}
     found = find_credentials("r.example:5000", None, environ)
     assert found is not None and found.username == "fromenv"
     explicit = Credentials("explicit", "x")
@@ -122,6 +124,51 @@ def test_bad_docker_config(tmp_path: Path, content: str, message: str) -> None:
 def test_half_set_environment() -> None:
     with pytest.raises(UsageError, match="set both"):
         find_credentials("r", None, {PASSWORD_ENV: "p"})
+
+
+def test_environment_credentials_without_a_host_are_refused() -> None:
+    """Not sent to every registry: the one they are for must be named."""
+    with pytest.raises(UsageError, match=f"name its host\\[:port\\] in {HOST_ENV}"):
+        find_credentials("r.example", None, {USERNAME_ENV: "u", PASSWORD_ENV: "p"})
+
+
+def test_environment_credentials_bind_to_the_named_host(tmp_path: Path) -> None:
+    environ = _config(tmp_path, {"other.example": _auth("fromconfig", "c")})
+    environ |= {USERNAME_ENV: "u", PASSWORD_ENV: "p", HOST_ENV: "R.example:5000"}
+    found = find_credentials("r.example:5000", None, environ)
+    assert found is not None and found.username == "u" and "r.example:5000" in found.source.lower()
+    assert find_credentials("r.example", None, environ) is None  # another port: another host
+    assert find_credentials("r.example:5001", None, environ) is None
+    other = find_credentials("other.example", None, environ)
+    assert other is not None and other.username == "fromconfig"
+    hub = {USERNAME_ENV: "u", PASSWORD_ENV: "p", HOST_ENV: "index.docker.io"}
+    assert find_credentials("docker.io", None, hub) is not None
+
+
+@pytest.mark.parametrize("host", ["https://r.example/v2/", "r.example/team", "a b", "r:port"])
+def test_a_malformed_registry_host_is_refused(host: str) -> None:
+    with pytest.raises(UsageError, match=f"{HOST_ENV} must be one registry host"):
+        find_credentials("r.example", None, {USERNAME_ENV: "u", PASSWORD_ENV: "p", HOST_ENV: host})
+
+
+@pytest.mark.parametrize(
+    ("registry", "scheme", "netloc", "owner"),
+    [
+        ("r.example", "https", "r.example", "r.example"),
+        ("r.example", "https", "R.EXAMPLE:443", "r.example"),
+        ("r.example:5000", "https", "r.example:5000", "r.example:5000"),
+        ("r.example:5000", "https", "r.example", "r.example"),
+        ("r.example", "https", "auth.r.example", "auth.r.example"),
+        ("docker.io", "https", "auth.docker.io", "docker.io"),
+        ("docker.io", "https", "registry-1.docker.io", "docker.io"),
+        ("quay.io", "https", "auth.docker.io", "auth.docker.io"),
+        ("r.example", "ftp", "r.example", None),
+    ],
+)
+def test_whose_credentials_a_token_service_may_get(
+    registry: str, scheme: str, netloc: str, owner: str | None
+) -> None:
+    assert realm_credentials_host(registry, scheme, netloc) == owner
 
 
 def test_credentials_never_print_the_password() -> None:

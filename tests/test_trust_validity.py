@@ -180,12 +180,12 @@ def _key_bundle_without_a_set(log: TestLog) -> tuple[dict[str, Any], KeySigner]:
     return bundle, signer
 
 
-def test_a_log_entry_with_no_verified_time_cannot_show_its_key_was_valid() -> None:
+def test_a_log_entry_with_no_verified_time_needs_a_log_key_valid_now() -> None:
     # Proven by an inclusion proof, but nothing says when: the log key's window (here starting
-    # in 2030) cannot be checked, so the entry is refused rather than the window skipped.
+    # in 2030) is checked against the present, never skipped.
     log = TestLog(valid_from="2030-01-01T00:00:00Z")
     bundle, signer = _key_bundle_without_a_set(log)
-    with pytest.raises(VerificationFailure, match="no verified time"):
+    with pytest.raises(VerificationFailure, match="not valid at the present time"):
         verify_bundle(
             parse_bundle(json.dumps(bundle).encode()),
             Artifact.from_bytes(b"hello", "hello"),

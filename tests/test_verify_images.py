@@ -1065,4 +1065,6 @@ def test_a_multi_arch_image_with_an_unsigned_platform_fails(offline: World) -> N
     partly = offline.images["platforms-partly"].by_tag
     verified = offline.verify(partly)
     assert verified.code == 1, verified
-    assert "no signature found" in verified.failures(partly)["signature"]
+    failures = verified.failures(partly)
+    assert list(failures) == ["linux/arm64 signature"], failures
+    assert "no signature found" in failures["linux/arm64 signature"]
