@@ -200,7 +200,7 @@ def _check_vuln(rule: VulnRule, predicate: Mapping[str, Any]) -> list[str]:
     result = _get(predicate, "scanner", "result")
     # Some producers store the scanner's output as a JSON string rather than an object.
     if isinstance(result, str):
-        with contextlib.suppress(json.JSONDecodeError):
+        with contextlib.suppress(ValueError, RecursionError):
             result = json.loads(result)
     try:
         scanner, findings = _read_scan(result)

@@ -308,7 +308,7 @@ def _verify_signature(
         digests = {
             s["digest"]["sha256"].lower() for s in subjects if "sha256" in s.get("digest", {})
         }
-    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
         raise SignatureFailure(f"DSSE payload is not a valid in-toto statement ({exc})") from exc
     if artifact.sha256.hex() not in digests:
         raise SignatureFailure(

@@ -21,7 +21,7 @@ from cryptography.x509.verification import VerificationError as X509Verification
 
 from offline.errors import VerificationFailure
 from offline.sct import SctFailure, verify_embedded_sct
-from offline.trust import TrustedRoot
+from offline.trust import CertificateAuthority, TrustedRoot
 
 
 class CertificateFailure(VerificationFailure):
@@ -41,9 +41,7 @@ def verify_signing_certificate(
             "no verified time for the signature: the bundle needs a signed entry timestamp "
             "from the log or an RFC 3161 timestamp"
         )
-    # Expired CAs stay: they may have been valid when the certificate was used to sign.
-    roots = [c for ca in trusted_root.certificate_authorities for c in ca.certificates]
-    if not roots:
+    if not trusted_root.certificate_authorities:
         raise CertificateFailure("the trusted root has no certificate authority")
 
     # Fulcio leaves carry the code-signing EKU, not client-auth: allow any EKU, check it below.
@@ -55,20 +53,14 @@ def verify_signing_certificate(
     )
     chain: list[x509.Certificate] = []
     for when in times:
-        verifier = (
-            PolicyBuilder()
-            .store(Store(roots))
-            .time(when)
-            .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
-            .build_client_verifier()
-        )
-        try:
-            chain = verifier.verify(cert, []).chain[1:]
-        except (X509VerificationError, x509.UnsupportedGeneralNameType) as exc:
+        # A CA counts only inside its trusted-root window (sigstore-go's rule): a retired CA
+        # stays for what it signed while valid, and signs nothing after.
+        authorities = [ca for ca in trusted_root.certificate_authorities if ca.valid_at(when)]
+        if not authorities:
             raise CertificateFailure(
-                f"signing certificate does not chain to the trusted root at "
-                f"{when.isoformat()}: {exc}"
-            ) from exc
+                f"no certificate authority of the trusted root was valid at {when.isoformat()}"
+            )
+        chain = _chain_to_an_authority(cert, when, authorities, ca_policy, ee_policy)
         if not cert.not_valid_before_utc <= when <= cert.not_valid_after_utc:
             raise CertificateFailure(
                 f"signing certificate was not valid at {when.isoformat()} (valid from "
@@ -94,3 +86,31 @@ def verify_signing_certificate(
     problem = identity_problem(cert)
     if problem is not None:
         raise CertificateFailure(f"signer identity does not match: {problem}")
+
+
+def _chain_to_an_authority(
+    cert: x509.Certificate,
+    when: datetime,
+    authorities: list[CertificateAuthority],
+    ca_policy: ExtensionPolicy,
+    ee_policy: ExtensionPolicy,
+) -> list[x509.Certificate]:
+    """The chain above `cert` (issuer first) to the first authority it verifies with at `when`;
+    each authority's certificates are its own trust store, so chains never mix authorities."""
+    failure: Exception | None = None
+    for authority in authorities:
+        verifier = (
+            PolicyBuilder()
+            .store(Store(list(authority.certificates)))
+            .time(when)
+            .extension_policies(ca_policy=ca_policy, ee_policy=ee_policy)
+            .build_client_verifier()
+        )
+        try:
+            return verifier.verify(cert, []).chain[1:]
+        except (X509VerificationError, x509.UnsupportedGeneralNameType, ValueError) as exc:
+            failure = failure or exc
+    raise CertificateFailure(
+        f"signing certificate does not chain to a certificate authority of the trusted root "
+        f"valid at {when.isoformat()}: {failure}"
+    )

@@ -36,8 +36,10 @@ from offline.note import (
 from offline.trust import LogInstance, TrustedRoot
 from offline.witness import WitnessPolicy
 
-REKOR_V1_ORIGIN = re.compile(r"(?P<host>.*) - (?P<tree>[0-9]+)")
-SIZE = re.compile(r"0|[1-9][0-9]*")
+# Trillian tree IDs are int64 and sizes uint64: at most 19 and 20 digits, so that no number is
+# ever converted from an arbitrarily long string.
+REKOR_V1_ORIGIN = re.compile(r"(?P<host>.*) - (?P<tree>[0-9]{1,19})")
+SIZE = re.compile(r"0|[1-9][0-9]{0,19}")
 MAX_SIZE = (1 << 64) - 1
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +18,7 @@ from cryptography.hazmat.primitives import serialization
 from sigstore_models.rekor.v1 import TransparencyLogEntry
 
 from offline.errors import VerificationFailure
+from offline.inputs import decode_json
 from offline.sigbundle import SigstoreBundle
 from offline.trust import PublicKey
 
@@ -77,8 +77,22 @@ def _b64(value: Any, where: str) -> bytes:
         raise EntryMismatch(f"log entry body: {where} is missing")
     try:
         return base64.b64decode(value, validate=True)
-    except binascii.Error as exc:
+    except (binascii.Error, ValueError) as exc:  # ValueError: a non-ASCII character
         raise EntryMismatch(f"log entry body: {where} is not base64") from exc
+
+
+def _get(node: Any, key: str) -> Any:
+    """`node[key]` (None when absent) of a body object; a node of another type is a mismatch."""
+    if not isinstance(node, dict):
+        raise EntryMismatch(f"log entry body: the object holding {key} is not an object")
+    return node.get(key)
+
+
+def _text(data: bytes) -> str:
+    try:
+        return data.decode("ascii")
+    except UnicodeDecodeError as exc:
+        raise EntryMismatch("log entry body: a double-encoded field is not base64 text") from exc
 
 
 def _dig(body: Any, *path: str) -> Any:
@@ -100,10 +114,7 @@ def check_entry_body(
     kind = (entry.kind_version.kind, entry.kind_version.version)
     if kind not in SUPPORTED_KINDS:
         raise EntryMismatch(f"unsupported log entry kind {kind[0]}/{kind[1]}")
-    try:
-        body = json.loads(entry.canonicalized_body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise EntryMismatch(f"log entry body is not JSON ({exc})") from exc
+    body = decode_json(entry.canonicalized_body, "log entry body", EntryMismatch)
     if (_dig(body, "kind"), _dig(body, "apiVersion")) != kind:
         raise EntryMismatch("log entry body kind differs from the entry's kindVersion")
 
@@ -131,9 +142,9 @@ def check_entry_body(
         recorded = _dig(body, "spec", "signatures")
         if not isinstance(recorded, list) or len(recorded) != 1:
             raise EntryMismatch("log entry must record exactly one DSSE signature")
-        if _b64(recorded[0].get("signature"), "signature") != envelope.signatures[0].sig:
+        if _b64(_get(recorded[0], "signature"), "signature") != envelope.signatures[0].sig:
             raise EntryMismatch("log entry signature differs from the bundle's")
-        if not signer.matches_pem(_b64(recorded[0].get("verifier"), "verifier")):
+        if not signer.matches_pem(_b64(_get(recorded[0], "verifier"), "verifier")):
             raise EntryMismatch("log entry names another signer than the bundle")
         return
 
@@ -141,23 +152,23 @@ def check_entry_body(
     content = _dig(body, "spec", "content")
     _check_hash(_dig(content, "payloadHash"), payload_hash, "payload hash")
     recorded_env = _dig(content, "envelope")
-    if _b64(_b64(recorded_env.get("payload"), "payload").decode(), "payload") != envelope.payload:
+    if _b64(_text(_b64(_get(recorded_env, "payload"), "payload")), "payload") != envelope.payload:
         raise EntryMismatch("log entry payload differs from the bundle's")
-    if recorded_env.get("payloadType") != envelope.payload_type:
+    if _get(recorded_env, "payloadType") != envelope.payload_type:
         raise EntryMismatch("log entry payload type differs from the bundle's")
-    sigs = recorded_env.get("signatures")
+    sigs = _get(recorded_env, "signatures")
     if not isinstance(sigs, list) or len(sigs) != 1:
         raise EntryMismatch("log entry must record exactly one DSSE signature")
-    if _b64(_b64(sigs[0].get("sig"), "sig").decode(), "sig") != envelope.signatures[0].sig:
+    if _b64(_text(_b64(_get(sigs[0], "sig"), "sig")), "sig") != envelope.signatures[0].sig:
         raise EntryMismatch("log entry signature differs from the bundle's")
-    if not signer.matches_pem(_b64(sigs[0].get("publicKey"), "publicKey")):
+    if not signer.matches_pem(_b64(_get(sigs[0], "publicKey"), "publicKey")):
         raise EntryMismatch("log entry names another signer than the bundle")
 
 
 def _check_hash(recorded: Any, expected_hex: str, what: str) -> None:
-    if not isinstance(recorded, dict) or recorded.get("algorithm") != "sha256":
+    if not isinstance(recorded, dict) or _get(recorded, "algorithm") != "sha256":
         raise EntryMismatch(f"log entry {what} is not a sha256 digest")
-    if recorded.get("value") != expected_hex:
+    if _get(recorded, "value") != expected_hex:
         raise EntryMismatch(f"log entry {what} differs from the bundle's")
 
 
@@ -166,7 +177,7 @@ def _check_hashedrekord_v001(
 ) -> None:
     _check_hash(_dig(body, "spec", "data", "hash"), digest.hex(), "artifact digest")
     signature = _dig(body, "spec", "signature")
-    if _b64(signature.get("content"), "signature.content") != bundle.signature:
+    if _b64(_get(signature, "content"), "signature.content") != bundle.signature:
         raise EntryMismatch("log entry signature differs from the bundle's")
     pem = _b64(_dig(signature, "publicKey", "content"), "signature.publicKey.content")
     if not signer.matches_pem(pem):
@@ -178,15 +189,15 @@ def _check_hashedrekord_v002(
 ) -> None:
     spec = _dig(body, "spec", "hashedRekordV002")
     data = _dig(spec, "data")
-    if data.get("algorithm") != "SHA2_256":
-        raise EntryMismatch(f"log entry digest algorithm {data.get('algorithm')!r} unsupported")
-    if _b64(data.get("digest"), "data.digest") != digest:
+    if _get(data, "algorithm") != "SHA2_256":
+        raise EntryMismatch(f"log entry digest algorithm {_get(data, 'algorithm')!r} unsupported")
+    if _b64(_get(data, "digest"), "data.digest") != digest:
         raise EntryMismatch("log entry digest differs from the bundle's")
     signature = _dig(spec, "signature")
-    if _b64(signature.get("content"), "signature.content") != bundle.signature:
+    if _b64(_get(signature, "content"), "signature.content") != bundle.signature:
         raise EntryMismatch("log entry signature differs from the bundle's")
     verifier = _dig(signature, "verifier")
-    if "x509Certificate" in verifier:
+    if _get(verifier, "x509Certificate") is not None:
         der = _b64(_dig(verifier, "x509Certificate", "rawBytes"), "x509Certificate")
         matches = signer.matches_der(der, is_certificate=True)
     else:

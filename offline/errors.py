@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+# Line breaks and other control characters a message may quote from hostile input.
+_UNPRINTABLE = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)} | {
+    0x85: "\\x85",
+    0x2028: "\\u2028",
+    0x2029: "\\u2029",
+}
+
+
+def one_line(text: str) -> str:
+    """`text` with line breaks and control characters escaped: what an error may print."""
+    return text.translate(_UNPRINTABLE)
+
 
 class AirgapError(Exception):
-    """An expected failure: its message is one line that says what is wrong and what to do."""
+    """An expected failure: its message is one line that says what is wrong and what to do.
+
+    Messages quote input (a field's value, a file name); whatever they quote, the message stays
+    one line, so a hostile input cannot forge further lines of output.
+    """
 
     exit_code = 2
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class UsageError(AirgapError):

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import IO, Any
 
-from offline.errors import UsageError
+from offline.errors import AirgapError, UsageError
 
 # Larger than any policy, trusted root, bundle, checkpoint file or image list we expect.
 MAX_INPUT_SIZE = 64 * 1024 * 1024
@@ -64,6 +64,8 @@ def open_input(path: str | Path, what: str, limit: int | None = None) -> IO[byte
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
         raise _os_error(exc, path, what) from None
+    except ValueError:  # a NUL in the name, or a name that is not Unicode
+        raise UsageError(f"{what} {str(path)[:80]!r} is not a usable file name") from None
     f = os.fdopen(fd, "rb")
     try:
         _check(os.fstat(fd), path, what, limit)
@@ -94,13 +96,22 @@ def _os_error(exc: OSError, path: Path, what: str) -> UsageError:
     return UsageError(f"{what} {path} is not readable ({exc.strerror or exc})")
 
 
-def parse_json_object(data: bytes | str, name: str) -> dict[str, Any]:
+def decode_json(
+    data: bytes | str, name: str, error: type[AirgapError] = UsageError, **options: Any
+) -> Any:
+    """Any JSON value; anything `json.loads` refuses is one `error` naming `name`: malformed
+    JSON, bytes that are not Unicode, an integer of more than 4300 digits, nesting so deep
+    that the parser runs out of stack."""
     try:
-        document = json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{name}: not valid JSON ({exc})") from exc
+        return json.loads(data, **options)
     except RecursionError:
-        raise UsageError(f"{name}: not valid JSON (nested too deeply)") from None
+        raise error(f"{name}: not valid JSON (nested too deeply)") from None
+    except ValueError as exc:  # JSONDecodeError and UnicodeDecodeError are ValueErrors too
+        raise error(f"{name}: not valid JSON ({exc})") from exc
+
+
+def parse_json_object(data: bytes | str, name: str) -> dict[str, Any]:
+    document = decode_json(data, name)
     if not isinstance(document, dict):
         raise UsageError(f"{name}: expected a JSON object")
     return document

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
@@ -16,12 +16,13 @@ from offline.trust import PublicKey
 
 def load_public_key_file(path: str | Path) -> PublicKey:
     data = read_input(path, "key", MAX_KEY_SIZE)
+    # UnsupportedAlgorithm: a well-formed key of a kind cryptography does not know.
     try:
         key = serialization.load_pem_public_key(data)
-    except ValueError:
+    except (ValueError, UnsupportedAlgorithm):
         try:
             key = serialization.load_der_public_key(data)
-        except ValueError as exc:
+        except (ValueError, UnsupportedAlgorithm) as exc:
             raise UsageError(f"key {path}: not a PEM or DER public key") from exc
     if isinstance(key, ec.EllipticCurvePublicKey):
         if not isinstance(key.curve, ec.SECP256R1 | ec.SECP384R1 | ec.SECP521R1):

@@ -82,8 +82,14 @@ class SignedNote:
 
 
 def is_valid_key_name(name: str) -> bool:
-    """C2SP key names: non-empty, no Unicode space, no '+'."""
-    return bool(name) and "+" not in name and not any(c.isspace() for c in name)
+    """C2SP key names: non-empty, no Unicode space, no '+', encodable as UTF-8."""
+    if not name or "+" in name or any(c.isspace() for c in name):
+        return False
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _check_characters(text: str) -> None:
@@ -120,8 +126,13 @@ def parse_note(data: bytes | str) -> SignedNote:
             data = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise NoteFormatError(f"signed note is not valid UTF-8 ({exc.reason})") from exc
-    elif len(data.encode()) > MAX_NOTE_BYTES:
-        raise NoteFormatError(f"signed note is more than {MAX_NOTE_BYTES} bytes")
+    else:
+        try:
+            size = len(data.encode())
+        except UnicodeEncodeError as exc:  # a lone surrogate, e.g. from a JSON "\\ud800" escape
+            raise NoteFormatError(f"signed note is not valid Unicode ({exc.reason})") from exc
+        if size > MAX_NOTE_BYTES:
+            raise NoteFormatError(f"signed note is more than {MAX_NOTE_BYTES} bytes")
     _check_characters(data)
     split = data.rfind("\n\n")
     if split < 0:

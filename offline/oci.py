@@ -14,7 +14,6 @@ checks it in the manifest it fetched.
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -23,6 +22,7 @@ from typing import IO, Any, Protocol, runtime_checkable
 from offline.blobstream import BlobReader
 from offline.digests import COSIGN_SUFFIXES, DigestMismatch, cosign_tag, is_digest, sha256_digest
 from offline.errors import AirgapError, UsageError
+from offline.inputs import decode_json
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -278,12 +278,7 @@ def check_manifest(raw: bytes, digest: str, where: str, declared: str | None = N
 
 
 def parse_manifest_json(raw: bytes, digest: str) -> dict[str, Any]:
-    try:
-        document = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"manifest {digest} is not valid JSON ({exc})") from exc
-    except RecursionError as exc:
-        raise UsageError(f"manifest {digest} is nested too deeply to be a manifest") from exc
+    document = decode_json(raw, f"manifest {digest}")
     if not isinstance(document, dict):
         raise UsageError(f"manifest {digest} is not a JSON object")
     return document

@@ -87,7 +87,7 @@ class OCILayout:
             ) from None
         except NotADirectoryError:
             raise UsageError(f"{self.path} is not a directory") from None
-        except (json.JSONDecodeError, UnicodeDecodeError):
+        except (ValueError, RecursionError):  # JSONDecodeError, UnicodeDecodeError, too deep
             raise UsageError(f"{layout_file} is not valid JSON") from None
         version = header.get("imageLayoutVersion") if isinstance(header, dict) else None
         if version != LAYOUT_VERSION:

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from offline.errors import UsageError
+from offline.inputs import decode_json
 from offline.merkle import HASH_SIZE
 
 HEX_HASH = re.compile(r"[0-9a-fA-F]{64}")
@@ -34,10 +34,7 @@ class ConsistencyProofInput:
 
 
 def _json(data: bytes, source: str) -> Any:
-    try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise UsageError(f"{source}: not valid JSON ({exc})") from exc
+    return decode_json(data, source)
 
 
 def _hash(value: Any, where: str) -> bytes:

@@ -192,7 +192,7 @@ def read_packages(predicate_type: str, predicate: object) -> list[Package]:
     if isinstance(predicate, str):
         try:
             document = json.loads(predicate)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # not JSON; also too deep, too long a number
             if is_spdx:
                 return _spdx_tag_value(predicate)
             raise SbomFormatError("CycloneDX SBOM could not be read: not JSON") from None

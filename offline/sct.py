@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Sequence
+from datetime import UTC
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -98,10 +99,18 @@ def verify_embedded_sct(
     sct = scts[0]
     if not isinstance(sct.signature_hash_algorithm, hashes.SHA256):
         raise SctFailure("the SCT is not signed with SHA-256")
-    log = next((c for c in ctlogs if c.log_id == sct.log_id), None)
-    if log is None:
+    logs = [c for c in ctlogs if c.log_id == sct.log_id]
+    if not logs:
         raise SctFailure(
             f"the SCT is from CT log {sct.log_id.hex()[:16]}…, not in the trusted root"
+        )
+    # cryptography gives the SCT's time without a zone; RFC 6962 times are UTC.
+    when = sct.timestamp.replace(tzinfo=UTC)
+    log = next((c for c in logs if c.valid_at(when)), None)
+    if log is None:
+        raise SctFailure(
+            f"the SCT's time {when.isoformat()} is outside CT log {logs[0].base_url}'s "
+            f"window in the trusted root ({logs[0].validity.describe()})"
         )
     data = _signed_data(sct, cert, chain)
     key = log.public_key

@@ -24,6 +24,7 @@ from sigstore_models.rekor.v1 import InclusionProof, TransparencyLogEntry
 
 from offline.errors import UsageError, VerificationFailure
 from offline.inputs import open_input, parse_json_object, read_input
+from offline.trust import load_certificate
 
 MEDIA_TYPE_VERSIONS = {
     "application/vnd.dev.sigstore.bundle+json;version=0.1": (0, 1),
@@ -32,6 +33,10 @@ MEDIA_TYPE_VERSIONS = {
     "application/vnd.dev.sigstore.bundle.v0.3+json": (0, 3),
 }
 MAX_TLOG_ENTRIES = 32
+MAX_INT64 = (1 << 63) - 1
+# The signed entry timestamp signs logIndex in RFC 8785 JSON, which holds integers up to 2^53.
+MAX_LOG_INDEX = (1 << 53) - 1
+MAX_INTEGRATED_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 
 class _LogEntry(TransparencyLogEntry):
@@ -146,6 +151,7 @@ def parse_bundle(data: bytes, name: str = "bundle") -> SigstoreBundle:
     if len(entries) > MAX_TLOG_ENTRIES:
         raise BundleFormatError(f"{name}: {len(entries)} log entries, at most {MAX_TLOG_ENTRIES}")
     for i, entry in enumerate(entries):
+        _check_numbers(entry, f"{name}: log entry {i}")
         if version == (0, 1):
             if entry.inclusion_promise is None:
                 raise BundleFormatError(f"{name}: v0.1 bundles need a signed entry timestamp")
@@ -162,11 +168,25 @@ def parse_bundle(data: bytes, name: str = "bundle") -> SigstoreBundle:
     return SigstoreBundle(data, model, version, leaf, key_hint)
 
 
+def _check_numbers(entry: TransparencyLogEntry, where: str) -> None:
+    """protobuf's int64 ranges, and times a datetime can hold: the models take any integer."""
+    numbers: dict[str, int | None] = {
+        "logIndex": entry.log_index,
+        "integratedTime": entry.integrated_time,
+    }
+    if entry.inclusion_proof is not None:
+        numbers["inclusionProof.logIndex"] = entry.inclusion_proof.log_index
+        numbers["inclusionProof.treeSize"] = entry.inclusion_proof.tree_size
+    for field, value in numbers.items():
+        limit = {"integratedTime": MAX_INTEGRATED_TIME, "logIndex": MAX_LOG_INDEX}.get(
+            field, MAX_INT64
+        )
+        if value is not None and not 0 <= value <= limit:
+            raise BundleFormatError(f"{where}: {field} {value} is out of range (0 to {limit})")
+
+
 def _load_cert(der: bytes, name: str) -> x509.Certificate:
-    try:
-        return x509.load_der_x509_certificate(der)
-    except ValueError as exc:
-        raise BundleFormatError(f"{name}: unreadable certificate ({exc})") from exc
+    return load_certificate(der, name, BundleFormatError)
 
 
 def _require_leaf(cert: x509.Certificate, name: str) -> None:

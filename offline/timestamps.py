@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.x509 import InvalidVersion
 from rfc3161_client import (
     TimeStampResponse,
     VerificationError,
@@ -42,9 +44,10 @@ def verify_timestamps(
     for i, raw in enumerate(raw_timestamps):
         try:
             response = decode_timestamp_response(raw)
+            gen_time = response.tst_info.gen_time  # parsed lazily: read it here
         except ValueError as exc:
             raise TimestampFailure(f"signed timestamp {i} is malformed ({exc})") from exc
-        when = _verify_one(response, signature, authorities)
+        when = _verify_one(response, gen_time, signature, authorities)
         if when is None:
             raise TimestampFailure(
                 f"signed timestamp {i} is not vouched for by any TSA of the trusted root "
@@ -54,20 +57,38 @@ def verify_timestamps(
     return times
 
 
+def _verify_with(
+    authority: CertificateAuthority, response: TimeStampResponse, signature: bytes
+) -> None:
+    chain = authority.certificates
+    builder = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1])
+    for intermediate in chain[1:-1]:
+        builder = builder.add_intermediate_certificate(intermediate)
+    try:
+        builder.build().verify_message(response, signature)
+    except BaseException as exc:
+        # rfc3161-client's Rust code panics (PanicException, a BaseException) on a certificate
+        # that cryptography reads but OpenSSL does not: that is a failure to verify, not a crash.
+        if type(exc).__name__ == "PanicException":
+            raise VerificationError("the timestamp verifier could not read a certificate") from exc
+        raise
+
+
 def _verify_one(
-    response: TimeStampResponse, signature: bytes, authorities: list[CertificateAuthority]
+    response: TimeStampResponse,
+    gen_time: datetime,
+    signature: bytes,
+    authorities: list[CertificateAuthority],
 ) -> datetime | None:
-    gen_time = response.tst_info.gen_time
     for authority in authorities:
         chain = authority.certificates
         if len(chain) < 2:
             continue
-        builder = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1])
-        for intermediate in chain[1:-1]:
-            builder = builder.add_intermediate_certificate(intermediate)
         try:
-            builder.build().verify_message(response, signature)
-        except VerificationError:
+            _verify_with(authority, response, signature)
+        # ValueError: a chain it cannot build, or a malformed token; InvalidVersion and
+        # UnsupportedAlgorithm: a certificate inside the token it cannot read.
+        except (VerificationError, ValueError, InvalidVersion, UnsupportedAlgorithm):
             continue
         if authority.valid_at(gen_time):
             return gen_time

@@ -82,6 +82,7 @@ from provisioner.bundle_manifest import (
     OCI_DIR,
     BundleManifest,
     canonical_json,
+    check_unicode,
     json_object,
     json_size,
     no_duplicate_keys,
@@ -208,6 +209,9 @@ class PartsList:
             raise UsageError(f"{where} is not UTF-8") from None
         except ValueError as exc:  # JSONDecodeError too
             raise UsageError(f"{where} is not valid JSON ({exc})") from None
+        except RecursionError:
+            raise UsageError(f"{where} is not valid JSON (nested too deeply)") from None
+        check_unicode(document, where)
         keys = ("format", "compression", "size", "sha256", "tarSize", "manifestSha256", "parts")
         top = json_object(document, where, keys)
         if top["format"] != FORMAT:

@@ -62,6 +62,17 @@ def canonical_json(document: object) -> bytes:
     ).encode("utf-8")
 
 
+def check_unicode(document: object, where: str) -> None:
+    """Refuse a string holding an unpaired surrogate (a JSON "\\ud800" escape): it can be
+    neither written back as UTF-8 nor used as a file name."""
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"{where}: a string holds an unpaired surrogate (\\ud800-\\udfff)"
+        ) from None
+
+
 # ----------------------------------------------------------------------------- field checks
 def json_object(value: object, where: str, required: tuple[str, ...]) -> dict[str, Any]:
     """`value` as a JSON object with exactly the `required` keys."""
@@ -434,6 +445,9 @@ class BundleManifest:
             raise UsageError(f"{where} is not valid JSON ({exc})") from None
         except ValueError as exc:
             raise UsageError(f"{where}: {exc}") from None
+        except RecursionError:
+            raise UsageError(f"{where} is not valid JSON (nested too deeply)") from None
+        check_unicode(document, where)
         return cls.from_json(document, where)
 
     def blob_sizes(self) -> dict[str, int]:

@@ -175,7 +175,7 @@ def sign_manifest(manifest_bytes: bytes, key: PrivateKey) -> bytes:
 def _parse_signature_file(data: bytes) -> dict[str, Any]:
     try:
         document = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError, JSONDecodeError, too deep
         raise VerificationFailure("malformed signature file: not valid JSON") from None
     if not isinstance(document, dict):
         raise VerificationFailure("malformed signature file: not a JSON object")
