@@ -10,6 +10,7 @@ consistency proof) before the proof is written into the bundle.
 from __future__ import annotations
 
 import base64
+import binascii
 import copy
 import json
 from dataclasses import dataclass
@@ -78,6 +79,35 @@ def complete_bundle(
     return completed, updates
 
 
+@dataclass(frozen=True)
+class _RekorProof:
+    body: bytes
+    checkpoint: str
+    index: int
+    tree_size: int
+    root: bytes
+    hashes: tuple[bytes, ...]
+
+
+def _read_answer(fetched: dict[str, Any], index: int, base_url: str) -> _RekorProof:
+    """Rekor's entry with its inclusion proof; wrong types raise what the caller turns into one
+    line."""
+    raw = (fetched.get("verification") or {}).get("inclusionProof")
+    if not isinstance(raw, dict) or not raw.get("checkpoint"):
+        raise ProofFailure(f"Rekor at {base_url} sent no inclusion proof for entry {index}")
+    hashes = parse_consistency_proof(
+        json.dumps(raw.get("hashes") or []).encode(), f"inclusion proof of entry {index}"
+    ).hashes
+    return _RekorProof(
+        body=base64.b64decode(fetched.get("body", ""), validate=True),
+        checkpoint=str(raw["checkpoint"]),
+        index=int(raw["logIndex"]),
+        tree_size=int(raw["treeSize"]),
+        root=bytes.fromhex(raw["rootHash"]),
+        hashes=tuple(hashes),
+    )
+
+
 def _fresh_proof(
     entry: dict[str, Any], client: RekorClient, store: CheckpointStore, trusted_root: TrustedRoot
 ) -> dict[str, Any]:
@@ -86,23 +116,24 @@ def _fresh_proof(
     if log is None:
         raise ProofFailure(f"log entry {entry['logIndex']}: its log is not in the trusted root")
     index = int(entry["logIndex"])
-    fetched = client.entry_by_index(index)
     body = base64.b64decode(entry["canonicalizedBody"])
-    if base64.b64decode(fetched.get("body", "")) != body:
+    fetched = client.entry_by_index(index)
+    try:
+        answer = _read_answer(fetched, index, client.base_url)
+    except (KeyError, TypeError, ValueError, AttributeError, binascii.Error) as exc:
+        # What Rekor sends is checked like any input: a malformed answer is one line.
+        raise ProofFailure(
+            f"Rekor at {client.base_url} sent a malformed answer for entry {index} "
+            f"({type(exc).__name__})"
+        ) from exc
+    if answer.body != body:
         raise ProofFailure(
             f"Rekor at {client.base_url} returns another body for log index {index} than the "
             f"bundle records: the entry was not logged as the bundle claims"
         )
-    raw = (fetched.get("verification") or {}).get("inclusionProof")
-    if not isinstance(raw, dict) or not raw.get("checkpoint"):
-        raise ProofFailure(f"Rekor at {client.base_url} sent no inclusion proof for entry {index}")
-
-    checkpoint = verify_checkpoint(raw["checkpoint"], log)
-    hashes = parse_consistency_proof(
-        json.dumps(raw.get("hashes") or []).encode(), f"inclusion proof of entry {index}"
-    ).hashes
-    proof_index, tree_size = int(raw["logIndex"]), int(raw["treeSize"])
-    if tree_size != checkpoint.size or bytes.fromhex(raw["rootHash"]) != checkpoint.root_hash:
+    checkpoint = verify_checkpoint(answer.checkpoint, log)
+    proof_index, tree_size, hashes = answer.index, answer.tree_size, answer.hashes
+    if tree_size != checkpoint.size or answer.root != checkpoint.root_hash:
         raise ProofFailure(
             f"inclusion proof of entry {index} is for another tree than its signed checkpoint"
         )

@@ -89,6 +89,18 @@ def _entry_time(entry: TransparencyLogEntry) -> datetime:
         ) from exc
 
 
+def _check_path(
+    entry: TransparencyLogEntry, index: int, size: int, path: list[bytes], root: bytes
+) -> None:
+    try:
+        verify_inclusion(leaf_hash(entry.canonicalized_body), index, size, path, root)
+    except MerkleError as exc:
+        raise LogEntryFailure(
+            f"inclusion proof of entry {entry.log_index} does not lead to the root it names "
+            f"at size {size}: {exc}"
+        ) from exc
+
+
 def verify_entry(
     entry: TransparencyLogEntry,
     trusted_root: TrustedRoot,
@@ -128,6 +140,10 @@ def verify_entry(
                 f"log entry {entry.log_index} in {log.base_url} has no inclusion proof with a "
                 f"checkpoint; fetch one with `airgap proofs fetch` while the log is reachable"
             )
+        if proof is not None:
+            # A proof with no signed checkpoint proves nothing, but what is present must hold:
+            # its path must lead to the root it names (as sigstore-python checks it).
+            _check_path(entry, proof.log_index, proof.tree_size, proof.hashes, proof.root_hash)
         return VerifiedEntry(log, entry.log_index, integrated_time, None, None)
 
     checkpoint = verify_checkpoint(proof.checkpoint.envelope, log, witness_policy)

@@ -164,3 +164,23 @@ def test_a_cosign_legacy_signature_whose_rekor_bundle_says_integrated_time_zero_
     bundle = to_sigstore_bundle(read_layer(layer, ARTIFACT))
     with pytest.raises(VerificationFailure, match="signed entry timestamp"):
         _verify(bundle, signer, log)
+
+
+def _without_checkpoint(bundle: dict[str, Any]) -> dict[str, Any]:
+    bundle["mediaType"] = "application/vnd.dev.sigstore.bundle+json;version=0.1"
+    del _entry(bundle)["inclusionProof"]["checkpoint"]
+    return bundle
+
+
+def test_an_inclusion_proof_without_a_checkpoint_must_still_lead_to_its_root(
+    log: TestLog, signer: KeySigner
+) -> None:
+    """A v0.1 entry may carry a proof without a signed checkpoint beside its SET. It proves
+    nothing on its own, but what is present must hold: garbage beside a good SET is refused."""
+    logged = signer.log_artifact(log, ARTIFACT)
+    _verify(_without_checkpoint(logged.bundle(log)), signer, log)
+    bundle = _without_checkpoint(logged.bundle(log))
+    proof = _entry(bundle)["inclusionProof"]
+    proof["rootHash"] = base64.b64encode(bytes(32)).decode()
+    with pytest.raises(VerificationFailure, match="does not lead to the root it names"):
+        _verify(bundle, signer, log)

@@ -197,3 +197,33 @@ def test_the_first_entry_of_a_log_written_without_zero_fields_gets_its_proof(
     assert "entry 0 added (tree size 5)" in capsys.readouterr().out
     verify = ["verify-bundle", "--bundle", str(bundle_path), "--key", str(tmp_path / "key.pub")]
     assert main([*verify, *common, "--pinning", "require", str(artifact)]) == 0
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("treeSize", "not a number"),
+        ("logIndex", ["a", "list"]),
+        ("rootHash", 42),
+        ("hashes", "not a list"),
+        ("checkpoint", None),
+    ],
+)
+def test_a_malformed_answer_from_rekor_is_one_line_and_the_bundle_left_alone(
+    site: Site, capsys: pytest.CaptureFixture[str], field: str, value: Any
+) -> None:
+    site.write_bundle(legacy_bundle(site.logged, site.log))
+    before = site.bundle.read_bytes()
+
+    def malformed() -> dict[str, Any]:
+        entry = rekor_entry(site.logged, site.log)
+        next(iter(entry.values()))["verification"]["inclusionProof"][field] = value
+        return entry
+
+    site.rekor.entries[site.logged.index] = malformed
+    with serve(site.rekor) as url:
+        assert site.fetch(url) in (1, 2)
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1, err
+    assert "Traceback" not in err
+    assert site.bundle.read_bytes() == before

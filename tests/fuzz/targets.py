@@ -211,8 +211,9 @@ def _entry_changed(seed_entry: Any, entry: Any) -> bool:
 
 
 def as_verified(document: Any) -> Any:
-    """`document` without what the verifier ignores: an inclusion proof with no checkpoint
-    (a v0.1 entry stands on its SET; from v0.2 on such a proof is refused)."""
+    """`document` without what proves nothing: an inclusion proof with no checkpoint (a v0.1
+    entry stands on its SET, the proof need only lead to the unsigned root it names; from v0.2
+    on such a proof is refused), so changing it is not a change of a security field."""
     result = copy.deepcopy(document)
     entries = get(result, ("verificationMaterial", "tlogEntries"))
     for entry in entries if isinstance(entries, list) else []:
