@@ -157,9 +157,22 @@ def _read_small(path: Path, name: str) -> bytes:
         raise _Failed(f"{name} is missing") from None
     if not stat.S_ISREG(info.st_mode):
         raise _Failed(f"{name} is not a regular file")
-    if info.st_size > 256 * 1024 * 1024:
+    limit = 256 * 1024 * 1024
+    if info.st_size > limit:
         raise _Failed(f"{name} is too large to be a bundle manifest ({info.st_size} bytes)")
-    return path.read_bytes()
+    # Checked again on the open file: the name may have been swapped since the lstat.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        raise _Failed(f"{name} cannot be opened ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        opened = os.fstat(f.fileno())
+        if not stat.S_ISREG(opened.st_mode) or opened.st_size > limit:
+            raise _Failed(f"{name} is not a regular file of at most {limit} bytes")
+        data = f.read(opened.st_size + 1)  # one more byte shows a file still growing
+    if len(data) != opened.st_size:
+        raise _Failed(f"{name} changed while it was read")
+    return data
 
 
 def _blob_dir(report: CheckReport) -> Path:
