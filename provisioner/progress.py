@@ -3,7 +3,7 @@
     with transfer_progress("carrying images", enabled=sys.stderr.isatty()) as progress:
         mirror_image(source, sink, digest, progress=progress)
 
-The callback follows provisioner.mirror.Progress: "blob" (a blob starts; its size grows the
+The callback follows provisioner.copy.mirror.Progress: "blob" (a blob starts; its size grows the
 total), "bytes" (bytes went through), "present" (already there: counted as done at once),
 "manifest" (a manifest was written).
 """
@@ -15,7 +15,7 @@ import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from provisioner.mirror import Progress
+from provisioner.copy.mirror import Progress
 
 
 @contextmanager
@@ -63,7 +63,7 @@ def _ignore(event: str, digest: str, amount: int) -> None:
 def byte_progress(
     description: str, *, enabled: bool | None = None
 ) -> Iterator[Callable[[int, int], None]]:
-    """A bar fed with (bytes done, bytes in all), as provisioner.push_ssh reports them."""
+    """A bar fed with (bytes done, bytes in all), as provisioner.transfer.push_ssh reports them."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:

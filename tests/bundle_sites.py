@@ -11,11 +11,11 @@ from typing import Any
 
 import yaml
 
-from offline.sources import RegistryOptions
-from provisioner.bundle_create import CreateResult, create_bundle
-from provisioner.bundle_signing import PrivateKey, generate_key, load_private_key
-from provisioner.bundle_spec import load_spec
-from provisioner.inventory import Inventory
+from offline.oci.sources import RegistryOptions
+from provisioner.bundle.signing import PrivateKey, generate_key, load_private_key
+from provisioner.bundle.spec import load_spec
+from provisioner.copy.inventory import Inventory
+from provisioner.create.create import CreateResult, create_bundle
 from tests.image_graphs import Graph, populate
 from tests.registries import TEST_RETRY, RegistryServer
 

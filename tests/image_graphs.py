@@ -9,8 +9,8 @@ import json
 import random
 from dataclasses import dataclass
 
-from offline.digests import cosign_tag, sha256_digest
-from offline.oci import OCI_INDEX, OCI_MANIFEST, Descriptor, ImageSink, ImageSource
+from offline.oci.digests import cosign_tag, sha256_digest
+from offline.oci.manifest import OCI_INDEX, OCI_MANIFEST, Descriptor, ImageSink, ImageSource
 from tests.oci_images import (
     CONFIG,
     Artifact,

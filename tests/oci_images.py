@@ -13,8 +13,8 @@ import random
 import tarfile
 from dataclasses import dataclass, field
 
-from offline.digests import sha256_digest
-from offline.oci import (
+from offline.oci.digests import sha256_digest
+from offline.oci.manifest import (
     OCI_EMPTY,
     OCI_EMPTY_DATA,
     OCI_EMPTY_DIGEST,

@@ -38,9 +38,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from offline.registry import Registry
-from offline.registry_auth import Credentials
-from offline.registry_http import RetryPolicy
+from offline.oci.registry import Registry
+from offline.oci.registry_auth import Credentials
+from offline.oci.registry_http import RetryPolicy
 from tests.stack.procs import tail, terminate
 from tests.tools import tools_cache
 

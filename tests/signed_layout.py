@@ -21,10 +21,10 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from offline.cli import main
-from offline.digests import cosign_tag, sha256_digest
-from offline.oci import OCI_INDEX, OCI_MANIFEST, Descriptor
-from offline.ocilayout import OCILayout
+from offline.cli.main import main
+from offline.oci.digests import cosign_tag, sha256_digest
+from offline.oci.layout import OCILayout
+from offline.oci.manifest import OCI_INDEX, OCI_MANIFEST, Descriptor
 from tests.bundle_factory import INTEGRATED_TIME, KeySigner
 from tests.oci_images import CONFIG, Blob, TestImage, make_artifact, push_artifact
 from tests.tlog_fixture import TestLog

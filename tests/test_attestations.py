@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from offline.attestations import (
+from offline.policy.attestations import (
     COSIGN_VULN,
     SLSA_PROVENANCE_V02,
     SLSA_PROVENANCE_V1,
@@ -18,7 +18,7 @@ from offline.attestations import (
     check_statement,
     resolve_predicate_type,
 )
-from offline.sbom import BannedPackage, SbomRule
+from offline.policy.sbom import BannedPackage, SbomRule
 
 BUILDER = (
     "https://github.com/slsa-framework/slsa-github-generator/.github/workflows/"

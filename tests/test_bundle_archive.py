@@ -22,11 +22,11 @@ import zstandard
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from offline.atomicfile import atomic_write
-from offline.digests import sha256_digest
 from offline.errors import UsageError, VerificationFailure
-from offline.ocilayout import OCILayout
-from provisioner import bundle_archive
-from provisioner.bundle_archive import (
+from offline.oci.digests import sha256_digest
+from offline.oci.layout import OCILayout
+from provisioner.archive import archive as bundle_archive
+from provisioner.archive.archive import (
     Compression,
     PartEntry,
     PartsList,
@@ -38,8 +38,8 @@ from provisioner.bundle_archive import (
     write_archive,
     write_parts_list,
 )
-from provisioner.bundle_check import verify_bundle_dir
-from provisioner.bundle_manifest import (
+from provisioner.bundle.check import verify_bundle_dir
+from provisioner.bundle.manifest import (
     MANIFEST_FILE,
     BlobEntry,
     BundleManifest,
@@ -48,7 +48,7 @@ from provisioner.bundle_manifest import (
     canonical_json,
     layout_files,
 )
-from provisioner.bundle_signing import (
+from provisioner.bundle.signing import (
     SIGNATURE_FILE,
     PrivateKey,
     PublicKey,

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from offline.errors import AirgapError
-from provisioner.bundle_check import verify_bundle_dir
+from provisioner.bundle.check import verify_bundle_dir
 from tests.bundle_sites import create, operator_key, registry_options, write_spec
 from tests.chart_servers import (
     helm_program,

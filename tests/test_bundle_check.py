@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from offline.digests import sha256_digest
 from offline.errors import UsageError, VerificationFailure
-from offline.oci import Descriptor
-from offline.ocilayout import OCILayout
-from provisioner.bundle_check import short, verify_bundle_dir
-from provisioner.bundle_manifest import (
+from offline.oci.digests import sha256_digest
+from offline.oci.layout import OCILayout
+from offline.oci.manifest import Descriptor
+from provisioner.bundle.check import short, verify_bundle_dir
+from provisioner.bundle.manifest import (
     MANIFEST_FILE,
     BlobEntry,
     BundleManifest,
@@ -27,7 +27,7 @@ from provisioner.bundle_manifest import (
     ImageEntry,
     layout_files,
 )
-from provisioner.bundle_signing import (
+from provisioner.bundle.signing import (
     KEY_KINDS,
     SIGNATURE_FILE,
     KeyKind,

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from offline.ocilayout import OCILayout
-from provisioner.bundle_layout import RepositoryView
+from offline.oci.layout import OCILayout
+from provisioner.copy.layout import RepositoryView
 from tests.bundle_sites import push_graph, unique_repository, write_spec
 from tests.registries import RegistryServer
 from tests.sshd import SshServer, sshd_server_fixture  # noqa: F401

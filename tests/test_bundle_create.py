@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from offline.errors import AirgapError, VerificationFailure
-from offline.ocilayout import OCILayout
-from provisioner.bundle_check import verify_bundle_dir
-from provisioner.bundle_layout import RepositoryView
-from provisioner.bundle_manifest import MANIFEST_FILE
-from provisioner.bundle_signing import load_public_key
-from provisioner.inventory import Inventory
+from offline.oci.layout import OCILayout
+from provisioner.bundle.check import verify_bundle_dir
+from provisioner.bundle.manifest import MANIFEST_FILE
+from provisioner.bundle.signing import load_public_key
+from provisioner.copy.inventory import Inventory
+from provisioner.copy.layout import RepositoryView
 from tests.bundle_sites import (
     create,
     operator_key,
@@ -220,8 +220,8 @@ def test_each_create_of_a_name_gets_a_larger_sequence(
     second = create(spec, tmp_path / "two", key, options).manifest
     assert first.name == second.name == "test"
     assert second.sequence > first.sequence > 1_700_000_000_000  # milliseconds of the clock
-    from provisioner.bundle_create import create_bundle
-    from provisioner.bundle_spec import load_spec
+    from provisioner.bundle.spec import load_spec
+    from provisioner.create.create import create_bundle
 
     chosen = create_bundle(
         load_spec(spec), tmp_path / "three", signing_key=key, options=options, sequence=42

@@ -32,17 +32,17 @@ from typing import Any
 import pytest
 
 from offline.errors import AirgapError, UsageError, VerificationFailure
-from offline.oci import OCI_EMPTY_DIGEST, NotFound
-from offline.ocilayout import OCILayout
-from offline.registry import Repository
-from offline.registry_http import RetryPolicy
-from offline.sources import RegistryOptions
-from provisioner.bundle_import import ImportFailed, TagMove, import_bundle
-from provisioner.bundle_layout import RepositoryView
-from provisioner.bundle_sequence import state_dir
-from provisioner.bundle_signing import PublicKey, load_public_key
-from provisioner.inventory import build_inventory
-from provisioner.registry_catalog import CatalogUnavailable, list_repositories
+from offline.oci.layout import OCILayout
+from offline.oci.manifest import OCI_EMPTY_DIGEST, NotFound
+from offline.oci.registry import Repository
+from offline.oci.registry_http import RetryPolicy
+from offline.oci.sources import RegistryOptions
+from provisioner.bundle.sequence import state_dir
+from provisioner.bundle.signing import PublicKey, load_public_key
+from provisioner.copy.catalog import CatalogUnavailable, list_repositories
+from provisioner.copy.inventory import build_inventory
+from provisioner.copy.layout import RepositoryView
+from provisioner.importer.importer import ImportFailed, TagMove, import_bundle
 from tests.bundle_sites import (
     SourceImage,
     create,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from provisioner.bundle_create import CreateResult
+from provisioner.create.create import CreateResult
 from tests.bundle_sites import (
     SourceImage,
     create,

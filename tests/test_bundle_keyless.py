@@ -25,7 +25,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from offline.errors import AirgapError, UsageError, VerificationFailure
-from provisioner.bundle_archive import (
+from provisioner.archive.archive import (
     check_parts,
     extract_archive,
     parts_list_path,
@@ -33,13 +33,13 @@ from provisioner.bundle_archive import (
     signature_path,
     write_archive,
 )
-from provisioner.bundle_check import verify_bundle_dir
-from provisioner.bundle_create import create_bundle
-from provisioner.bundle_keyless import KeylessSigner, KeylessTrust
-from provisioner.bundle_manifest import MANIFEST_FILE
-from provisioner.bundle_signing import PrivateKey, load_public_key
-from provisioner.bundle_spec import load_spec
-from provisioner.detached import sign_detached, signature_name, verify_detached
+from provisioner.bundle.check import verify_bundle_dir
+from provisioner.bundle.detached import sign_detached, signature_name, verify_detached
+from provisioner.bundle.keyless import KeylessSigner, KeylessTrust
+from provisioner.bundle.manifest import MANIFEST_FILE
+from provisioner.bundle.signing import PrivateKey, load_public_key
+from provisioner.bundle.spec import load_spec
+from provisioner.create.create import create_bundle
 from tests.bundle_sites import operator_key, sha256_file, write_spec
 from tests.stack import SigstoreStack, pki
 

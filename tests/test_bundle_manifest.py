@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from offline.errors import UsageError, VerificationFailure
-from provisioner.bundle_manifest import (
+from provisioner.bundle.manifest import (
     FORMAT,
     BlobEntry,
     BundleManifest,
@@ -25,7 +25,7 @@ from provisioner.bundle_manifest import (
     GraphNode,
     ImageEntry,
 )
-from provisioner.bundle_signing import (
+from provisioner.bundle.signing import (
     ECDSA_P256,
     ED25519,
     KEY_KINDS,

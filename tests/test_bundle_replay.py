@@ -25,16 +25,16 @@ from pathlib import Path
 import pytest
 
 from offline.errors import UsageError, VerificationFailure
-from offline.oci import OCI_MANIFEST
-from offline.ocilayout import OCILayout
-from provisioner.bundle_archive import parts_list_path, write_archive
-from provisioner.bundle_check import verify_bundle_dir
-from provisioner.bundle_import import RollbackRefused, default_journal_path, import_bundle
-from provisioner.bundle_manifest import MANIFEST_FILE, layout_files
-from provisioner.bundle_sequence import state_dir
-from provisioner.import_journal import JOURNAL_FORMAT, target_key
-from provisioner.import_record import LAYOUT_RECORD
-from provisioner.inventory import parse_target
+from offline.oci.layout import OCILayout
+from offline.oci.manifest import OCI_MANIFEST
+from provisioner.archive.archive import parts_list_path, write_archive
+from provisioner.bundle.check import verify_bundle_dir
+from provisioner.bundle.manifest import MANIFEST_FILE, layout_files
+from provisioner.bundle.sequence import state_dir
+from provisioner.copy.inventory import parse_target
+from provisioner.importer.importer import RollbackRefused, default_journal_path, import_bundle
+from provisioner.importer.journal import JOURNAL_FORMAT, target_key
+from provisioner.importer.record import LAYOUT_RECORD
 from tests.bundle_sites import registry_options
 from tests.registries import RegistryServer
 from tests.test_bundle_check import Bundle, build_bundle

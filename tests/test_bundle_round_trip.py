@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from offline.errors import VerificationFailure
-from provisioner.bundle_import import import_bundle
-from provisioner.bundle_signing import load_public_key
+from provisioner.bundle.signing import load_public_key
+from provisioner.importer.importer import import_bundle
 from tests.bundle_sites import create, operator_key, registry_options, write_spec
 from tests.registries import RegistryServer
 from tests.stack import SigstoreStack

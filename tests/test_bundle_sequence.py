@@ -20,16 +20,16 @@ from pathlib import Path
 import pytest
 
 from offline.errors import UsageError
-from provisioner import bundle_sequence
-from provisioner.bundle_manifest import BundleManifest, FileEntry
-from provisioner.bundle_sequence import next_sequence, state_dir
-from provisioner.import_record import (
+from provisioner.bundle import sequence as bundle_sequence
+from provisioner.bundle.manifest import BundleManifest, FileEntry
+from provisioner.bundle.sequence import next_sequence, state_dir
+from provisioner.copy.inventory import parse_target
+from provisioner.importer.record import (
     LAYOUT_RECORD,
     ImportRecords,
     RollbackRefused,
     record_path,
 )
-from provisioner.inventory import parse_target
 
 LAYOUT = (FileEntry("oci/index.json", "b" * 64, 3), FileEntry("oci/oci-layout", "c" * 64, 3))
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from offline.cli import main
-from offline.sigbundle import parse_bundle
+from offline.cli.main import main
+from offline.sigstore.model import parse_bundle
 from tests.bundle_factory import KeySigner
 from tests.tlog_fixture import TestLog
 

@@ -1,4 +1,4 @@
-"""Charts for a bundle (provisioner/charts.py): pulled at a pinned version from a chart
+"""Charts for a bundle (provisioner/create/charts.py): pulled at a pinned version from a chart
 repository, an OCI registry or a local directory, recorded by digest, rendered to find every
 image they run, and compared with the spec's images. Real helm, real servers, all on loopback
 (tests/chart_servers.py)."""
@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from offline.errors import UsageError, VerificationFailure
-from provisioner.charts import (
+from provisioner.create.charts import (
     ChartError,
     ChartImage,
     ChartSource,

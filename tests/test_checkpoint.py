@@ -11,15 +11,15 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from offline.checkpoint import (
+from offline.errors import UsageError, VerificationFailure
+from offline.tlog.checkpoint import (
     CheckpointError,
     find_log_for_checkpoint,
     parse_checkpoint,
     verify_checkpoint,
 )
-from offline.errors import UsageError, VerificationFailure
-from offline.trust import LogInstance, load_trusted_root
-from offline.witness import WitnessPolicy, load_witness_policy, parse_witness_policy
+from offline.tlog.witness import WitnessPolicy, load_witness_policy, parse_witness_policy
+from offline.trust.root import LogInstance, load_trusted_root
 from tests.conftest import TESTDATA
 from tests.tlog_fixture import TestLog, Witness, note_text, note_with_line, signature_line
 from tests.tlog_fixture import trusted_root as make_trusted_root

@@ -13,15 +13,15 @@ from typing import Any
 
 import pytest
 
-from offline import checkpoint_cli
-from offline.checkpoint import CheckpointError
-from offline.checkpoint_store import (
+from offline.cli import checkpoint as checkpoint_cli
+from offline.errors import UsageError, VerificationFailure
+from offline.tlog.checkpoint import CheckpointError
+from offline.tlog.checkpoint_store import (
     CheckpointStore,
     ConsistencyProofRequired,
     InconsistentLogError,
     StaleProofError,
 )
-from offline.errors import UsageError, VerificationFailure
 from tests.tlog_fixture import TestLog, Witness
 
 
@@ -61,7 +61,7 @@ class Site:
 
     @property
     def store(self) -> CheckpointStore:
-        from offline.trust import load_trusted_root
+        from offline.trust.root import load_trusted_root
 
         return CheckpointStore(self.store_dir, trusted_root=load_trusted_root(self.trusted_root))
 
@@ -276,7 +276,7 @@ def test_checkpoint_needs_a_subcommand() -> None:
 def test_a_malformed_checkpoint_is_bad_input_exit_2(
     site: Site, capsys: pytest.CaptureFixture[str], text: str
 ) -> None:
-    from offline.cli import main
+    from offline.cli.main import main
 
     path = site.write("bad.txt", text)
     argv = ["checkpoint", "add", str(path), "--trusted-root", str(site.trusted_root)]
@@ -288,7 +288,7 @@ def test_a_malformed_checkpoint_is_bad_input_exit_2(
 def test_a_well_formed_checkpoint_with_a_bad_signature_fails_verification_exit_1(
     site: Site, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from offline.cli import main
+    from offline.cli.main import main
 
     impostor = TestLog(site.log.hostname, tree_id=site.log.tree_id)
     impostor.extend(3)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from offline.cli import main
+from offline.cli.main import main
 from tests.fake_rekor import FakeRekor, serve
 from tests.tlog_fixture import TestLog
 

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from offline.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
-from offline.checkpoint_store import (
+from offline.errors import UsageError, VerificationFailure
+from offline.tlog.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
+from offline.tlog.checkpoint_store import (
     CheckpointStore,
     ConsistencyProofRequired,
     InconsistentLogError,
@@ -27,9 +28,8 @@ from offline.checkpoint_store import (
     default_checkpoint_dir,
     log_dir_name,
 )
-from offline.errors import UsageError, VerificationFailure
-from offline.merkle import EMPTY_ROOT
-from offline.trust import LogInstance, TrustedRoot
+from offline.tlog.merkle import EMPTY_ROOT
+from offline.trust.root import LogInstance, TrustedRoot
 from tests.tlog_fixture import TestLog, trusted_root
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)

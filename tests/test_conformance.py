@@ -51,7 +51,10 @@ def protocol_args(case: Path, by_digest: bool) -> list[str]:
 
 def run_airgap(args: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "offline.cli", *args], capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "offline.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from offline.errors import UsageError
-from offline.image_list import parse_image_list
+from offline.images.image_list import parse_image_list
 
 
 def test_a_plain_list_keeps_order_and_drops_comments_and_duplicates() -> None:

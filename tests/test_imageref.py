@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from offline.digests import cosign_tag, fallback_tag, sha256_digest, validate_digest
 from offline.errors import UsageError
-from offline.imageref import ImageRef, LayoutRef, parse_image_ref, parse_layout_ref, parse_reference
+from offline.oci.digests import cosign_tag, fallback_tag, sha256_digest, validate_digest
+from offline.oci.imageref import (
+    ImageRef,
+    LayoutRef,
+    parse_image_ref,
+    parse_layout_ref,
+    parse_reference,
+)
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -18,20 +18,20 @@ from typing import Any
 import pytest
 
 from offline import inputs
-from offline.checkpoint_store import STATE_FILE, CheckpointStore
 from offline.errors import UsageError
 from offline.inputs import MAX_INPUT_SIZE, MAX_KEY_SIZE, open_input, read_input
-from offline.keys import load_public_key_file
-from offline.ocilayout import OCILayout
-from offline.policy import load_policy_file
-from offline.registry_auth import find_credentials
-from offline.sigbundle import load_bundle, sha256_file
-from offline.trust import load_trusted_root
-from offline.witness import load_witness_policy
-from provisioner.bundle_create import _copy_file
-from provisioner.bundle_signing import load_private_key, load_public_key
-from provisioner.bundle_spec import FileSpec, load_spec
-from provisioner.inventory import load_inventory
+from offline.oci.layout import OCILayout
+from offline.oci.registry_auth import find_credentials
+from offline.policy.policy_file import load_policy_file
+from offline.sigstore.model import load_bundle, sha256_file
+from offline.tlog.checkpoint_store import STATE_FILE, CheckpointStore
+from offline.tlog.witness import load_witness_policy
+from offline.trust.keys import load_public_key_file
+from offline.trust.root import load_trusted_root
+from provisioner.bundle.signing import load_private_key, load_public_key
+from provisioner.bundle.spec import FileSpec, load_spec
+from provisioner.copy.inventory import load_inventory
+from provisioner.create.create import _copy_file
 
 
 def within(seconds: float, call: Callable[[], object]) -> BaseException | None:

@@ -59,7 +59,7 @@ class Absent(importlib.abc.MetaPathFinder):
             raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         return None
 sys.meta_path.insert(0, Absent())
-from provisioner.cli import main
+from provisioner.cli.main import main
 sys.exit(main(sys.argv[1:]))
 """
 
@@ -73,7 +73,7 @@ def _airgap_without_extra(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_airgap_command_runs_the_verifier_without_the_provisioner_extra() -> None:
-    """The `airgap` script (provisioner.cli) imports the operator's dependencies only when an
+    """The `airgap` script (provisioner.cli.main) imports the operator's dependencies only when an
     operator's command runs: the verifier works without them."""
     examples = REPO / "offline" / "examples"
     result = _airgap_without_extra(

@@ -15,17 +15,17 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives.serialization import load_pem_public_key
 
-from offline.bundle_verify import Artifact, KeyPolicy, verify_bundle
-from offline.cosign_legacy import (
+from offline.errors import VerificationFailure
+from offline.oci.manifest import Descriptor
+from offline.sigstore.cosign_legacy import (
     REKOR_BUNDLE_ANNOTATION,
     SIGNATURE_ANNOTATION,
     SIMPLE_SIGNING_MEDIA_TYPE,
     read_layer,
     to_sigstore_bundle,
 )
-from offline.errors import VerificationFailure
-from offline.oci import Descriptor
-from offline.sigbundle import parse_bundle
+from offline.sigstore.model import parse_bundle
+from offline.sigstore.verify import Artifact, KeyPolicy, verify_bundle
 from tests.bundle_factory import KeySigner, LoggedSignature, legacy_bundle
 from tests.tlog_fixture import TestLog, trusted_root
 

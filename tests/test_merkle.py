@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from offline.merkle import (
+from offline.tlog.merkle import (
     EMPTY_ROOT,
     MerkleError,
     leaf_hash,

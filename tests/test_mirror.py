@@ -1,4 +1,4 @@
-"""provisioner.mirror against real registries (Distribution 2.8 with TLS and htpasswd and no
+"""provisioner.copy.mirror against real registries (Distribution 2.8 with TLS and htpasswd and no
 referrers API; go-containerregistry's with the API) and OCI image layouts: every digest and
 every attachment arrives unchanged, nothing is copied twice, failures are clear and leave no
 tag behind."""
@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from offline.oci import (
+from offline.oci.layout import OCILayout
+from offline.oci.manifest import (
     OCI_EMPTY,
     OCI_EMPTY_DATA,
     OCI_EMPTY_DIGEST,
@@ -22,9 +23,8 @@ from offline.oci import (
     OCI_MANIFEST,
     Descriptor,
 )
-from offline.ocilayout import OCILayout
-from offline.registry import Repository
-from provisioner.mirror import MirrorError, MirrorReport, mirror_image
+from offline.oci.registry import Repository
+from provisioner.copy.mirror import MirrorError, MirrorReport, mirror_image
 from tests.image_graphs import (
     BUNDLE,
     SBOM,

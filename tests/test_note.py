@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from offline.errors import UsageError, VerificationFailure
-from offline.note import (
+from offline.tlog.note import (
     MAX_SIGNATURES,
     CosignatureVerifier,
     KeyVerifier,
@@ -25,7 +25,7 @@ from offline.note import (
     rekor_v1_verifier,
     verify_note,
 )
-from offline.trust import load_trusted_root
+from offline.trust.root import load_trusted_root
 from tests.conftest import TESTDATA
 from tests.tlog_fixture import TestLog, Witness, note_text, note_with_line, signature_line
 

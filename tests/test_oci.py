@@ -8,10 +8,10 @@ import json
 
 import pytest
 
-from offline.blobstream import BlobReader
-from offline.digests import DigestMismatch, sha256_digest
 from offline.errors import UsageError
-from offline.oci import (
+from offline.oci.blobstream import BlobReader
+from offline.oci.digests import DigestMismatch, sha256_digest
+from offline.oci.manifest import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
     OCI_EMPTY,
@@ -21,7 +21,7 @@ from offline.oci import (
     check_manifest,
     referrer_descriptor,
 )
-from offline.referrers import fallback_descriptors, filter_artifact_type, with_referrer
+from offline.oci.referrers import fallback_descriptors, filter_artifact_type, with_referrer
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

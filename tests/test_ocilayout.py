@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from offline.digests import DigestMismatch, cosign_tag, fallback_tag, sha256_digest
 from offline.errors import UsageError, VerificationFailure
-from offline.oci import (
+from offline.oci.digests import DigestMismatch, cosign_tag, fallback_tag, sha256_digest
+from offline.oci.layout import OCILayout
+from offline.oci.manifest import (
     ANNOTATION_REF_NAME,
     ANNOTATION_REFERRER_SUBJECT,
     OCI_INDEX,
@@ -26,8 +27,7 @@ from offline.oci import (
     fetch_blob_bytes,
     walk,
 )
-from offline.ocilayout import OCILayout
-from offline.sources import Sources
+from offline.oci.sources import Sources
 from tests.oci_images import (
     make_artifact,
     make_image,

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from offline.cli import main
+from offline.cli.main import main
 from tests.bundle_factory import KeySigner, LoggedSignature
 from tests.tlog_fixture import TestLog, Witness
 

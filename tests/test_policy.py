@@ -15,8 +15,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from offline.errors import UsageError
-from offline.imageref import parse_reference
-from offline.policy import (
+from offline.oci.imageref import parse_reference
+from offline.policy.policy_file import (
     ImagePolicy,
     PolicyFile,
     SignerRule,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from offline.cli import main
+from offline.cli.main import main
 from tests.bundle_factory import KeySigner, legacy_bundle, rekor_entry
 from tests.fake_rekor import FakeRekor, serve
 from tests.tlog_fixture import TestLog

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from offline.errors import UsageError, VerificationFailure
-from provisioner.push_ssh import (
+from provisioner.transfer.push_ssh import (
     ACCEPT_NEW_FLAG,
     PASSPHRASE_ENV,
     PASSWORD_ENV,

@@ -22,13 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from offline.digests import DigestMismatch, cosign_tag, fallback_tag, sha256_digest
 from offline.errors import UsageError
-from offline.oci import OCI_INDEX, OCI_MANIFEST, ImageSink, ImageSource, NotFound, walk
-from offline.registry import Registry, Repository
-from offline.registry_auth import HOST_ENV, PASSWORD_ENV, USERNAME_ENV, Credentials
-from offline.registry_http import CA_ENV, RegistryAuthError, RegistryUnavailable
-from offline.sources import RegistryOptions, Sources
+from offline.oci.digests import DigestMismatch, cosign_tag, fallback_tag, sha256_digest
+from offline.oci.manifest import OCI_INDEX, OCI_MANIFEST, ImageSink, ImageSource, NotFound, walk
+from offline.oci.registry import Registry, Repository
+from offline.oci.registry_auth import HOST_ENV, PASSWORD_ENV, USERNAME_ENV, Credentials
+from offline.oci.registry_http import CA_ENV, RegistryAuthError, RegistryUnavailable
+from offline.oci.sources import RegistryOptions, Sources
 from tests.httpproxy import Proxy, ProxyHandler
 from tests.oci_images import (
     make_artifact,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from offline.errors import UsageError
-from offline.registry_auth import (
+from offline.oci.registry_auth import (
     HOST_ENV,
     PASSWORD_ENV,
     USERNAME_ENV,
@@ -22,7 +22,7 @@ from offline.registry_auth import (
     realm_credentials_host,
     token_from_response,
 )
-from offline.registry_http import RetryPolicy, _retry_after, _tls_reason
+from offline.oci.registry_http import RetryPolicy, _retry_after, _tls_reason
 
 
 @pytest.mark.parametrize(

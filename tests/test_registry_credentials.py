@@ -15,9 +15,15 @@ from typing import Any
 
 import pytest
 
-from offline.registry import Registry
-from offline.registry_auth import HOST_ENV, PASSWORD_ENV, USERNAME_ENV, Credentials, basic_header
-from offline.registry_http import RegistryAuthError, RetryPolicy
+from offline.oci.registry import Registry
+from offline.oci.registry_auth import (
+    HOST_ENV,
+    PASSWORD_ENV,
+    USERNAME_ENV,
+    Credentials,
+    basic_header,
+)
+from offline.oci.registry_http import RegistryAuthError, RetryPolicy
 from tests.loopback_http import Answer, LoopbackServer, Seen
 from tests.registries import TestCA, make_test_ca
 

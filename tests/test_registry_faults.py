@@ -22,12 +22,12 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from offline.digests import DigestMismatch
 from offline.errors import VerificationFailure
-from offline.oci import walk
-from offline.registry import Registry, Repository
-from offline.registry_auth import Credentials
-from offline.registry_http import (
+from offline.oci.digests import DigestMismatch
+from offline.oci.manifest import walk
+from offline.oci.registry import Registry, Repository
+from offline.oci.registry_auth import Credentials
+from offline.oci.registry_http import (
     RegistryAuthError,
     RegistryError,
     RegistryUnavailable,
@@ -405,7 +405,7 @@ def test_refused_credentials_for_a_token(
 def test_a_host_that_does_not_resolve_is_named_in_plain_words() -> None:
     import requests
 
-    from offline.registry_http import _reason
+    from offline.oci.registry_http import _reason
 
     exc = requests.ConnectionError(
         "HTTPSConnectionPool(host='gcr.io', port=443): Max retries exceeded (Caused by "

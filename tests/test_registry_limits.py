@@ -14,20 +14,20 @@ from collections.abc import Callable
 
 import pytest
 
-from offline import registry_http
 from offline.http_body import ERROR_BODY_LIMIT
-from offline.oci import MAX_MANIFEST_SIZE, OCI_MANIFEST
-from offline.registry import Registry
-from offline.registry_http import (
+from offline.oci import registry_http
+from offline.oci.manifest import MAX_MANIFEST_SIZE, OCI_MANIFEST
+from offline.oci.registry import Registry
+from offline.oci.registry_http import (
     MAX_ANSWER_SIZE,
     MAX_TOKEN_ANSWER_SIZE,
     RegistryAuthError,
     RegistryError,
     RetryPolicy,
 )
-from offline.rekor_client import MAX_ANSWER_SIZE as MAX_REKOR_ANSWER
-from offline.rekor_client import RekorClient, RekorUnavailable
-from provisioner.registry_catalog import list_repositories
+from offline.tlog.rekor_client import MAX_ANSWER_SIZE as MAX_REKOR_ANSWER
+from offline.tlog.rekor_client import RekorClient, RekorUnavailable
+from provisioner.copy.catalog import list_repositories
 from tests.loopback_http import Answer, LoopbackServer, Seen
 
 FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05, total_time=5.0)

@@ -7,14 +7,14 @@ from typing import Any
 
 import pytest
 
-from offline.sbom import (
+from offline.policy.sbom import (
     BannedPackage,
     SbomRule,
     check_sbom,
     parse_purl,
     read_packages,
 )
-from offline.versions import parse_range
+from offline.policy.versions import parse_range
 
 SPDX = "https://spdx.dev/Document"
 CYCLONEDX = "https://cyclonedx.org/bom"

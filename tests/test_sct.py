@@ -11,8 +11,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from offline.sct import SctFailure, verify_embedded_sct
-from offline.trust import load_trusted_root
+from offline.trust.root import load_trusted_root
+from offline.trust.sct import SctFailure, verify_embedded_sct
 from tests.conftest import TESTDATA
 
 CASE = TESTDATA / "conformance" / "happy-path-v0.3"

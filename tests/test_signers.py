@@ -16,8 +16,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from offline.bundle_verify import SignerPolicy
-from offline.signers import (
+from offline.sigstore.verify import SignerPolicy
+from offline.trust.signers import (
     OIDC_ISSUER_LEGACY_OID,
     OIDC_ISSUER_OID,
     SAN_OTHERNAME_OID,

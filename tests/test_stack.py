@@ -1,7 +1,8 @@
 """The private Sigstore stack, end to end with real programs: Fulcio issues a certificate for a
 Kubernetes-shaped token from the tests' issuer, Rekor logs the signature, the CT log embeds an SCT;
 cosign v3 signs keylessly; cosign and `airgap verify-bundle` both accept the bundle against the
-trusted root that provisioner.trustroot assembled, and still do with every server stopped."""
+trusted root that provisioner.stack.trusted_root assembled, and still do with every server
+stopped."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from offline.trust import load_trusted_root
+from offline.trust.root import load_trusted_root
 from tests.stack import SigstoreStack
 from tests.tools import go_tool
 

@@ -7,9 +7,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from offline.imageref import parse_image_ref
-from provisioner.bundle_spec import load_spec
-from provisioner.charts import ChartImage, compare_images, values_image_keys
+from offline.oci.imageref import parse_image_ref
+from provisioner.bundle.spec import load_spec
+from provisioner.create.charts import ChartImage, compare_images, values_image_keys
 from tests.conftest import REPO, SHARED
 
 UPSTREAM = SHARED / "upstream" / "sigstore-helm-charts"

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-from offline.bundle_verify import Artifact, IdentityPolicy, KeyPolicy, verify_bundle
-from offline.certs import CertificateFailure
 from offline.errors import UsageError, VerificationFailure
-from offline.sigbundle import load_bundle, parse_bundle
-from offline.trust import parse_trusted_root
+from offline.sigstore.model import load_bundle, parse_bundle
+from offline.sigstore.verify import Artifact, IdentityPolicy, KeyPolicy, verify_bundle
+from offline.trust.certs import CertificateFailure
+from offline.trust.root import parse_trusted_root
 from tests.bundle_factory import KeySigner
 from tests.conftest import TESTDATA
 from tests.test_conformance import protocol_args, run_airgap

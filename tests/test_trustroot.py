@@ -1,4 +1,5 @@
-"""provisioner.trustroot: the trusted_root.json `airgap install` writes for a private stack."""
+"""provisioner.stack.trusted_root: the trusted_root.json `airgap install` writes for a private
+stack."""
 
 from __future__ import annotations
 
@@ -19,8 +20,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from offline.errors import UsageError
-from offline.trust import parse_trusted_root
-from provisioner.trustroot import (
+from offline.trust.root import parse_trusted_root
+from provisioner.stack.trusted_root import (
     TRUSTED_ROOT_MEDIA_TYPE,
     CertificateAuthority,
     TransparencyLog,

@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from offline.digests import cosign_tag, sha256_digest
-from offline.oci import OCI_INDEX, OCI_MANIFEST, Descriptor
+from offline.oci.digests import cosign_tag, sha256_digest
+from offline.oci.manifest import OCI_INDEX, OCI_MANIFEST, Descriptor
 from tests.oci_images import CONFIG, Blob, TestImage, make_artifact, make_image, push_artifact
 from tests.signed_layout import BUNDLE, SIMPLESIGNING, SignedLayout, dumps
 
@@ -178,7 +178,7 @@ def test_the_text_report_names_the_hostile_image_in_one_line(site: SignedLayout)
     site.push_image(hostile, "hostile")
     HOSTILE["layers is a number"](site, hostile)
     site.capsys.readouterr()
-    from offline.cli import main
+    from offline.cli.main import main
 
     args = ["verify", "--key", str(site.key), "--trusted-root", str(site.trusted_root)]
     code = main([*args, "--pinning", "off", site.ref("before"), site.ref("hostile")])
@@ -216,18 +216,18 @@ def test_an_unexpected_error_in_one_image_fails_that_image_only(
     site: SignedLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The last resort: whatever a bug raises for one image is that image's failure."""
-    import offline.image_verify
+    import offline.images.verify
 
     before = signed_image(site, 1, "before")
     hostile = signed_image(site, 2, "hostile")
-    real = offline.image_verify.discover
+    real = offline.images.verify.discover
 
     def discover(source: Any, digest: str) -> Any:
         if digest == hostile.digest:
             raise RuntimeError("a bug\nover two lines")
         return real(source, digest)
 
-    monkeypatch.setattr(offline.image_verify, "discover", discover)
+    monkeypatch.setattr(offline.images.verify, "discover", discover)
     refs = [site.ref("before"), site.ref("hostile")]
     verified = site.verify(*refs)
     assert verified.code == 1, verified

@@ -38,9 +38,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
-from offline.attachments import AIRGAP_PROOF_TYPE, SIGSTORE_BUNDLE_TYPES
-from offline.digests import cosign_tag, fallback_tag
-from offline.registry import Repository
+from offline.images.attachments import AIRGAP_PROOF_TYPE, SIGSTORE_BUNDLE_TYPES
+from offline.oci.digests import cosign_tag, fallback_tag
+from offline.oci.registry import Repository
 from tests.oci_images import make_image, make_index, push_image, push_index
 from tests.registries import RegistryServer
 from tests.stack import SigstoreStack, pki

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from offline.digests import sha256_digest
-from offline.oci import OCI_INDEX
+from offline.oci.digests import sha256_digest
+from offline.oci.manifest import OCI_INDEX
 from tests.oci_images import TestImage, make_image
 from tests.signed_layout import (
     SignedLayout,

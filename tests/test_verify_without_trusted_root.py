@@ -18,8 +18,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from cryptography.x509.oid import NameOID
 
-from offline.cli import main
-from offline.oci import OCI_INDEX
+from offline.cli.main import main
+from offline.oci.manifest import OCI_INDEX
 from tests.bundle_factory import KeySigner
 from tests.oci_images import TestImage, make_artifact, make_image, push_artifact
 from tests.signed_layout import (

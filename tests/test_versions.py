@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from offline.versions import compare_versions, parse_range, parse_version, versions_equal
+from offline.policy.versions import compare_versions, parse_range, parse_version, versions_equal
 
 
 @pytest.mark.parametrize(

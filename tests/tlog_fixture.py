@@ -1,12 +1,12 @@
 """A transparency log built inside the tests: keys, a trusted root for it, entries, RFC 6962
 roots and proofs (from a separate, straight-from-the-RFC Merkle implementation, so that it
-cross-checks offline.merkle), and signed checkpoints in Rekor v1 or C2SP (Rekor v2) style.
+cross-checks offline.tlog.merkle), and signed checkpoints in Rekor v1 or C2SP (Rekor v2) style.
 
     log = TestLog("rekor.example.test")          # Rekor v1 style, ECDSA P-256
     log.extend(10)
     note = log.checkpoint()                       # signed note at size 10
     proof = log.consistency_proof(4, 10)
-    root = trusted_root(log)                      # offline.trust.TrustedRoot
+    root = trusted_root(log)                      # offline.trust.root.TrustedRoot
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
-from offline.trust import TrustedRoot, parse_trusted_root
+from offline.trust.root import TrustedRoot, parse_trusted_root
 
 TRUSTED_ROOT_MEDIA_TYPE = "application/vnd.dev.sigstore.trustedroot+json;version=0.1"
 EM_DASH = "\u2014"

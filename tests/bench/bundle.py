@@ -67,9 +67,9 @@ from typing import IO
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
-from offline.oci import OCI_MANIFEST
-from offline.registry import Repository
-from provisioner.bundle_signing import generate_key
+from offline.oci.manifest import OCI_MANIFEST
+from offline.oci.registry import Repository
+from provisioner.bundle.signing import generate_key
 from tests.bundle_sites import write_spec
 from tests.registries import RegistryServer, start_docker_registry, start_referrers_registry
 from tests.test_verify_images import isolated_env, write_docker_config, write_predicates

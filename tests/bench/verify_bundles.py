@@ -24,7 +24,7 @@ from tests.test_conformance import CASES, protocol_args
 
 
 def _airgap_in_process(cases: list[Path]) -> Callable[[], None]:
-    from offline.cli import build_parser
+    from offline.cli.main import build_parser
 
     parser = build_parser()
     parsed = [parser.parse_args(protocol_args(c, by_digest=False)) for c in cases]

@@ -93,9 +93,9 @@ def _generate_checkpoint(draw: Draw) -> tuple[str, str | bytes]:
 def check_checkpoint(value: tuple[str, str | bytes], site: Path) -> bool:
     """Only the project's errors, and never a pass once the signed text (origin, size, root
     hash, extensions) is not the one the log signed."""
-    from offline.checkpoint import find_log_for_checkpoint
-    from offline.trust import parse_trusted_root
-    from offline.witness import parse_witness_policy
+    from offline.tlog.checkpoint import find_log_for_checkpoint
+    from offline.tlog.witness import parse_witness_policy
+    from offline.trust.root import parse_trusted_root
 
     name, data = value
     seed = targets.checkpoint_seed(name)
@@ -126,8 +126,8 @@ def _generate_note(draw: Draw) -> tuple[str, str]:
 def check_note(value: tuple[str, str], site: Path) -> bool:
     """Signed notes, witness keys and witness policies, parsed alone: only the project's
     errors."""
-    from offline.note import parse_note, parse_vkey
-    from offline.witness import parse_witness_policy
+    from offline.tlog.note import parse_note, parse_vkey
+    from offline.tlog.witness import parse_witness_policy
 
     kind, text = value
     parse = {"vkey": parse_vkey, "witness-policy": parse_witness_policy}.get(kind, parse_note)
@@ -146,7 +146,7 @@ def _generate_policy(draw: Draw) -> str:
 
 def check_policy(text: str, site: Path) -> bool:
     """A mutated policy file (as YAML, and as text): only the project's errors."""
-    from offline.policy import parse_policy
+    from offline.policy.policy_file import parse_policy
 
     targets.write_policy_keys(site)
     return targets.outcome(lambda: parse_policy(text, site / "p.yaml"))
@@ -158,7 +158,7 @@ def _generate_bundle_manifest(draw: Draw) -> bytes:
 
 def check_bundle_manifest(data: bytes, site: Path) -> bool:
     """Only the project's errors; what parses serializes back to the same manifest."""
-    from provisioner.bundle_manifest import BundleManifest
+    from provisioner.bundle.manifest import BundleManifest
 
     def run() -> None:
         manifest = BundleManifest.from_bytes(data)
@@ -173,7 +173,7 @@ def _generate_parts_list(draw: Draw) -> bytes:
 
 def check_parts_list(data: bytes, site: Path) -> bool:
     """Only the project's errors."""
-    from provisioner.bundle_archive import PartsList
+    from provisioner.archive.archive import PartsList
 
     return targets.outcome(lambda: PartsList.from_bytes(data, "parts list"))
 
@@ -185,8 +185,8 @@ def _generate_oci_manifest(draw: Draw) -> tuple[bytes, str | None]:
 
 def check_oci_manifest(value: tuple[bytes, str | None], site: Path) -> bool:
     """A mutated manifest or index, read as the verifier reads what a store serves."""
-    from offline.digests import sha256_digest
-    from offline.oci import check_manifest, referrer_descriptor
+    from offline.oci.digests import sha256_digest
+    from offline.oci.manifest import check_manifest, referrer_descriptor
 
     raw, declared = value
 

@@ -22,11 +22,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
-from offline.bundle_verify import Artifact, IdentityPolicy, KeyPolicy, SignerPolicy, verify_bundle
 from offline.errors import AirgapError
-from offline.keys import load_public_key_file
-from offline.sigbundle import parse_bundle
-from offline.trust import parse_trusted_root
+from offline.sigstore.model import parse_bundle
+from offline.sigstore.verify import Artifact, IdentityPolicy, KeyPolicy, SignerPolicy, verify_bundle
+from offline.trust.keys import load_public_key_file
+from offline.trust.root import parse_trusted_root
 from tests.bundle_factory import KeySigner, legacy_bundle
 from tests.conftest import REPO, TESTDATA
 from tests.fuzz.mutations import MISSING, as_number, get, leniently_decoded
@@ -286,7 +286,7 @@ def checkpoint_seeds() -> tuple[CheckpointSeed, ...]:
 
 
 def witness_policy(witnesses: list[Any]) -> str:
-    """A witness policy (offline/witness.py) that `witnesses` all satisfy together."""
+    """A witness policy (offline/tlog/witness.py) that `witnesses` all satisfy together."""
     lines = [f"witness {w.name} {w.vkey} https://{w.name}/" for w in witnesses]
     members = " ".join(w.name for w in witnesses)
     return "\n".join(["# fuzz seed", *lines, f"group g all {members}", "quorum g", ""])

@@ -17,20 +17,20 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import dsa, ec
 from cryptography.x509.oid import ExtensionOID, NameOID
 
-from offline.bundle_verify import Artifact, KeyPolicy, verify_bundle
-from offline.checkpoint import CheckpointError, parse_checkpoint
-from offline.entries import EntryMismatch, Signer, check_entry_body
 from offline.errors import AirgapError, UsageError, one_line
 from offline.inputs import decode_json, parse_json_object, read_input
-from offline.keys import load_public_key_file
-from offline.note import NoteError, parse_note, parse_vkey
-from offline.oci import check_manifest
-from offline.policy import parse_policy
-from offline.sigbundle import BundleFormatError, parse_bundle
-from offline.timestamps import TimestampFailure, verify_timestamps
-from offline.trust import load_certificate, parse_trusted_root
-from provisioner.bundle_archive import PartsList
-from provisioner.bundle_manifest import BundleManifest
+from offline.oci.manifest import check_manifest
+from offline.policy.policy_file import parse_policy
+from offline.sigstore.entry_body import EntryMismatch, Signer, check_entry_body
+from offline.sigstore.model import BundleFormatError, parse_bundle
+from offline.sigstore.verify import Artifact, KeyPolicy, verify_bundle
+from offline.tlog.checkpoint import CheckpointError, parse_checkpoint
+from offline.tlog.note import NoteError, parse_note, parse_vkey
+from offline.trust.keys import load_public_key_file
+from offline.trust.root import load_certificate, parse_trusted_root
+from offline.trust.timestamps import TimestampFailure, verify_timestamps
+from provisioner.archive.archive import PartsList
+from provisioner.bundle.manifest import BundleManifest
 from tests.bundle_factory import KeySigner
 from tests.fuzz import targets
 from tests.tlog_fixture import TestLog, Witness, trusted_root

@@ -5,7 +5,7 @@ whose tokens look like Kubernetes service-account tokens.
     stack = SigstoreStack(tmp_dir)
     stack.start()                         # first start creates keys, database, trees, configs
     token = stack.token("system:serviceaccount:ci:builder")
-    stack.trusted_root                    # assembled by provisioner.trustroot
+    stack.trusted_root                    # assembled by provisioner.stack.trusted_root
     stack.stop(); stack.start()           # same ports, keys, trees: nothing rotates
 
 Every key is created once, before the first start, so restarts never rotate trust. Passwords are
@@ -33,7 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
-from provisioner.trustroot import (
+from provisioner.stack.trusted_root import (
     CertificateAuthority,
     TransparencyLog,
     TrustedRootSpec,

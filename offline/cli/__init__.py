@@ -1,0 +1,1 @@
+"""The verifier's command line: the parser, shared options, and one module per command family."""

@@ -1,0 +1,35 @@
+"""Command-line options that several commands share. Nothing heavy is imported here: it runs
+when the parser is built, before any command starts.
+
+Registry credentials are not options (they would show in the process list): they come from a
+docker config.json entry for each host, or from AIRGAP_REGISTRY_USERNAME/PASSWORD for the one
+host AIRGAP_REGISTRY_HOST names (offline.oci.registry_auth)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from offline.oci.sources import RegistryOptions
+
+
+def add_registry_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--registry-ca", type=Path, metavar="FILE", help="CA bundle for registries")
+    parser.add_argument(
+        "--allow-http-registry",
+        action="append",
+        default=[],
+        metavar="HOST",
+        help="reach this registry host over plain HTTP, and accept a token service on it "
+        "over plain HTTP (repeatable); credentials go over plain HTTP only to hosts named here",
+    )
+
+
+def registry_options(args: argparse.Namespace) -> RegistryOptions:
+    from offline.oci.sources import RegistryOptions
+
+    return RegistryOptions(
+        ca_bundle=args.registry_ca, insecure_http_hosts=frozenset(args.allow_http_registry)
+    )

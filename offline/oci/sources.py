@@ -1,0 +1,104 @@
+"""From what a user typed to an image pinned by digest in the store that holds it.
+
+    with Sources(RegistryOptions(ca_bundle="ca.pem")) as sources:
+        image = sources.resolve("registry.internal/app:v1")   # or "oci:/media/bundle:app-v1"
+        image.source.fetch_manifest(image.descriptor.digest)
+
+The tag is looked up once here; `image.ref` carries the digest from then on.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from offline.oci.imageref import ImageRef, LayoutRef, parse_reference
+from offline.oci.layout import OCILayout
+from offline.oci.manifest import Descriptor, ImageSource
+from offline.oci.registry import Registry, Repository
+from offline.oci.registry_auth import Credentials
+from offline.oci.registry_http import RetryPolicy, Timeouts
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    # Credentials by registry host: each host gets its own, never another's. Hosts not named
+    # here use the environment's (for AIRGAP_REGISTRY_HOST) or their docker config entry.
+    credentials: Mapping[str, Credentials] = field(default_factory=dict)
+    ca_bundle: str | Path | None = None
+    # Hosts reached over plain HTTP; everything else is HTTPS.
+    insecure_http_hosts: frozenset[str] = frozenset()
+    retry: RetryPolicy | None = None
+    timeouts: Timeouts | None = None
+
+
+@dataclass(frozen=True)
+class ResolvedImage:
+    ref: ImageRef | LayoutRef
+    source: ImageSource
+    descriptor: Descriptor
+
+    @property
+    def digest(self) -> str:
+        return self.descriptor.digest
+
+
+class Sources:
+    """Registry clients by host (sharing connections and tokens) and layouts by directory."""
+
+    def __init__(self, options: RegistryOptions | None = None) -> None:
+        self.options = options or RegistryOptions()
+        self._registries: dict[str, Registry] = {}
+        self._layouts: dict[Path, OCILayout] = {}
+        self._lock = threading.Lock()
+
+    def registry(self, host: str) -> Registry:
+        with self._lock:
+            if host not in self._registries:
+                self._registries[host] = Registry(
+                    host,
+                    credentials=self.options.credentials.get(host),
+                    ca_bundle=self.options.ca_bundle,
+                    insecure_http=host in self.options.insecure_http_hosts,
+                    http_hosts=self.options.insecure_http_hosts,
+                    retry=self.options.retry,
+                    timeouts=self.options.timeouts,
+                )
+            return self._registries[host]
+
+    def repository(self, ref: ImageRef) -> Repository:
+        return self.registry(ref.registry).repository(ref.repository)
+
+    def layout(self, path: Path) -> OCILayout:
+        with self._lock:
+            if path not in self._layouts:
+                self._layouts[path] = OCILayout(path)
+            return self._layouts[path]
+
+    def resolve(self, reference: str | ImageRef | LayoutRef) -> ResolvedImage:
+        ref = parse_reference(reference) if isinstance(reference, str) else reference
+        if isinstance(ref, LayoutRef):
+            layout = self.layout(ref.path)
+            descriptor = layout.resolve(ref.ref) if ref.ref else layout.resolve_default()
+            return ResolvedImage(ref, layout, descriptor)
+        repository = self.repository(ref)
+        descriptor = repository.resolve(ref.reference)
+        return ResolvedImage(ref.with_digest(descriptor.digest), repository, descriptor)
+
+    def close(self) -> None:
+        for registry in self._registries.values():
+            registry.close()
+
+    def __enter__(self) -> Sources:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Policies: the policy file, attestation rules (SLSA), SBOMs and version ranges."""

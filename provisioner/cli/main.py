@@ -1,0 +1,21 @@
+"""The `airgap` command: the verifier's commands (offline/cli/main.py) plus the operator's.
+
+The operator's commands import their dependencies (the `provisioner` extra) only when run, so a
+verifier-only install still starts fast and says what to install when one of them is used.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from offline.cli import main as offline_cli
+from provisioner.cli import bundle as bundle_cli
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return offline_cli.main(argv, extensions=(bundle_cli.register,))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""bundle create: resolving images, pulling and rendering charts, and writing a bundle."""

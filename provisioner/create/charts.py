@@ -1,0 +1,622 @@
+"""Helm charts for a bundle: pulled at a pinned version, recorded by digest, and rendered to
+find every container image they run.
+
+    pulled = pull_chart(source, dest_dir)            # dest_dir/<name>-<version>.tgz
+    images = render_images(pulled.path, source)      # every image, with the resource using it
+    for line in compare_images(images, spec_images): # chart images the spec does not carry
+        ...
+
+Helm runs through pyhelm3 (`Command.run` and `Command.template`), always with a private,
+temporary HELM_CONFIG_HOME / HELM_CACHE_HOME / HELM_DATA_HOME, so nothing in the user's helm
+setup changes, no stale repository index or plugin is used, and every run starts clean. The
+helm program is the `helm` argument, else `$AIRGAP_HELM`, else `helm` on PATH.
+
+Where a chart comes from (`ChartSource`, exactly one of):
+- `repo`: an http(s) chart repository (`helm pull NAME --repo URL --version V`);
+- `oci`: `oci://host/path/NAME` (`helm pull oci://... --version V`);
+- `path`: a chart directory (`helm package`; its archive differs at every packaging because helm
+  writes the current time into it, so the recorded digest is that of the archive made now) or
+  a `.tgz` (copied as is).
+
+`values_images` is the other way to learn a chart's images when its templates are not at hand:
+it rebuilds the references from a values.yaml that follows the sigstore charts' conventions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tarfile
+import tempfile
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pyhelm3
+import yaml
+
+from offline.atomicfile import fsync_dir
+from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.inputs import read_input
+from offline.oci.digests import validate_digest
+from offline.oci.imageref import ImageRef, parse_image_ref
+
+HELM_ENV = "AIRGAP_HELM"
+# Generous: a pull of a large chart over a slow link; helm itself has no overall timeout.
+DEFAULT_TIMEOUT = 300.0
+_CHUNK = 1 << 20
+_CHART_YAML_LIMIT = 1 << 20
+# An exact version, as `--version` must get it: helm would read `^1.2` or `1.x` as a range.
+_VERSION = re.compile(r"v?\d+(?:\.\d+){0,2}(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
+_CHART_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_REASON_LIMIT = 600
+# Object kinds whose top-level `spec` is itself a pod spec.
+_POD_KINDS = frozenset({"Pod"})
+_CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
+
+_T = TypeVar("_T")
+_LOG = logging.getLogger(__name__)
+_LOG.addHandler(logging.NullHandler())
+
+
+class ChartError(AirgapError):
+    """Helm could not pull, package or render a chart; the message names the chart, its version,
+    where it comes from and helm's own reason."""
+
+    exit_code = 2
+
+
+@dataclass(frozen=True)
+class ChartSource:
+    """One chart of a bundle spec. Values files are merged in order, then `values` on top
+    (helm's own merge: mappings merge key by key, anything else replaces)."""
+
+    name: str
+    version: str
+    repo: str | None = None
+    oci: str | None = None
+    path: Path | None = None
+    values_files: tuple[Path, ...] = ()
+    values: Mapping[str, Any] = field(default_factory=dict)
+    release: str | None = None
+    namespace: str | None = None
+    digest: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _CHART_NAME.fullmatch(self.name):
+            raise UsageError(f"chart name {self.name!r} is not a chart name (letters, digits, -_.)")
+        if not _VERSION.fullmatch(self.version):
+            raise UsageError(
+                f"chart {self.name}: version {self.version!r} is not an exact version "
+                "(a range or a wildcard would not pin the chart)"
+            )
+        given = [k for k in ("repo", "oci", "path") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise UsageError(
+                f"chart {self.name} {self.version}: give exactly one of repo, oci, path "
+                f"(got {', '.join(given) if given else 'none'})"
+            )
+        if self.repo is not None and not re.match(r"https?://[^/\s]+", self.repo):
+            raise UsageError(
+                f"chart {self.name} {self.version}: repo {self.repo!r} is not an http(s) URL"
+            )
+        if self.oci is not None:
+            _check_oci(self.name, self.version, self.oci)
+        if self.path is not None:
+            object.__setattr__(self, "path", Path(self.path))
+        object.__setattr__(self, "values_files", tuple(Path(p) for p in self.values_files))
+        if self.digest is not None:
+            validate_digest(self.digest, f"chart {self.name} {self.version}: digest")
+            if self.path is not None and not str(self.path).endswith(".tgz"):
+                raise UsageError(
+                    f"chart {self.name} {self.version}: a digest cannot pin a chart directory "
+                    "(helm package stamps the time into every archive); pin a packaged .tgz"
+                )
+
+    @property
+    def location(self) -> str:
+        """Where the chart comes from, as messages show it."""
+        return str(self.repo or self.oci or self.path)
+
+    @property
+    def label(self) -> str:
+        return f"chart {self.name} {self.version} from {self.location}"
+
+
+@dataclass(frozen=True)
+class PulledChart:
+    """A chart archive in place: `path` is `<dest_dir>/<name>-<version>.tgz`, `digest` the
+    sha256 of its bytes."""
+
+    name: str
+    version: str
+    digest: str
+    path: Path
+
+
+@dataclass(frozen=True, order=True)
+class ChartImage:
+    """An image a rendered chart runs: `resource` is `Kind/name`, `chart` is `name-version`."""
+
+    image: str
+    resource: str
+    container: str
+    chart: str
+
+
+def resolve_helm(helm: str | os.PathLike[str] | None = None) -> str:
+    """The helm program to run: `helm`, else $AIRGAP_HELM, else `helm` on PATH."""
+    wanted = os.fspath(helm) if helm is not None else os.environ.get(HELM_ENV) or "helm"
+    found = shutil.which(wanted)
+    if found is None:
+        raise UsageError(
+            f"helm program {wanted!r} not found: install helm 3, or set {HELM_ENV} to its path"
+        )
+    found = os.path.abspath(found)
+    if "=" in found:
+        # `env` would read it as a variable assignment (see _Helm).
+        raise UsageError(f"helm program path {found!r} contains '=': move or link it elsewhere")
+    return found
+
+
+def pull_chart(
+    source: ChartSource,
+    dest_dir: Path,
+    *,
+    helm: str | os.PathLike[str] | None = None,
+    ca_file: Path | None = None,
+    plain_http: bool = False,
+    registry_config: Path | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> PulledChart:
+    """Fetch `source` into `dest_dir/<name>-<version>.tgz` (atomically) and record its digest.
+
+    `ca_file` verifies an https repository or registry; `plain_http` talks plain HTTP to an OCI
+    registry; `registry_config` is a helm registry config (from `helm registry login`) holding
+    the OCI credentials. The archive's own Chart.yaml must name the same chart and version, and
+    with `source.digest` set the archive must hash to it.
+    """
+    program = resolve_helm(helm)
+    dest_dir = Path(dest_dir)
+    dest_dir.mkdir(parents=True, exist_ok=True)
+    for given, what in ((ca_file, "CA file"), (registry_config, "registry config")):
+        if given is not None and not Path(given).is_file():
+            raise UsageError(f"{source.label}: {what} {given} is not a file")
+    # The work directory sits in dest_dir, so the final rename stays on one file system.
+    with tempfile.TemporaryDirectory(dir=dest_dir, prefix=".pull-") as work_dir:
+        work = Path(work_dir)
+        out = work / "out"
+        out.mkdir()
+        command = _Helm(program, work / "helm-home", registry_config=registry_config)
+        if source.path is not None:
+            archive = _local_archive(source, source.path, out, command, timeout)
+        else:
+            args = _pull_args(source, out, ca_file=ca_file, plain_http=plain_http)
+            _run(source, command.run(args), timeout)
+            archive = _single_archive(source, out)
+        digest = _file_digest(archive)
+        if source.digest is not None and digest != source.digest:
+            raise VerificationFailure(
+                f"{source.label}: the archive is {digest}, the spec pins {source.digest}"
+            )
+        _check_chart_yaml(source, archive)
+        final = dest_dir / f"{source.name}-{source.version}.tgz"
+        with open(archive, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(archive, final)
+        fsync_dir(dest_dir)
+    return PulledChart(name=source.name, version=source.version, digest=digest, path=final)
+
+
+def render_images(
+    chart_tgz: Path,
+    source: ChartSource,
+    *,
+    helm: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[ChartImage]:
+    """Every container image of the chart rendered with the source's values, sorted, one entry
+    per (image, resource, container). Hooks (Jobs, test Pods) are rendered too: they run."""
+    program = resolve_helm(helm)
+    values = merged_values(source)
+    try:
+        json.dumps(values)  # what pyhelm3 sends helm on stdin
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{source.label}: values cannot be given to helm: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="airgap-helm-") as home:
+        command = _Helm(program, Path(home) / "helm-home")
+
+        async def template() -> list[Any]:
+            documents = await command.template(
+                source.release or source.name,
+                Path(chart_tgz),
+                values,
+                namespace=source.namespace,
+            )
+            # pyhelm3 returns a lazy yaml.load_all: parse everything inside the error handling.
+            return list(documents)
+
+        try:
+            documents = _run(source, template(), timeout)
+        except yaml.YAMLError as exc:
+            raise ChartError(
+                f"{source.label}: helm's output is not YAML: {_one_line(exc)}"
+            ) from exc
+    chart = f"{source.name}-{source.version}"
+    found = {
+        ChartImage(image=image, resource=resource, container=container, chart=chart)
+        for document in documents
+        for resource, container, image in _manifest_images(document)
+    }
+    return sorted(found)
+
+
+def compare_images(chart_images: Sequence[ChartImage], spec_images: Sequence[str]) -> list[str]:
+    """One message per chart image that no spec image provides (empty: the spec covers the
+    charts). References compare normalized (`docker.io/library/x:latest` is `x`); an image
+    rendered with a digest needs a spec entry with that digest, a tag-only image one with the
+    same repository and tag. Spec images no chart uses are fine."""
+    spec = [parse_image_ref(text) for text in spec_images]
+    missing: dict[tuple[str, str], list[str]] = {}
+    for item in chart_images:
+        try:
+            ref = parse_image_ref(item.image)
+        except UsageError as exc:
+            missing.setdefault((item.chart, item.image), []).append(
+                f"{item.resource} container {item.container}; invalid reference: {exc}"
+            )
+            continue
+        if not any(_provides(candidate, ref) for candidate in spec):
+            missing.setdefault((item.chart, item.image), []).append(
+                f"{item.resource} container {item.container}"
+            )
+    return [
+        f"chart {chart}: image {image} is not in the spec's images (used by {'; '.join(users)})"
+        for (chart, image), users in sorted(missing.items())
+    ]
+
+
+def _provides(spec: ImageRef, rendered: ImageRef) -> bool:
+    """Whether spec entry `spec` carries the image `rendered` names."""
+    if spec.name != rendered.name:
+        return False
+    if rendered.digest is not None:
+        return spec.digest == rendered.digest
+    # A tag-only image: the spec entry for that tag (usually pinned by a digest as well).
+    return spec.tag == rendered.tag
+
+
+def values_images(values: Mapping[str, Any], *, app_version: str | None = None) -> list[str]:
+    """The image references a values.yaml holds, in file order, without repeats; see
+    `values_image_keys` for the conventions read."""
+    seen: dict[str, None] = {}
+    for _key, image in values_image_keys(values, app_version=app_version):
+        seen.setdefault(image, None)
+    return list(seen)
+
+
+def values_image_keys(
+    values: Mapping[str, Any], *, app_version: str | None = None
+) -> list[tuple[str, str]]:
+    """(dotted key, image) for every image a values.yaml describes, disabled features included.
+
+    The sigstore charts' conventions (reference/charts.md §1.2), and the common generic ones:
+    - `{registry, repository, version}`: `registry/repository@version` when version starts with
+      `sha256:`, else `registry/repository:version` (so `v1@sha256:...` gives `repo:v1@sha256:...`);
+      tuf puts these keys directly under `deployment`;
+    - policy-controller: `{repository, version}` with the registry inside repository;
+    - rekor-tiles / ctlog-tiles: `{registry, repository, flavor, version, <flavor>SHA}` gives
+      `registry/repository/flavor:version@<flavorSHA>`;
+    - `{[registry,] repository, tag [, digest]}` (a digest wins over the tag; an empty tag is
+      the chart's appVersion when `app_version` is given, as most charts' helpers do);
+    - `image: "full reference"`.
+    A dict without a version, tag or digest is not a complete image and is left out.
+    """
+    found: list[tuple[str, str]] = []
+    _walk_values(values, "", found, app_version)
+    return found
+
+
+def merged_values(source: ChartSource) -> dict[str, Any]:
+    """The source's values files merged in order, then its inline values, as helm merges them."""
+    merged: dict[str, Any] = {}
+    for path in source.values_files:
+        merged = _merge(merged, _read_values_file(source, path))
+    return _merge(merged, dict(source.values))
+
+
+# --- helm through pyhelm3 ------------------------------------------------------------------
+
+
+class _Helm(pyhelm3.Command):  # type: ignore[misc]  # pyhelm3 has no type information
+    """pyhelm3's Command with a private helm home. pyhelm3 runs `helm` through a shell with this
+    process's environment and takes no environment of its own, so each command becomes
+    `exec env -u HELM_... HELM_...=... helm ...`: the settings reach helm without touching
+    os.environ, and `exec` makes helm the shell's own process, so that pyhelm3's terminate on
+    a timeout stops helm itself rather than only the shell (dash forks for `sh -c`)."""
+
+    def __init__(self, helm: str, home: Path, *, registry_config: Path | None = None) -> None:
+        super().__init__(executable="exec")
+        # pyhelm3 logs every failed command as a warning, which Python's last-resort handler
+        # would print to stderr: our one-line error says it, so log quietly unless configured.
+        self._logger = _LOG
+        settings = {
+            "HELM_CONFIG_HOME": home / "config",
+            "HELM_CACHE_HOME": home / "cache",
+            "HELM_DATA_HOME": home / "data",
+            # Set too: a user's own HELM_REPOSITORY_CONFIG etc. would override the homes.
+            "HELM_REGISTRY_CONFIG": registry_config or home / "config" / "registry" / "config.json",
+            "HELM_REPOSITORY_CONFIG": home / "config" / "repositories.yaml",
+            "HELM_REPOSITORY_CACHE": home / "cache" / "repository",
+            "HELM_PLUGINS": home / "data" / "plugins",
+        }
+        unset = sorted(k for k in os.environ if k.startswith("HELM_") and k not in settings)
+        self._prefix: list[str] = [
+            shutil.which("env") or "/usr/bin/env",
+            *(arg for name in unset for arg in ("-u", name)),
+            *(f"{name}={os.fspath(value)}" for name, value in settings.items()),
+            helm,
+        ]
+
+    async def run(self, command: list[Any], input: bytes | None = None) -> bytes:
+        result: bytes = await super().run([*self._prefix, *command], input)
+        return result
+
+
+def _run(source: ChartSource, coroutine: Coroutine[Any, Any, _T], timeout: float) -> _T:
+    """Run one helm coroutine to its end; helm's failures become one-line ChartErrors."""
+    try:
+        return asyncio.run(asyncio.wait_for(coroutine, timeout))
+    except TimeoutError as exc:
+        raise ChartError(f"{source.label}: helm did not finish within {timeout:g} s") from exc
+    except pyhelm3.errors.Error as exc:
+        raise ChartError(f"{source.label}: {_helm_reason(exc.stderr, exc.returncode)}") from exc
+
+
+def _helm_reason(stderr: bytes, returncode: int) -> str:
+    """helm's stderr as one line: `Error: ` prefixes and warnings dropped."""
+    lines = [line.strip() for line in stderr.decode(errors="replace").splitlines()]
+    lines = [line for line in lines if line]
+    noise = ("WARNING:", "walk.go:", "Use --debug flag")
+    errors = [line for line in lines if not line.startswith(noise)] or lines
+    reason = "; ".join(line.removeprefix("Error: ") for line in errors)
+    if not reason:
+        return f"helm exited with status {returncode} and said nothing"
+    return reason if len(reason) <= _REASON_LIMIT else reason[: _REASON_LIMIT - 3] + "..."
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _pull_args(
+    source: ChartSource, out: Path, *, ca_file: Path | None, plain_http: bool
+) -> list[str]:
+    if source.repo is not None:
+        args = ["pull", source.name, "--repo", source.repo]
+    else:
+        assert source.oci is not None
+        args = ["pull", source.oci]
+        if plain_http:
+            args.append("--plain-http")
+    args += ["--version", source.version, "--destination", str(out)]
+    if ca_file is not None:
+        args += ["--ca-file", str(ca_file)]
+    return args
+
+
+def _local_archive(
+    source: ChartSource, path: Path, out: Path, command: _Helm, timeout: float
+) -> Path:
+    if path.is_dir():
+        _run(source, command.run(["package", str(path), "--destination", str(out)]), timeout)
+        return _single_archive(source, out)
+    if not path.is_file():
+        raise UsageError(f"{source.label}: no such chart directory or .tgz file")
+    archive = out / path.name
+    try:
+        shutil.copyfile(path, archive)
+    except OSError as exc:
+        raise UsageError(f"{source.label}: cannot read it: {exc.strerror or exc}") from exc
+    return archive
+
+
+def _single_archive(source: ChartSource, out: Path) -> Path:
+    archives = sorted(out.glob("*.tgz"))
+    if len(archives) != 1:
+        names = ", ".join(p.name for p in out.iterdir()) or "nothing"
+        raise ChartError(f"{source.label}: expected one chart archive from helm, got {names}")
+    return archives[0]
+
+
+def _file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(_CHUNK):
+            digest.update(chunk)
+    return f"sha256:{digest.hexdigest()}"
+
+
+def _check_chart_yaml(source: ChartSource, archive: Path) -> None:
+    """The archive's top-level Chart.yaml must name the chart and version asked for."""
+    metadata = _read_chart_yaml(source, archive)
+    name, version = metadata.get("name"), str(metadata.get("version", ""))
+    if name != source.name or version.removeprefix("v") != source.version.removeprefix("v"):
+        raise VerificationFailure(
+            f"{source.label}: the archive's Chart.yaml says {name} {version or '(no version)'}"
+        )
+
+
+def _read_chart_yaml(source: ChartSource, archive: Path) -> dict[str, Any]:
+    try:
+        # Streamed, stopping at the first `<top>/Chart.yaml` (helm writes it first); nothing
+        # is extracted to disk.
+        with tarfile.open(archive, "r:gz") as tar:
+            for member in tar:
+                parts = member.name.split("/")
+                if len(parts) == 2 and parts[1] == "Chart.yaml" and member.isfile():
+                    if member.size > _CHART_YAML_LIMIT:
+                        break
+                    f = tar.extractfile(member)
+                    assert f is not None
+                    metadata = yaml.safe_load(f.read())
+                    if isinstance(metadata, dict):
+                        return metadata
+                    break
+    except (tarfile.TarError, OSError, EOFError, yaml.YAMLError) as exc:
+        raise VerificationFailure(
+            f"{source.label}: not a readable chart archive: {_one_line(exc)}"
+        ) from exc
+    raise VerificationFailure(f"{source.label}: the archive has no readable top-level Chart.yaml")
+
+
+def _check_oci(name: str, version: str, ref: str) -> None:
+    where = f"chart {name} {version}: oci {ref!r}"
+    if not ref.startswith("oci://"):
+        raise UsageError(f"{where} must start with oci://")
+    host, _, path = ref.removeprefix("oci://").partition("/")
+    last = path.rsplit("/", 1)[-1]
+    if not host or not path:
+        raise UsageError(f"{where} must be oci://HOST/PATH/{name}")
+    if ":" in last or "@" in last:
+        raise UsageError(f"{where}: give the version in `version`, not in the reference")
+    if last != name:
+        raise UsageError(f"{where} must end with /{name} (helm push names the repository so)")
+
+
+# --- values ------------------------------------------------------------------------------
+
+
+class _ValuesLoader(yaml.SafeLoader):
+    """YAML as helm reads values: dates stay strings (helm converts YAML to JSON, which has no
+    dates), so the merged values can go to helm as JSON."""
+
+
+_ValuesLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+def _read_values_file(source: ChartSource, path: Path) -> dict[str, Any]:
+    text = read_input(path, f"{source.label}: values file").decode("utf-8", errors="replace")
+    try:
+        document = yaml.load(text, Loader=_ValuesLoader)
+    except yaml.YAMLError as exc:
+        raise UsageError(
+            f"{source.label}: values file {path} is not valid YAML: {_one_line(exc)}"
+        ) from exc
+    if document is None:
+        return {}
+    if not isinstance(document, dict):
+        raise UsageError(f"{source.label}: values file {path} must hold a mapping")
+    return document
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    """helm's mergeMaps: mappings merge recursively, anything else (null too) replaces."""
+    out = dict(base)
+    for key, value in override.items():
+        current = out.get(key)
+        if isinstance(value, Mapping) and isinstance(current, Mapping):
+            out[key] = _merge(current, value)
+        else:
+            out[key] = value
+    return out
+
+
+def _walk_values(
+    node: Any, path: str, found: list[tuple[str, str]], app_version: str | None
+) -> None:
+    if isinstance(node, Mapping):
+        image = _image_from_dict(node, app_version)
+        if image is not None:
+            found.append((path, image))
+        for key, value in node.items():
+            child = f"{path}.{key}" if path else str(key)
+            if key == "image" and isinstance(value, str):
+                if value.strip():
+                    found.append((child, value.strip()))
+            else:
+                _walk_values(value, child, found, app_version)
+    elif isinstance(node, list):
+        for index, value in enumerate(node):
+            _walk_values(value, f"{path}[{index}]", found, app_version)
+
+
+def _image_from_dict(node: Mapping[str, Any], app_version: str | None) -> str | None:
+    def text(key: str) -> str:
+        value = node.get(key)
+        return str(value).strip() if isinstance(value, str | int | float) else ""
+
+    repository = text("repository")
+    if not repository:
+        return None
+    registry = text("registry")
+    name = f"{registry}/{repository}" if registry else repository
+    flavor, version = text("flavor"), text("version")
+    if flavor and version and text(f"{flavor}SHA"):
+        return f"{name}/{flavor}:{version}@{text(f'{flavor}SHA')}"
+    if version:
+        return f"{name}@{version}" if version.startswith("sha256:") else f"{name}:{version}"
+    digest, tag = text("digest"), text("tag")
+    if digest:
+        return f"{name}@{digest}"
+    if tag:
+        return f"{name}:{tag}"
+    if "tag" in node and app_version:
+        return f"{name}:{app_version}"
+    return None
+
+
+# --- rendered manifests ------------------------------------------------------------------
+
+
+def _manifest_images(document: Any) -> Iterator[tuple[str, str, str]]:
+    """(resource, container, image) for every container of every pod spec in `document`."""
+    if not isinstance(document, Mapping):
+        return
+    kind = str(document.get("kind") or "?")
+    if kind.endswith("List") and isinstance(document.get("items"), list):
+        for item in document["items"]:
+            yield from _manifest_images(item)
+        return
+    metadata = document.get("metadata")
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    resource = f"{kind}/{name or '?'}"
+    for pod_spec in _pod_specs(kind, document):
+        for list_name in _CONTAINER_LISTS:
+            containers = pod_spec.get(list_name)
+            if not isinstance(containers, list):
+                continue
+            for container in containers:
+                if isinstance(container, Mapping) and container.get("image") not in (None, ""):
+                    label = str(container.get("name") or "?")
+                    yield resource, label, str(container["image"]).strip()
+
+
+def _pod_specs(kind: str, document: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
+    """Pod specs of an object: a Pod's spec, a pod template's spec (Deployment, StatefulSet,
+    DaemonSet, ReplicaSet, Job, and any custom kind shaped the same), a CronJob's job
+    template's, a PodTemplate's."""
+
+    def dig(node: Any, *keys: str) -> Mapping[str, Any] | None:
+        for key in keys:
+            if not isinstance(node, Mapping):
+                return None
+            node = node.get(key)
+        return node if isinstance(node, Mapping) else None
+
+    candidates = [
+        dig(document, "spec") if kind in _POD_KINDS else None,
+        dig(document, "spec", "template", "spec"),
+        dig(document, "spec", "jobTemplate", "spec", "template", "spec"),
+        dig(document, "template", "spec") if kind == "PodTemplate" else None,
+    ]
+    yield from (spec for spec in candidates if spec is not None)

@@ -1,0 +1,1 @@
+"""The private Sigstore stack: the trusted root assembled from its keys (install comes next)."""

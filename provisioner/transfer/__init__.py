@@ -1,0 +1,1 @@
+"""Moving bundles across the gap: resumable SFTP push to a bastion."""
