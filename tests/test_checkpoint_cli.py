@@ -179,7 +179,7 @@ def test_add_enforces_a_witness_policy(site: Site) -> None:
 
 
 def test_add_without_any_trusted_root_says_how_to_give_one(site: Site) -> None:
-    with pytest.raises(UsageError, match="no trusted root: pass --trusted-root FILE"):
+    with pytest.raises(UsageError, match="no trusted root: give the command one"):
         run("add", str(site.write("cp", site.log.checkpoint(5))), "--checkpoints", "x")
 
 

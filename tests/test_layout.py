@@ -39,6 +39,21 @@ def test_offline_never_imports_provisioner() -> None:
     assert not offenders
 
 
+def test_no_library_module_imports_a_command_line_module() -> None:
+    """The command line is the top layer: what a command and the library both need lives in the
+    library (offline/verifier.py for what `verify` and `bundle create` share)."""
+    offenders = [
+        f"{path.relative_to(REPO)} imports {name}"
+        for package in ("offline", "provisioner")
+        for path in (REPO / package).rglob("*.py")
+        if "cli" not in path.relative_to(REPO).parts
+        for name in _imported_modules(path)
+        if name in ("offline.cli", "provisioner.cli")
+        or name.startswith(("offline.cli.", "provisioner.cli."))
+    ]
+    assert not offenders
+
+
 def test_the_verifier_needs_no_provisioner_extra() -> None:
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     base = {

@@ -137,23 +137,15 @@ def _store(args: argparse.Namespace, trusted_root: TrustedRoot | None) -> Checkp
 
 
 def _optional_trusted_root(args: argparse.Namespace) -> TrustedRoot | None:
-    from offline.trust.root import default_trusted_root_path
+    from offline.trust.root import find_optional_trusted_root
 
-    if args.trusted_root is None and default_trusted_root_path() is None:
-        return None
-    return _trusted_root(args)
+    return find_optional_trusted_root(args.trusted_root)
 
 
 def _trusted_root(args: argparse.Namespace) -> TrustedRoot:
-    from offline.trust.root import default_trusted_root_path, load_trusted_root
+    from offline.trust.root import find_trusted_root
 
-    path = args.trusted_root or default_trusted_root_path()
-    if path is None:
-        raise UsageError(
-            "no trusted root: pass --trusted-root FILE or set AIRGAP_TRUSTED_ROOT "
-            "(`airgap trust` installs one)"
-        )
-    return load_trusted_root(path)
+    return find_trusted_root(args.trusted_root)
 
 
 def _witness_policy(args: argparse.Namespace) -> WitnessPolicy | None:

@@ -61,12 +61,9 @@ def run_fetch(args: argparse.Namespace) -> int:
     from offline.sigstore.proofs import complete_bundle
     from offline.tlog.checkpoint_store import CheckpointStore
     from offline.tlog.rekor_client import RekorClient
-    from offline.trust.root import default_trusted_root_path, load_trusted_root
+    from offline.trust.root import find_trusted_root
 
-    path = args.trusted_root or default_trusted_root_path()
-    if path is None:
-        raise UsageError("no trusted root: pass --trusted-root FILE or set AIRGAP_TRUSTED_ROOT")
-    trusted_root = load_trusted_root(path)
+    trusted_root = find_trusted_root(args.trusted_root)
     if args.out is not None and not args.out.is_dir():
         raise UsageError(f"output directory {args.out} does not exist")
     bundles = [Path(t) for t in args.targets if _names_a_bundle(t)]

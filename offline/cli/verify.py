@@ -12,11 +12,9 @@ verifies, 1 when any fails its policy, 2 for bad input or an unreachable registr
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,9 +22,8 @@ from offline.cli.options import add_registry_options, registry_options
 from offline.errors import UsageError
 
 if TYPE_CHECKING:
-    from offline.images.verify import ImageRequirements, ImageResult
+    from offline.images.verify import ImageResult
     from offline.policy.policy_file import ImagePolicy
-    from offline.tlog.entry import VerifiedEntry
 
 
 def register(commands: Any) -> None:
@@ -102,36 +99,13 @@ def _flags_policy(args: argparse.Namespace) -> ImagePolicy:
     )
 
 
-def requirements_for(
-    policy: ImagePolicy, extra_attestations: list[str], checkpoint_age: Any
-) -> ImageRequirements:
-    from offline.images.verify import AttestationRequirement, ImageRequirements
-    from offline.policy.attestations import AttestationRule, check_statement, resolve_predicate_type
-
-    rules = list(policy.attestations)
-    for name in extra_attestations:
-        rules.append(AttestationRule(predicate_type=resolve_predicate_type(name)))
-    return ImageRequirements(
-        signers=policy.signer_policy(),
-        attestations=[
-            AttestationRequirement(r.predicate_type, functools.partial(check_statement, r))
-            for r in rules
-        ],
-        require_tlog=policy.tlog == "required",
-        max_checkpoint_age=policy.max_checkpoint_age,
-        checkpoint_age=checkpoint_age,
-    )
-
-
 def run(args: argparse.Namespace) -> int:
     from offline.images.image_list import parse_image_list
-    from offline.images.verify import ImageResult, ImageVerifier
+    from offline.images.verify import ImageResult
     from offline.inputs import read_input
     from offline.oci.sources import Sources
     from offline.policy.policy_file import load_policy_file
-    from offline.tlog.pinning import make_pinner, open_store
-    from offline.tlog.witness import load_witness_policy
-    from offline.trust.root import default_trusted_root_path, load_trusted_root
+    from offline.verifier import Verifier
 
     images = list(args.images)
     if args.images_from is not None:
@@ -158,25 +132,15 @@ def run(args: argparse.Namespace) -> int:
         flags_policy = _flags_policy(args)
         policies = dict.fromkeys(images, flags_policy)
 
-    trusted_root_path = args.trusted_root or default_trusted_root_path()
-    trusted_root = None
-    if trusted_root_path is not None:
-        trusted_root = load_trusted_root(trusted_root_path)
-    elif any(p.needs_trusted_root for p in policies.values() if p is not None):
-        raise UsageError("no trusted root: pass --trusted-root, or set $AIRGAP_TRUSTED_ROOT")
-    # Otherwise every signer is a key and the log is ignored: nothing to check needs one.
-    witness_policy = load_witness_policy(args.witness_policy) if args.witness_policy else None
-    store = open_store(args.checkpoints, trusted_root)
-
-    def checkpoint_age(entry: VerifiedEntry) -> timedelta | None:
-        origin = entry.checkpoint.origin if entry.checkpoint else None
-        added = store.newest_added(entry.log.log_id, origin)
-        return None if added is None else datetime.now(UTC) - added
-
-    verifiers = {}
-    for mode in {p.pinning if p else None for p in policies.values()}:
-        pin_mode = args.pinning or mode
-        verifiers[mode] = ImageVerifier(trusted_root, make_pinner(store, pin_mode), witness_policy)
+    # Without a policy that needs one (every signer a key, the log ignored), no trusted root.
+    verifier = Verifier.open(
+        trusted_root=args.trusted_root,
+        checkpoints=args.checkpoints,
+        witness_policy=args.witness_policy,
+        needs_trusted_root=any(p.needs_trusted_root for p in policies.values() if p is not None),
+        pinning=args.pinning,
+        extra_attestations=args.attestation,
+    )
 
     options = registry_options(args)
 
@@ -186,8 +150,7 @@ def run(args: argparse.Namespace) -> int:
             result = ImageResult(image)
             result.fail("policy", f"no policy in {args.policy} matches {image}")
             return result
-        req = requirements_for(policy, args.attestation, checkpoint_age)
-        return verifiers[policy.pinning].verify(sources, image, req)
+        return verifier.verify_image(sources, image, policy)
 
     with Sources(options) as sources, ThreadPoolExecutor(max_workers=args.jobs) as pool:
         results = list(pool.map(one, images))

@@ -13,9 +13,12 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offline.errors import UsageError
+
+if TYPE_CHECKING:
+    from offline.sigstore.verify import SignerPolicy
 
 PINNING_MODES = ("require", "warn", "off")
 
@@ -58,7 +61,7 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _policy(args: argparse.Namespace) -> Any:
+def _policy(args: argparse.Namespace) -> SignerPolicy:
     from offline.sigstore.verify import IdentityPolicy, KeyPolicy
     from offline.trust.keys import load_public_key_file
 
@@ -76,28 +79,19 @@ def _policy(args: argparse.Namespace) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from offline.sigstore.model import load_bundle
-    from offline.sigstore.verify import Artifact, verify_bundle
-    from offline.tlog.pinning import make_pinner, open_store
-    from offline.trust.root import default_trusted_root_path, load_trusted_root
+    from offline.sigstore.verify import Artifact
+    from offline.verifier import Verifier
 
     policy = _policy(args)
-    trusted_root_path = args.trusted_root or default_trusted_root_path()
-    if trusted_root_path is None:
-        raise UsageError(
-            "no trusted root: pass --trusted-root, set $AIRGAP_TRUSTED_ROOT, or install one "
-            "with `airgap trust`"
-        )
-    trusted_root = load_trusted_root(trusted_root_path)
+    verifier = Verifier.open(
+        trusted_root=args.trusted_root,
+        checkpoints=args.checkpoints,
+        witness_policy=args.witness_policy,
+        pinning=args.pinning,
+    )
     bundle = load_bundle(args.bundle)
     artifact = Artifact.from_argument(args.artifact)
-    pinner = make_pinner(open_store(args.checkpoints, trusted_root), args.pinning)
-    witness_policy = None
-    if args.witness_policy is not None:
-        from offline.tlog.witness import load_witness_policy
-
-        witness_policy = load_witness_policy(args.witness_policy)
-
-    result = verify_bundle(bundle, artifact, trusted_root, policy, pinner, witness_policy)
+    result = verifier.verify_artifact(bundle, artifact, policy)
 
     if args.output == "json":
         print(

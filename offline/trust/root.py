@@ -271,12 +271,36 @@ def load_trusted_root(path: str | Path) -> TrustedRoot:
     return parse_trusted_root(read_input(path, "trusted root"), path)
 
 
-def default_trusted_root_path() -> Path | None:
-    """$AIRGAP_TRUSTED_ROOT, else trusted_root.json in the airgap data directory if present."""
+def _data_dir_trusted_root() -> Path:
+    from platformdirs import user_data_path
+
+    return user_data_path("airgap") / "trusted_root.json"
+
+
+def locate_trusted_root(given: Path | None) -> Path | None:
+    """The trusted root a run uses: `given`, else $AIRGAP_TRUSTED_ROOT, else trusted_root.json in
+    airgap's data directory if present; None when there is none."""
+    if given is not None:
+        return given
     env = os.environ.get(TRUSTED_ROOT_ENV)
     if env:
         return Path(env)
-    from platformdirs import user_data_path
-
-    candidate = user_data_path("airgap") / "trusted_root.json"
+    candidate = _data_dir_trusted_root()
     return candidate if candidate.exists() else None
+
+
+def find_trusted_root(given: Path | None) -> TrustedRoot:
+    """The trusted root `locate_trusted_root` names, loaded; a one-line error when there is none."""
+    path = locate_trusted_root(given)
+    if path is None:
+        raise UsageError(
+            f"no trusted root: give the command one (a trusted_root.json), set "
+            f"${TRUSTED_ROOT_ENV} to one, or copy one to {_data_dir_trusted_root()}"
+        )
+    return load_trusted_root(path)
+
+
+def find_optional_trusted_root(given: Path | None) -> TrustedRoot | None:
+    """The trusted root `locate_trusted_root` names, loaded, or None when there is none."""
+    path = locate_trusted_root(given)
+    return None if path is None else load_trusted_root(path)

@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from offline.atomicfile import atomic_write, fsync_dir
 from offline.errors import AirgapError, UsageError, VerificationFailure
@@ -66,9 +66,6 @@ from provisioner.bundle.spec import BundleSpec, FileSpec, ImageSpec
 from provisioner.copy.inventory import Inventory
 from provisioner.copy.layout import DeltaView, RepositoryView
 from provisioner.copy.mirror import MirrorReport, Progress, mirror_image
-
-if TYPE_CHECKING:
-    from offline.tlog.entry import VerifiedEntry
 
 # How a note about the create reaches the user (warnings; the CLI prints them on stderr).
 Warn = Callable[[str], None]
@@ -261,22 +258,14 @@ def _verify_images(
     spec: BundleSpec, resolved: list[ImageRef], options: RegistryOptions | None
 ) -> None:
     """Every image, by the digest that will be carried, against the spec's policy."""
-    from offline.cli.verify import requirements_for
-    from offline.images.verify import ImageVerifier
     from offline.policy.policy_file import load_policy_file
-    from offline.tlog.pinning import make_pinner, open_store
-    from offline.trust.root import load_trusted_root
+    from offline.verifier import Verifier
 
     assert spec.verify is not None
     policy_file = load_policy_file(spec.verify.policy)
-    trusted_root = load_trusted_root(spec.verify.trusted_root)
-    store = open_store(spec.verify.checkpoints, trusted_root)
-
-    def checkpoint_age(entry: VerifiedEntry) -> Any:
-        origin = entry.checkpoint.origin if entry.checkpoint else None
-        added = store.newest_added(entry.log.log_id, origin)
-        return None if added is None else datetime.now(UTC) - added
-
+    verifier = Verifier.open(
+        trusted_root=spec.verify.trusted_root, checkpoints=spec.verify.checkpoints
+    )
     failures = []
     with Sources(options) as sources:
         for ref in resolved:
@@ -285,8 +274,7 @@ def _verify_images(
             if policy is None:
                 failures.append(f"{ref}: no policy in {spec.verify.policy} matches it")
                 continue
-            verifier = ImageVerifier(trusted_root, make_pinner(store, policy.pinning), None)
-            result = verifier.verify(sources, name, requirements_for(policy, [], checkpoint_age))
+            result = verifier.verify_image(sources, name, policy)
             if not result.verified:
                 failures.append(f"{ref}: {result.first_failure()}")
     if failures:
