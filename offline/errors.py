@@ -1,4 +1,6 @@
-"""Errors a user can hit. Each one prints as a single line and maps to an exit code."""
+"""Errors a user can hit. Each one prints as a single line, and its class says the exit code:
+2 for bad input (UsageError) or a failing environment (EnvironmentFailure), 1 for material that
+does not verify (VerificationFailure)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,13 @@ class AirgapError(Exception):
 
 class UsageError(AirgapError):
     """Bad input: a missing file, malformed JSON, an unknown media type, a wrong key type."""
+
+    exit_code = 2
+
+
+class EnvironmentFailure(AirgapError):
+    """Something around the input failed, not the input: a host unreachable, an SSH login
+    refused, Fulcio or Rekor down. No verdict on the material; run again once it is fixed."""
 
     exit_code = 2
 

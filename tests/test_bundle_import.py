@@ -540,6 +540,7 @@ def test_a_registry_that_fails_for_good_fails_clearly_with_no_tag_written(
     message = str(failure.value)
     assert "\n" not in message and "HTTP 503" in message
     assert "no image was tagged (rerun to resume)" in message
+    assert failure.value.exit_code == 2  # the registry failed, not the bundle: exit 2
     for name in bundle.images:
         assert tags_of(referrers_registry, f"{prefix}/{bundle.source_path(name)}") == []
     assert not (tmp_path / "mapping.json").exists()

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.errors import EnvironmentFailure, UsageError, VerificationFailure
 
 if TYPE_CHECKING:
     from sigstore.models import ClientTrustConfig
@@ -42,10 +42,8 @@ KEYLESS_SUFFIX = ".sigstore.json"
 SIGN_TIMEOUT = 120.0
 
 
-class KeylessSigningError(AirgapError):
+class KeylessSigningError(EnvironmentFailure):
     """Fulcio or Rekor could not be reached, or refused: nothing was signed."""
-
-    exit_code = 1
 
 
 @dataclass(frozen=True)

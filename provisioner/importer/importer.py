@@ -103,9 +103,23 @@ _MOUNT_SEARCH_LIMIT = 200
 
 
 class ImportFailed(AirgapError):
-    """The import stopped: one line naming the image and the cause; rerun to resume."""
+    """The import stopped: one line naming the image and the cause; rerun to resume. Exit 1:
+    the cause is material that does not verify."""
 
     exit_code = 1
+
+
+class ImportInterrupted(ImportFailed):
+    """The import stopped on bad input or its environment (a registry unreachable, a full disk),
+    not on the material: exit 2, as the cause alone would."""
+
+    exit_code = 2
+
+
+def _stopped(message: str, cause: AirgapError) -> ImportFailed:
+    """The import failure for `cause`: its exit code follows the cause's class."""
+    kind = ImportFailed if cause.exit_code == VerificationFailure.exit_code else ImportInterrupted
+    return kind(message)
 
 
 # ------------------------------------------------------------------------- stores and views
@@ -769,8 +783,8 @@ class _Import:
             for deferred in self.deferred:
                 deferred.sink.finish(deferred)
         except AirgapError as exc:
-            raise ImportFailed(
-                f"importing into {self.target}: {exc}; no image was tagged (rerun to resume)"
+            raise _stopped(
+                f"importing into {self.target}: {exc}; no image was tagged (rerun to resume)", exc
             ) from None
         for plan, outcome in zip(self.plans, self.report.images, strict=True):
             sink = self.sink(plan.repository)
@@ -787,12 +801,11 @@ class _Import:
             sink.moves.clear()
 
     def _failed(self, plan: _Planned, exc: AirgapError, state: str) -> ImportFailed:
-        failed = ImportFailed(
+        return _stopped(
             f"importing {plan.entry.reference} into {self.store(plan.repository).location}: "
-            f"{exc}; {state} (rerun to resume)"
+            f"{exc}; {state} (rerun to resume)",
+            exc,
         )
-        failed.exit_code = exc.exit_code
-        return failed
 
     def _verify(self) -> None:
         """Every attachment the manifest lists, found again in the target; every tag in place."""
@@ -917,6 +930,7 @@ class _Import:
 __all__ = [
     "ImageImport",
     "ImportFailed",
+    "ImportInterrupted",
     "ImportJournal",
     "ImportReport",
     "RollbackRefused",

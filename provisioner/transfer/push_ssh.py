@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 import paramiko
 
-from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.errors import AirgapError, EnvironmentFailure, UsageError, VerificationFailure
 
 log = logging.getLogger(__name__)
 
@@ -75,10 +75,8 @@ Progress = Callable[[int, int], None]
 Status = Literal["sent", "resumed", "replaced", "present"]
 
 
-class PushError(AirgapError):
+class PushError(EnvironmentFailure):
     """The push could not be done: connection, authentication or a remote I/O failure."""
-
-    exit_code = 1
 
 
 class HostKeyError(VerificationFailure):
