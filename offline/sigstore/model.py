@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from pydantic import ValidationError
 from sigstore_models.bundle.v1 import Bundle as _SpecBundle
 from sigstore_models.bundle.v1 import VerificationMaterial as _SpecMaterial
@@ -84,12 +83,6 @@ class SigstoreBundle:
             return self.model.message_signature.signature
         assert self.model.dsse_envelope is not None
         return self.model.dsse_envelope.signatures[0].sig
-
-    @property
-    def signer_pem(self) -> bytes | None:
-        if self.leaf_certificate is None:
-            return None
-        return self.leaf_certificate.public_bytes(serialization.Encoding.PEM)
 
 
 def _first_error(exc: ValidationError) -> str:

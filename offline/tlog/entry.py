@@ -39,10 +39,6 @@ class VerifiedEntry:
     checkpoint: Checkpoint | None
     proof_index: int | None
 
-    @property
-    def has_inclusion_proof(self) -> bool:
-        return self.checkpoint is not None
-
 
 def verify_set(entry: TransparencyLogEntry, log: LogInstance) -> None:
     """The signed entry timestamp: the log's promise to include this body at this time."""

@@ -357,10 +357,6 @@ class BundleManifest:
             "onTarget": [b.to_json() for b in self.on_target],
         }
 
-    @property
-    def is_delta(self) -> bool:
-        return bool(self.on_target)
-
     def to_bytes(self) -> bytes:
         """The canonical bytes written to `airgap-bundle.json` and signed."""
         return canonical_json(self.to_json())
