@@ -113,7 +113,8 @@ def test_a_newer_checkpoint_without_a_proof_is_refused_with_what_to_fetch(setup:
         ConsistencyProofRequired,
         match=re.escape(
             f"log {setup.log.origin}: checkpoint at size 12 is newer than the latest pinned "
-            "checkpoint (size 5); it needs a consistency proof from size 5 to 12 (pass --proof; "
+            "checkpoint (size 5); it needs a consistency proof from size 5 to 12 (`airgap "
+            "checkpoint add --proof FILE` takes it; "
             f"GET /api/v1/log/proof?firstSize=5&lastSize=12&treeID={setup.log.tree_id}"
         ),
     ):

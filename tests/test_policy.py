@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
+from offline.cli.signer_flags import policy_from_flags
 from offline.errors import UsageError
 from offline.oci.imageref import parse_reference
 from offline.policy.policy_file import (
@@ -25,7 +26,6 @@ from offline.policy.policy_file import (
     load_policy_file,
     parse_duration,
     parse_policy,
-    policy_from_flags,
 )
 from tests.test_signers import BUILDER, K8S_ISSUER, fulcio_cert
 

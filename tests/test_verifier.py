@@ -12,9 +12,9 @@ import pytest
 
 import offline.verifier
 from offline.cli.main import main
+from offline.cli.signer_flags import policy_from_flags
 from offline.errors import UsageError
 from offline.oci.sources import Sources
-from offline.policy.policy_file import policy_from_flags
 from offline.trust.root import TRUSTED_ROOT_ENV, find_trusted_root, locate_trusted_root
 from offline.verifier import Verifier
 from tests.oci_images import make_image

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from offline.cli.options import add_trusted_root_option
 from offline.errors import UsageError, VerificationFailure
 
 if TYPE_CHECKING:
@@ -41,12 +42,7 @@ def _common(parser: argparse.ArgumentParser, output: bool = True) -> None:
 
 
 def _trust_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--trusted-root",
-        type=Path,
-        metavar="FILE",
-        help="trusted_root.json (default: $AIRGAP_TRUSTED_ROOT, else the one in airgap's data dir)",
-    )
+    add_trusted_root_option(parser)
     parser.add_argument(
         "--witness-policy",
         type=Path,

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from offline.cli.options import add_registry_options, registry_options
+from offline.cli.options import add_registry_options, add_trusted_root_option, registry_options
 from offline.errors import UsageError
 
 
@@ -36,7 +36,7 @@ def register(commands: Any) -> None:
     )
     fetch.add_argument("--rekor", required=True, metavar="URL", help="the Rekor server")
     fetch.add_argument("--ca-bundle", metavar="FILE", help="CA certificates for Rekor's TLS")
-    fetch.add_argument("--trusted-root", type=Path, metavar="FILE", help="trusted_root.json")
+    add_trusted_root_option(fetch)
     fetch.add_argument("--checkpoints", type=Path, metavar="DIR", help="checkpoint store")
     fetch.add_argument(
         "--out",

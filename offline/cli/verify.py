@@ -18,7 +18,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from offline.cli.options import add_registry_options, registry_options
+from offline.cli.options import (
+    TRUSTED_ROOT_HELP,
+    add_registry_options,
+    add_trusted_root_option,
+    registry_options,
+)
 from offline.errors import UsageError
 
 if TYPE_CHECKING:
@@ -48,11 +53,8 @@ def register(commands: Any) -> None:
         help="require a verified attestation of this predicate type (or cosign alias); repeatable",
     )
     parser.add_argument("--policy", type=Path, help="image policy file (YAML)")
-    parser.add_argument(
-        "--trusted-root",
-        type=Path,
-        help="trusted_root.json (default: $AIRGAP_TRUSTED_ROOT, else the one in airgap's data "
-        "dir; only --key with --insecure-ignore-tlog needs none)",
+    add_trusted_root_option(
+        parser, TRUSTED_ROOT_HELP[:-1] + "; only --key with --insecure-ignore-tlog needs none)"
     )
     parser.add_argument("--checkpoints", type=Path, help="checkpoint store directory")
     parser.add_argument("--pinning", choices=("require", "warn", "off"))
@@ -79,7 +81,8 @@ def register(commands: Any) -> None:
 
 
 def _flags_policy(args: argparse.Namespace) -> ImagePolicy:
-    from offline.policy.policy_file import parse_duration, policy_from_flags
+    from offline.cli.signer_flags import policy_from_flags
+    from offline.policy.policy_file import parse_duration
 
     age = None
     if args.max_checkpoint_age:

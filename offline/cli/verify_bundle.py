@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from offline.cli.options import add_trusted_root_option
 from offline.errors import UsageError
 
 if TYPE_CHECKING:
@@ -35,11 +36,7 @@ def register(commands: Any) -> None:
     parser.add_argument("--certificate-identity", help="expected signer identity (exact SAN)")
     parser.add_argument("--certificate-oidc-issuer", help="expected OIDC issuer (exact)")
     parser.add_argument("--key", type=Path, help="public key (PEM) for key-signed bundles")
-    parser.add_argument(
-        "--trusted-root",
-        type=Path,
-        help="trusted_root.json (default: $AIRGAP_TRUSTED_ROOT, else the one in airgap's data dir)",
-    )
+    add_trusted_root_option(parser)
     parser.add_argument(
         "--checkpoints",
         type=Path,

@@ -81,7 +81,6 @@ __all__ = [
     "load_policy_file",
     "parse_duration",
     "parse_policy",
-    "policy_from_flags",
 ]
 
 API_VERSION = "airgap.dev/v1"
@@ -176,70 +175,6 @@ def parse_duration(text: str) -> timedelta:
         except OverflowError:
             pass  # reported below like any other unusable value
     raise ValueError(f"{text!r} is not a duration: write a positive number and s, m, h or d")
-
-
-def policy_from_flags(
-    *,
-    key: str | Path | None = None,
-    certificate_identity: str | None = None,
-    certificate_identity_regexp: str | None = None,
-    certificate_oidc_issuer: str | None = None,
-    certificate_oidc_issuer_regexp: str | None = None,
-    insecure_ignore_tlog: bool = False,
-    pinning: PinningMode | None = None,
-    max_checkpoint_age: timedelta | None = None,
-) -> ImagePolicy:
-    """The policy cosign-style flags describe, for every image; UsageError names the flags."""
-    identity_flags = (
-        certificate_identity,
-        certificate_identity_regexp,
-        certificate_oidc_issuer,
-        certificate_oidc_issuer_regexp,
-    )
-    if key is not None:
-        if any(flag is not None for flag in identity_flags):
-            raise UsageError(
-                "give --key or the --certificate-identity/--certificate-oidc-issuer flags, not both"
-            )
-        signer = SignerRule.for_key(load_public_key_file(key), Path(key))
-    else:
-        subject, subject_re = _flag_pair(
-            "--certificate-identity", certificate_identity, certificate_identity_regexp
-        )
-        issuer, issuer_re = _flag_pair(
-            "--certificate-oidc-issuer", certificate_oidc_issuer, certificate_oidc_issuer_regexp
-        )
-        if not (subject or subject_re) or not (issuer or issuer_re):
-            raise UsageError(
-                "say who must have signed: --key FILE, or --certificate-identity[-regexp] "
-                "together with --certificate-oidc-issuer[-regexp]"
-            )
-        signer = SignerRule(
-            issuer=issuer, issuer_regexp=issuer_re, subject=subject, subject_regexp=subject_re
-        )
-    return ImagePolicy(
-        name="flags",
-        images=(EVERY_IMAGE,),
-        signers=(signer,),
-        tlog="ignore" if insecure_ignore_tlog else "required",
-        pinning=pinning,
-        max_checkpoint_age=max_checkpoint_age,
-    )
-
-
-def _flag_pair(
-    flag: str, exact: str | None, regexp: str | None
-) -> tuple[str | None, re.Pattern[str] | None]:
-    if exact is not None and regexp is not None:
-        raise UsageError(f"give {flag} or {flag}-regexp, not both")
-    if exact is not None and not exact:
-        raise UsageError(f"{flag} is empty")
-    if regexp is None:
-        return exact, None
-    try:
-        return None, re.compile(regexp)
-    except re.error as exc:
-        raise UsageError(f"{flag}-regexp: not a valid regular expression ({exc})") from exc
 
 
 def load_policy_file(path: str | Path) -> PolicyFile:

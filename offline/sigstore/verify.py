@@ -32,6 +32,10 @@ IN_TOTO_PAYLOAD_TYPE = "application/vnd.in-toto+json"
 # Pure Ed25519 verifies the artifact itself, which is then read whole.
 MAX_ARTIFACT_IN_MEMORY = 1024 * 1024 * 1024
 _DIGEST_ARG = re.compile(r"sha256:([0-9a-fA-F]{64})")
+KEY_SIGNED_NO_KEY = (
+    "bundle is signed with a public key, not a certificate, and no key is accepted: verify it "
+    "against the signer's public key"
+)
 
 
 class SignatureFailure(VerificationFailure):
@@ -120,8 +124,8 @@ class KeyPolicy:
 
     def certificate_problem(self, cert: x509.Certificate) -> str | None:
         return (
-            "bundle is signed keylessly with a certificate: verify it with "
-            "--certificate-identity and --certificate-oidc-issuer"
+            "bundle is signed keylessly with a certificate, and only a key is accepted: "
+            "verify it against the signer's identity and OIDC issuer"
         )
 
     def accepted_keys(self) -> Sequence[PublicKey]:
@@ -168,14 +172,12 @@ def verify_bundle(
     else:
         keys = policy.accepted_keys()
         if not keys:
-            raise SignatureFailure(
-                "bundle is signed with a public key, not a certificate: verify it with --key"
-            )
+            raise SignatureFailure(KEY_SIGNED_NO_KEY)
         signer = _key_signer(bundle, artifact, keys)
 
     if not bundle.tlog_entries and require_tlog:
         raise VerificationFailure(
-            "bundle has no transparency log entry (only --insecure-ignore-tlog accepts that)"
+            "bundle has no transparency log entry, and one is required (unless the log is ignored)"
         )
     entries = [
         verify_entry(
@@ -243,9 +245,7 @@ def _verify_key_signature_only(
         )
     keys = policy.accepted_keys()
     if not keys:
-        raise SignatureFailure(
-            "bundle is signed with a public key, not a certificate: verify it with --key"
-        )
+        raise SignatureFailure(KEY_SIGNED_NO_KEY)
     signer = _key_signer(bundle, artifact, keys)
     statement = _verify_signature(bundle, artifact, signer)
     return BundleResult(bundle, "an accepted public key", [], [], statement=statement)

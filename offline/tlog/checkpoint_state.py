@@ -296,13 +296,14 @@ def add_checkpoint(
             raise ConsistencyProofRequired(
                 f"log {state.origin}: checkpoint at size {checkpoint.size} is newer than the "
                 f"latest pinned checkpoint (size {state.latest.size}); it needs a consistency "
-                f"proof from size {from_size} to {to_size} (pass --proof; {hint})"
+                f"proof from size {from_size} to {to_size} (`airgap checkpoint add --proof FILE` "
+                f"takes it; {hint})"
             )
         raise ConsistencyProofRequired(
             f"log {state.origin}: checkpoint at size {checkpoint.size} is older than the latest "
             f"pinned checkpoint (size {state.latest.size}); refused as a possible rollback "
             f"unless a consistency proof from size {from_size} to {to_size} shows it is history "
-            f"(pass --proof; {hint})"
+            f"(`airgap checkpoint add --proof FILE` takes it; {hint})"
         )
     link = StoredProof(from_size, to_size, tuple(proof))
     if checkpoint.size > state.latest.size:

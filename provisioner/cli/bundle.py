@@ -170,7 +170,8 @@ def register(commands: Any) -> None:
     imp.add_argument(
         "--mapping",
         type=Path,
-        help="where each image landed, for airgap install (default: beside the bundle)",
+        help="where each image landed, as JSON for whatever deploys from the target "
+        "(default: beside the bundle)",
     )
     add_registry_options(imp)
     imp.add_argument("--output", choices=("text", "json"), default="text")

@@ -8,7 +8,7 @@ path with the source registry host dropped: `ghcr.io/sigstore/fulcio:v1.8.8` bec
 `registry.internal:5000/mirror/sigstore/fulcio:v1.8.8` (`docker.io/library/nginx` becomes
 `mirror/library/nginx`). A target `oci:DIR` is an image layout (made if missing) with ref names
 `REPOSITORY:TAG` exactly like the bundle's own, so it is a complete target without a registry.
-The mapping file written at the end records where each image went, for `airgap install`.
+The mapping file written at the end records where each image went, for what deploys from it.
 
 The order, so that nothing is contacted before the bundle is proved whole and nothing becomes
 visible before it is complete:

@@ -1,5 +1,5 @@
-"""What an import did (or, in a dry run, would do), and the mapping file it leaves for
-`airgap install`: where each image of the bundle landed.
+"""What an import did (or, in a dry run, would do), and the mapping file it leaves for whatever
+deploys from the target (the stack's install, when it comes): where each image landed.
 
 The mapping (`airgap-import-mapping/v1`, JSON):
 
@@ -206,7 +206,7 @@ class ImportReport:
 
 # --------------------------------------------------------------------------------- mapping
 def mapping_document(report: ImportReport) -> dict[str, Any]:
-    """Where each image of the bundle landed: for `airgap install`."""
+    """Where each image of the bundle landed: for whatever deploys from the target."""
     return {
         "format": MAPPING_FORMAT,
         "bundle": str(report.bundle.resolve()),
