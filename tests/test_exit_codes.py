@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from offline.errors import EnvironmentFailure, UsageError, VerificationFailure
+from offline.oci.registry_http import RegistryUnavailable
+from offline.tlog.rekor_client import RekorUnavailable
 from provisioner.bundle.keyless import KeylessSigner, KeylessSigningError
 from provisioner.cli.main import main
 from provisioner.transfer.push_ssh import HostKeyError, PushError
@@ -22,6 +24,8 @@ def test_each_kind_of_failure_has_its_exit_code() -> None:
     assert VerificationFailure.exit_code == 1
     assert PushError.exit_code == KeylessSigningError.exit_code == 2
     assert HostKeyError.exit_code == 1  # an unknown or changed host key is a failed check
+    for unreachable in (PushError, KeylessSigningError, RegistryUnavailable, RekorUnavailable):
+        assert issubclass(unreachable, EnvironmentFailure), unreachable
 
 
 @pytest.fixture

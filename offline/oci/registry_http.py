@@ -37,7 +37,7 @@ import requests.utils
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from offline.errors import AirgapError, UsageError
+from offline.errors import AirgapError, EnvironmentFailure, UsageError
 from offline.http_body import ERROR_BODY_LIMIT, BodyTooLarge, load, read_body
 from offline.oci.registry_auth import (
     Credentials,
@@ -74,7 +74,7 @@ class RegistryAuthError(RegistryError):
     """Missing or refused credentials, or access denied."""
 
 
-class RegistryUnavailable(RegistryError):
+class RegistryUnavailable(RegistryError, EnvironmentFailure):
     """No usable answer after the retries: connection, TLS, timeouts, 429/5xx."""
 
 

@@ -39,7 +39,8 @@ Pinner = Callable[[VerifiedEntry], PinOutcome]
 
 
 def open_store(checkpoints: Path | None, trusted_root: TrustedRoot | None) -> CheckpointStore:
-    """The store named by --checkpoints, else $AIRGAP_CHECKPOINTS, else the user data one.
+    """The store at `checkpoints` (a command's --checkpoints, a bundle spec's
+    verify.checkpoints), else $AIRGAP_CHECKPOINTS, else the one in airgap's data directory.
 
     A store named explicitly (flag or environment) must exist: a typo must not quietly turn
     pinning off. Only the default location may be absent (nothing pinned yet).

@@ -15,7 +15,7 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
-from offline.errors import AirgapError
+from offline.errors import EnvironmentFailure
 from offline.http_body import ERROR_BODY_LIMIT, BodyTooLarge, load, read_body
 
 DEFAULT_TIMEOUT = 30.0
@@ -26,7 +26,7 @@ DEFAULT_RETRIES = 4
 MAX_ANSWER_SIZE = 32 * 1024 * 1024
 
 
-class RekorUnavailable(AirgapError):
+class RekorUnavailable(EnvironmentFailure):
     """The log could not be asked: network, TLS, or an unexpected answer."""
 
 
