@@ -39,7 +39,7 @@ def next_sequence(name: str, explicit: int | None = None) -> int:
             path = directory / name
             last = _read_last(path)
             if explicit is not None:
-                sequence = check_sequence(explicit, "--sequence")
+                sequence = check_sequence(explicit, "sequence")
             else:
                 sequence = max(time.time_ns() // 1_000_000, last + 1)
                 if sequence > MAX_SEQUENCE:

@@ -141,7 +141,7 @@ def create_bundle(
         raise UsageError(f"{out} already exists: choose another output or remove it")
     preflight(signing_key)  # a bad token fails now, not after the whole create
     if sequence is not None:
-        check_sequence(sequence, "--sequence")
+        check_sequence(sequence, "sequence")
     partial = out.with_name(out.name + ".partial")
     partial.mkdir(parents=True, exist_ok=True)
     warnings: list[str] = []
