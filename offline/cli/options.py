@@ -15,14 +15,15 @@ if TYPE_CHECKING:
     from offline.oci.sources import RegistryOptions
 
 
-TRUSTED_ROOT_HELP = (
-    "trusted_root.json (default: $AIRGAP_TRUSTED_ROOT, else the one in airgap's data dir)"
-)
-
-
-def add_trusted_root_option(parser: argparse.ArgumentParser, help: str = TRUSTED_ROOT_HELP) -> None:
-    """--trusted-root FILE; offline.trust.root.locate_trusted_root says where it is when absent."""
-    parser.add_argument("--trusted-root", type=Path, metavar="FILE", help=help)
+def add_trusted_root_option(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """--trusted-root FILE; when absent, offline.trust.root.locate_trusted_root looks further."""
+    parser.add_argument(
+        "--trusted-root",
+        type=Path,
+        metavar="FILE",
+        help=f"trusted_root.json (default: $AIRGAP_TRUSTED_ROOT, else the one in airgap's data "
+        f"dir{note})",
+    )
 
 
 def add_registry_options(parser: argparse.ArgumentParser) -> None:

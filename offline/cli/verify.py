@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from offline.cli.options import (
-    TRUSTED_ROOT_HELP,
     add_registry_options,
     add_trusted_root_option,
     registry_options,
@@ -53,9 +52,7 @@ def register(commands: Any) -> None:
         help="require a verified attestation of this predicate type (or cosign alias); repeatable",
     )
     parser.add_argument("--policy", type=Path, help="image policy file (YAML)")
-    add_trusted_root_option(
-        parser, TRUSTED_ROOT_HELP[:-1] + "; only --key with --insecure-ignore-tlog needs none)"
-    )
+    add_trusted_root_option(parser, note="; only --key with --insecure-ignore-tlog needs none")
     parser.add_argument("--checkpoints", type=Path, help="checkpoint store directory")
     parser.add_argument("--pinning", choices=("require", "warn", "off"))
     parser.add_argument(
