@@ -539,7 +539,7 @@ def test_import_is_all_or_nothing_across_logs(setup: Setup, tmp_path: Path) -> N
     local.add(setup.checkpoint(14, _forked(setup)), setup.instance)
     with pytest.raises(SplitViewError):
         local.import_(tmp_path / "export.json", both)
-    assert not local.knows(second.origin)
+    assert not local.knows(second.log_id, second.origin)
 
 
 def test_import_needs_the_logs_in_the_trusted_root(setup: Setup, tmp_path: Path) -> None:

@@ -20,7 +20,9 @@ DISABLED = ("mysql.gcp.", "backfillredis.", "init.")
 
 
 def _chart_yaml(name: str) -> dict[str, object]:
-    return yaml.safe_load((UPSTREAM / name / "Chart.yaml").read_text())
+    chart = yaml.safe_load((UPSTREAM / name / "Chart.yaml").read_text())
+    assert isinstance(chart, dict)
+    return chart
 
 
 def test_the_stack_spec_pins_the_five_charts_at_the_upstream_versions() -> None:

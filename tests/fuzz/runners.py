@@ -130,7 +130,11 @@ def check_note(value: tuple[str, str], site: Path) -> bool:
     from offline.tlog.witness import parse_witness_policy
 
     kind, text = value
-    parse = {"vkey": parse_vkey, "witness-policy": parse_witness_policy}.get(kind, parse_note)
+    parsers: dict[str, Callable[[str], object]] = {
+        "vkey": parse_vkey,
+        "witness-policy": parse_witness_policy,
+    }
+    parse = parsers.get(kind, parse_note)
     return targets.outcome(lambda: parse(text))
 
 

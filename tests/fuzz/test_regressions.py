@@ -218,7 +218,7 @@ def test_trusted_root_fields_of_the_wrong_json_type_are_refused(
     path: tuple[str | int, ...], value: object
 ) -> None:
     root = copy.deepcopy(_case("happy-path-v0.3").root)
-    node = root
+    node: Any = root
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
