@@ -92,12 +92,12 @@ MISSING = object()
 def get(document: Any, path: Path) -> Any:
     node: Any = document
     for key in path:
-        if (isinstance(node, dict) and isinstance(key, str) and key in node) or (
+        present = (isinstance(node, dict) and isinstance(key, str) and key in node) or (
             isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
-        ):
-            node = node[key]
-        else:
+        )
+        if not present:
             return MISSING
+        node = node[key]
     return node
 
 
