@@ -56,7 +56,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, Literal, Protocol
+from typing import IO, Literal
 
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from offline.oci.blobstream import BlobReader
@@ -66,7 +66,6 @@ from offline.oci.layout import OCILayout
 from offline.oci.manifest import (
     MANIFEST_MEDIA_TYPES,
     Descriptor,
-    ImageSource,
     Manifest,
     NotFound,
     Referrers,
@@ -75,8 +74,15 @@ from offline.oci.manifest import (
     referrer_descriptor,
 )
 from offline.oci.referrers import filter_artifact_type
-from offline.oci.registry import Registry, Repository
+from offline.oci.registry import Registry
 from offline.oci.sources import RegistryOptions, Sources
+from offline.oci.store import (
+    AbsentBlobPusher,
+    BlobMounter,
+    ImageSource,
+    ReferrersProber,
+    Store,
+)
 from provisioner.bundle.check import verify_bundle_dir
 from provisioner.bundle.detached import ManifestTrust
 from provisioner.bundle.manifest import MANIFEST_FILE, OCI_DIR, BundleManifest, ImageEntry
@@ -109,22 +115,6 @@ class ImportFailed(AirgapError):
 
 
 # ------------------------------------------------------------------------- stores and views
-class _Store(ImageSource, Protocol):
-    """A target repository (registry) or a repository's view of a layout: read and write."""
-
-    def blob_exists(self, digest: str) -> bool: ...
-
-    def manifest_exists(self, digest: str) -> bool: ...
-
-    def push_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None: ...
-
-    def push_manifest(
-        self, raw: bytes, media_type: str, reference: str | None = None
-    ) -> Descriptor: ...
-
-    def push_referrer(self, raw: bytes, media_type: str) -> Descriptor: ...
-
-
 class _SignedSource:
     """One image of the bundle as the signed manifest describes it, read from the bundle's
     layout: only its graph's manifests, only blobs the bundle carries, referrers from the
@@ -241,7 +231,7 @@ class _TagListed:
     a registry without the referrers API) cost no request each. The list is read once: only
     for a phase in which this import writes no tag."""
 
-    def __init__(self, store: _Store, referrers_api: bool | None) -> None:
+    def __init__(self, store: Store, referrers_api: bool | None) -> None:
         self.store = store
         self.referrers_api = referrers_api
         self._tags: set[str] | None = None
@@ -307,7 +297,7 @@ class _TargetSink:
 
     def __init__(
         self,
-        store: _Store,
+        store: Store,
         reader: ImageSource,
         key: str,
         run: _Import,
@@ -386,7 +376,7 @@ class _TargetSink:
         mounted from there (one request, no bytes) instead of uploaded again: images sharing
         base layers cost their bytes once."""
         home = self.run.blob_homes.get(digest)
-        if home is None or home == self.key or not isinstance(self.store, Repository):
+        if home is None or home == self.key or not isinstance(self.store, BlobMounter):
             return False
         if not self.run.dry_run and not self.store.mount_blob(digest, home):
             return False
@@ -405,9 +395,9 @@ class _TargetSink:
 
     def push_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
         if not self.run.dry_run:  # a dry run does not even read the stream
-            if isinstance(self.store, Repository):
+            if isinstance(self.store, AbsentBlobPusher):
                 # mirror_image asked blob_exists just before: the answer was no.
-                self.store.push_blob(data, digest, size, checked_absent=True)
+                self.store.push_absent_blob(data, digest, size)
             else:
                 self.store.push_blob(data, digest, size)
         self.have("blob", digest)
@@ -671,7 +661,7 @@ class _Import:
         self.dry_run = report.dry_run
         self.deferred: list[_Deferred] = []
         self.sinks: dict[str, _TargetSink] = {}
-        self.stores: dict[str, _Store] = {}
+        self.stores: dict[str, Store] = {}
         # A repository of the target known to hold each blob: where to mount it from.
         self.blob_homes: dict[str, str] = {}
         self.lock = threading.Lock()  # for counters updated by concurrent blob copies
@@ -694,12 +684,12 @@ class _Import:
         assert self.target.registry is not None
         return self.sources.registry(self.target.registry)
 
-    def store(self, repository: str) -> _Store:
+    def store(self, repository: str) -> Store:
         if repository not in self.stores:
             self.stores[repository] = self._open_store(repository)
         return self.stores[repository]
 
-    def _open_store(self, repository: str) -> _Store:
+    def _open_store(self, repository: str) -> Store:
         if self.target.layout is None:
             return self.registry.repository(repository)
         if self._layout is None:
@@ -721,7 +711,7 @@ class _Import:
             )
         return self.sinks[repository]
 
-    def reader(self, store: _Store) -> ImageSource:
+    def reader(self, store: Store) -> ImageSource:
         """Reads of `store` as they stand now (a layout's are local: read directly)."""
         if self.target.is_layout:
             return store
@@ -778,9 +768,9 @@ class _Import:
             try:
                 if plan.tag is not None:
                     outcome.tag_pushed = sink.push_tag(root, plan.tag)
-                elif isinstance(sink.store, RepositoryView) and not self.dry_run:
+                elif self._layout is not None and not self.dry_run:
                     # An untagged image is listed in index.json, so tools find it.
-                    sink.store.layout.add_to_index(root.descriptor, None)
+                    self._layout.add_to_index(root.descriptor, None)
             except AirgapError as exc:
                 raise self._failed(plan, exc, "its tag was not written") from None
             outcome.tag_moves.extend(sink.moves)
@@ -799,7 +789,7 @@ class _Import:
         for plan in self.plans:
             store = self.store(plan.repository)
             entry = plan.entry
-            if isinstance(store, Repository):
+            if isinstance(store, ReferrersProber):
                 # Asked where the image now is: some registries answer 404 for a repository
                 # they do not know, with the API or without.
                 store.has_referrers_api(entry.digest)
