@@ -122,7 +122,8 @@ class Registry:
 
 
 class Repository:
-    """One repository of a registry: reads (ImageSource) and writes (ImageSink)."""
+    """One repository of a registry: a `Store` (offline.oci.store) that can also mount blobs,
+    push a blob known to be absent, and probe for the referrers API."""
 
     def __init__(self, registry: Registry, name: str) -> None:
         if not is_valid_repository(name):
@@ -322,6 +323,10 @@ class Repository:
         if not checked_absent and self.blob_exists(digest):
             return
         registry_upload.upload(self._uploader(), data, digest, size, chunk_size)
+
+    def push_absent_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
+        """`push_blob` of a blob `blob_exists` just said is absent: no second HEAD."""
+        self.push_blob(data, digest, size, checked_absent=True)
 
     def mount_blob(self, digest: str, from_repository: str) -> bool:
         """Ask the registry to link a blob from another repository without copying it; False
