@@ -326,7 +326,8 @@ def run_create(args: argparse.Namespace) -> int:
         )
     summary = result.to_json()
     if streaming:
-        from provisioner.archive.archive import parts_list_path, write_archive
+        from provisioner.archive.names import parts_list_path
+        from provisioner.archive.write import write_archive
 
         parts = write_archive(
             result.path,
@@ -377,7 +378,8 @@ def run_verify(args: argparse.Namespace) -> int:
         _provisioner_extra()
         import tempfile
 
-        from provisioner.archive.archive import check_parts, extract_archive
+        from provisioner.archive.check import check_parts
+        from provisioner.archive.extract import extract_archive
 
         parts = check_parts(bundle, key)
         summary.update(ok=parts.ok, resend=parts.resend)
@@ -408,7 +410,7 @@ def _bundle_dir(bundle: Path, key: Any) -> tuple[Path, str | None]:
     _exists(bundle)
     if bundle.is_dir():
         return bundle, None
-    from provisioner.archive.archive import unpacked_bundle
+    from provisioner.archive.extract import unpacked_bundle
 
     return unpacked_bundle(bundle, key)
 
@@ -494,7 +496,8 @@ def _transfer_items(bundle: Path) -> list[Any]:
             )
         return push_order(items)
     from offline.inputs import read_input
-    from provisioner.archive.archive import MAX_PARTS_LIST_SIZE, PartsList, signature_files
+    from provisioner.archive.names import signature_files
+    from provisioner.archive.parts_list import MAX_PARTS_LIST_SIZE, PartsList
     from provisioner.bundle.detached import MAX_KEYLESS_SIGNATURE_SIZE
 
     where = str(bundle)
