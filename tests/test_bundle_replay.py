@@ -28,7 +28,8 @@ import pytest
 from offline.errors import UsageError, VerificationFailure
 from offline.oci.layout import OCILayout
 from offline.oci.manifest import OCI_MANIFEST
-from provisioner.archive.archive import parts_list_path, write_archive
+from provisioner.archive.names import parts_list_path
+from provisioner.archive.write import write_archive
 from provisioner.bundle.check import verify_bundle_dir
 from provisioner.bundle.manifest import MANIFEST_FILE, BundleManifest, layout_files
 from provisioner.bundle.sequence import state_dir

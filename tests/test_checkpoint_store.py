@@ -16,6 +16,7 @@ import pytest
 
 from offline.errors import UsageError, VerificationFailure
 from offline.tlog.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
+from offline.tlog.checkpoint_files import log_dir_name
 from offline.tlog.checkpoint_store import (
     CheckpointStore,
     ConsistencyProofRequired,
@@ -26,7 +27,6 @@ from offline.tlog.checkpoint_store import (
     StoreCorruptError,
     UnpinnedError,
     default_checkpoint_dir,
-    log_dir_name,
 )
 from offline.tlog.merkle import EMPTY_ROOT
 from offline.trust.root import LogInstance, TrustedRoot

@@ -9,7 +9,8 @@ import yaml
 
 from offline.oci.imageref import parse_image_ref
 from provisioner.bundle.spec import load_spec
-from provisioner.create.charts import ChartImage, compare_images, values_image_keys
+from provisioner.create.chart_images import ChartImage, compare_images
+from tests.chart_values import values_image_keys
 from tests.conftest import REPO, SHARED
 
 UPSTREAM = SHARED / "upstream" / "sigstore-helm-charts"

@@ -9,6 +9,13 @@
 Reads check every manifest against its digest and stream blobs with their digest and size
 checked; writes check content before it counts. Errors are one line naming the registry, the
 repository and what failed.
+
+Why one module of some 550 lines: `Repository` is one class, the distribution API's endpoints
+for one repository (manifests, blobs, tags, referrers, with the fallback tag scheme), and each
+method is short. What has a concern of its own is already apart: the transport with its
+retries and token flow (registry_http), credentials (registry_auth), chunked and mounted
+uploads (registry_upload), resumable downloads (registry_download). Cutting the class itself
+would only scatter one interface over several files.
 """
 
 from __future__ import annotations

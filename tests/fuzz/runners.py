@@ -177,7 +177,7 @@ def _generate_parts_list(draw: Draw) -> bytes:
 
 def check_parts_list(data: bytes, site: Path) -> bool:
     """Only the project's errors."""
-    from provisioner.archive.archive import PartsList
+    from provisioner.archive.parts_list import PartsList
 
     return targets.outcome(lambda: PartsList.from_bytes(data, "parts list"))
 
