@@ -10,7 +10,8 @@ import random
 from dataclasses import dataclass
 
 from offline.oci.digests import cosign_tag, sha256_digest
-from offline.oci.manifest import OCI_INDEX, OCI_MANIFEST, Descriptor, ImageSink, ImageSource
+from offline.oci.manifest import OCI_INDEX, OCI_MANIFEST, Descriptor
+from offline.oci.store import ImageSink, ImageSource
 from tests.oci_images import (
     CONFIG,
     Artifact,

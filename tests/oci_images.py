@@ -21,8 +21,8 @@ from offline.oci.manifest import (
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
-    ImageSink,
 )
+from offline.oci.store import ImageSink
 
 LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 CONFIG = "application/vnd.oci.image.config.v1+json"

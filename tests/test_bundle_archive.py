@@ -25,19 +25,16 @@ from offline.atomicfile import atomic_write
 from offline.errors import UsageError, VerificationFailure
 from offline.oci.digests import sha256_digest
 from offline.oci.layout import OCILayout
-from provisioner.archive import archive as bundle_archive
-from provisioner.archive.archive import (
-    Compression,
-    PartEntry,
-    PartsList,
-    check_parts,
-    extract_archive,
-    parts_list_path,
-    signature_path,
-    unpacked_bundle,
-    write_archive,
-    write_parts_list,
-)
+from provisioner.archive import extract as archive_extract
+from provisioner.archive import layout as archive_layout
+from provisioner.archive import parts_list as archive_parts_list
+from provisioner.archive import reading as archive_reading
+from provisioner.archive import write as archive_write
+from provisioner.archive.check import PartsReport, check_parts
+from provisioner.archive.extract import extract_archive, unpacked_bundle
+from provisioner.archive.names import Compression, parts_list_path, signature_path
+from provisioner.archive.parts_list import PartEntry, PartsList, write_parts_list
+from provisioner.archive.write import write_archive
 from provisioner.bundle.check import verify_bundle_dir
 from provisioner.bundle.manifest import (
     MANIFEST_FILE,
@@ -326,13 +323,13 @@ def test_missing_and_truncated_parts_are_all_named(
 def opened(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The name of every part opened for reading."""
     names: list[str] = []
-    real_open = bundle_archive._open_for_reading
+    real_open = archive_reading.open_for_reading
 
     def spy(path: Path) -> IO[bytes]:
         names.append(path.name)
         return real_open(path)
 
-    monkeypatch.setattr(bundle_archive, "_open_for_reading", spy)
+    monkeypatch.setattr(archive_reading, "open_for_reading", spy)
     return names
 
 
@@ -639,7 +636,7 @@ def test_a_stream_that_unpacks_to_more_than_recorded_is_refused(bundle: Bundle) 
 def test_a_chart_larger_than_the_bound_is_refused_before_it_is_read(
     bundle: Bundle, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bundle_archive, "MAX_CHART_SIZE", 1024)
+    monkeypatch.setattr(archive_layout, "MAX_CHART_SIZE", 1024)
     chart = "charts/demo-1.0.0.tgz"
     members = bundle_members(bundle, skip=frozenset({chart}))
     tar = b"".join([*members, member(header(chart), b"\0" * 4096)]) + END
@@ -653,14 +650,14 @@ def test_a_part_changed_after_the_check_is_refused(
     bundle: Bundle, out: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parts = archive(bundle, out, "none", 4096)
-    real_check = bundle_archive.check_parts
+    real_check = check_parts
 
-    def check_then_change(path: Path, key: PublicKey) -> bundle_archive.PartsReport:
+    def check_then_change(path: Path, key: PublicKey) -> PartsReport:
         report = real_check(path, key)
         flip(out / parts.parts[-1].name, 0)  # the part changes on its way to the reader
         return report
 
-    monkeypatch.setattr(bundle_archive, "check_parts", check_then_change)
+    monkeypatch.setattr(archive_extract, "check_parts", check_then_change)
     with pytest.raises(VerificationFailure, match="changed after it was checked"):
         extract_archive(parts_list_path(out / "site"), bundle.public, tmp_path / "copy")
     no_leftovers(tmp_path / "copy")
@@ -713,7 +710,7 @@ def test_a_full_disk_leaves_no_parts_list_and_no_parts(
     split: int | None,
 ) -> None:
     room = [10_000]  # shared by all parts: the disk, not one file
-    monkeypatch.setattr(bundle_archive, "_open_part", lambda path: FullDisk(path, room))
+    monkeypatch.setattr(archive_write, "_open_part", lambda path: FullDisk(path, room))
     with pytest.raises(UsageError) as failure:
         archive(bundle, out, compress, split)
     message = str(failure.value)
@@ -730,7 +727,7 @@ def test_a_full_disk_at_the_parts_list_leaves_nothing(
             raise OSError(errno.ENOSPC, "No space left on device")
         atomic_write(path, data, mode)
 
-    monkeypatch.setattr(bundle_archive, "atomic_write", write)
+    monkeypatch.setattr(archive_parts_list, "atomic_write", write)
     with pytest.raises(UsageError, match="No space left on device"):
         archive(bundle, out, "zstd", 4096)
     assert list(out.iterdir()) == []
@@ -790,12 +787,12 @@ def test_a_part_file_is_only_renamed_into_place_when_complete(
     bundle: Bundle, out: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[str] = []
-    real_open = bundle_archive._open_part
+    real_open = archive_write._open_part
 
     def open_part(path: Path) -> IO[bytes]:
         seen.append(path.name)
         return real_open(path)
 
-    monkeypatch.setattr(bundle_archive, "_open_part", open_part)
+    monkeypatch.setattr(archive_write, "_open_part", open_part)
     parts = archive(bundle, out, "none", 8192)
     assert seen == [f"{p.name}.partial" for p in parts.parts]

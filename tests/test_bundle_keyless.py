@@ -25,14 +25,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from offline.errors import AirgapError, UsageError, VerificationFailure
-from provisioner.archive.archive import (
-    check_parts,
-    extract_archive,
-    parts_list_path,
-    signature_files,
-    signature_path,
-    write_archive,
-)
+from provisioner.archive.check import check_parts
+from provisioner.archive.extract import extract_archive
+from provisioner.archive.names import parts_list_path, signature_files, signature_path
+from provisioner.archive.write import write_archive
 from provisioner.bundle.check import verify_bundle_dir
 from provisioner.bundle.detached import sign_detached, signature_name, verify_detached
 from provisioner.bundle.keyless import KeylessSigner, KeylessTrust

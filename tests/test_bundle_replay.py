@@ -21,16 +21,19 @@ import sys
 import uuid
 from dataclasses import replace
 from pathlib import Path
+from typing import Any, Literal
 
 import pytest
 
 from offline.errors import UsageError, VerificationFailure
 from offline.oci.layout import OCILayout
 from offline.oci.manifest import OCI_MANIFEST
-from provisioner.archive.archive import parts_list_path, write_archive
+from provisioner.archive.names import parts_list_path
+from provisioner.archive.write import write_archive
 from provisioner.bundle.check import verify_bundle_dir
-from provisioner.bundle.manifest import MANIFEST_FILE, layout_files
+from provisioner.bundle.manifest import MANIFEST_FILE, BundleManifest, layout_files
 from provisioner.bundle.sequence import state_dir
+from provisioner.bundle.signing import PrivateKey, PublicKey
 from provisioner.copy.inventory import parse_target
 from provisioner.importer.importer import RollbackRefused, default_journal_path, import_bundle
 from provisioner.importer.journal import JOURNAL_FORMAT, target_key
@@ -54,7 +57,9 @@ def older(bundle: Bundle, root: Path, sequence: int = 100) -> Bundle:
     return other
 
 
-def _rest(bundle: Bundle) -> tuple[object, ...]:
+def _rest(
+    bundle: Bundle,
+) -> tuple[BundleManifest, PrivateKey, PublicKey, Literal["ecdsa-p256", "ed25519"]]:
     return (bundle.manifest, bundle.private, bundle.public, bundle.kind)
 
 
@@ -244,6 +249,7 @@ def test_the_journal_and_mapping_stay_out_of_the_bundle(bundle: Bundle, tmp_path
     assert manifest_sha256[:16] in journal.name
 
     report = import_bundle(bundle.path, bundle.public, target)
+    assert report.mapping is not None
     assert (
         report.mapping
         == bundle.path.parent / f"bundle.import-mapping-{report.mapping.name[-21:-5]}.json"
@@ -271,7 +277,8 @@ def test_a_journal_or_mapping_inside_the_bundle_is_refused(
     """It would be an unsigned file in the bundle, which the next check refuses."""
     target = f"oci:{tmp_path / 'target'}"
     with pytest.raises(UsageError, match="is inside the bundle"):
-        import_bundle(bundle.path, bundle.public, target, **{option: bundle.path / "x.json"})
+        options: dict[str, Any] = {option: bundle.path / "x.json"}
+        import_bundle(bundle.path, bundle.public, target, **options)
     assert verify_bundle_dir(bundle.path, bundle.public).ok
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from offline.errors import UsageError
-from provisioner.bundle import sequence as bundle_sequence
 from provisioner.bundle.manifest import BundleManifest, FileEntry
 from provisioner.bundle.sequence import next_sequence, state_dir
 from provisioner.copy.inventory import parse_target
@@ -45,7 +45,7 @@ def manifest(sequence: int, name: str = "site") -> tuple[BundleManifest, str]:
 # ------------------------------------------------------------------------ create side
 def test_sequences_grow_even_when_the_clock_goes_back(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = {"ns": 1_800_000_000_000 * 1_000_000}
-    monkeypatch.setattr(bundle_sequence.time, "time_ns", lambda: clock["ns"])
+    monkeypatch.setattr(time, "time_ns", lambda: clock["ns"])
     first = next_sequence("site")
     assert first == 1_800_000_000_000  # milliseconds since the epoch
     assert next_sequence("site") == first + 1  # the same millisecond

@@ -1,7 +1,7 @@
-"""Charts for a bundle (provisioner/create/charts.py): pulled at a pinned version from a chart
-repository, an OCI registry or a local directory, recorded by digest, rendered to find every
-image they run, and compared with the spec's images. Real helm, real servers, all on loopback
-(tests/chart_servers.py)."""
+"""Charts for a bundle (provisioner/create/charts.py and chart_images.py): pulled at a pinned
+version from a chart repository, an OCI registry or a local directory, recorded by digest,
+rendered to find every image they run, and compared with the spec's images. Real helm, real
+servers, all on loopback (tests/chart_servers.py)."""
 
 from __future__ import annotations
 
@@ -16,16 +16,13 @@ import pytest
 import yaml
 
 from offline.errors import UsageError, VerificationFailure
+from provisioner.create.chart_images import ChartImage, compare_images
 from provisioner.create.charts import (
     ChartError,
-    ChartImage,
     ChartSource,
-    compare_images,
     merged_values,
     pull_chart,
     render_images,
-    values_image_keys,
-    values_images,
 )
 from tests.chart_servers import (
     DEMO_APP_VERSION,
@@ -41,6 +38,7 @@ from tests.chart_servers import (
     serve_chart_repo,
     write_demo_chart,
 )
+from tests.chart_values import values_image_keys, values_images
 from tests.conftest import SHARED
 from tests.registries import RegistryServer
 

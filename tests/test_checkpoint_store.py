@@ -16,6 +16,7 @@ import pytest
 
 from offline.errors import UsageError, VerificationFailure
 from offline.tlog.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
+from offline.tlog.checkpoint_files import log_dir_name
 from offline.tlog.checkpoint_store import (
     CheckpointStore,
     ConsistencyProofRequired,
@@ -26,7 +27,6 @@ from offline.tlog.checkpoint_store import (
     StoreCorruptError,
     UnpinnedError,
     default_checkpoint_dir,
-    log_dir_name,
 )
 from offline.tlog.merkle import EMPTY_ROOT
 from offline.trust.root import LogInstance, TrustedRoot
@@ -540,7 +540,7 @@ def test_import_is_all_or_nothing_across_logs(setup: Setup, tmp_path: Path) -> N
     local.add(setup.checkpoint(14, _forked(setup)), setup.instance)
     with pytest.raises(SplitViewError):
         local.import_(tmp_path / "export.json", both)
-    assert not local.knows(second.origin)
+    assert not local.knows(second.log_id, second.origin)
 
 
 def test_import_needs_the_logs_in_the_trusted_root(setup: Setup, tmp_path: Path) -> None:

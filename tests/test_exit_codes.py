@@ -15,7 +15,7 @@ from offline.oci.registry_http import RegistryUnavailable
 from offline.tlog.rekor_client import RekorUnavailable
 from provisioner.bundle.keyless import KeylessSigner, KeylessSigningError
 from provisioner.cli.main import main
-from provisioner.transfer.push_ssh import HostKeyError, PushError
+from provisioner.transfer.ssh import HostKeyError, PushError
 from tests.sshd import SshServer, keygen, sshd_server_fixture  # noqa: F401
 
 

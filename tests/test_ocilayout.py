@@ -21,13 +21,12 @@ from offline.oci.manifest import (
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
-    ImageSink,
-    ImageSource,
     NotFound,
     fetch_blob_bytes,
     walk,
 )
 from offline.oci.sources import Sources
+from offline.oci.store import ImageSink, ImageSource
 from tests.oci_images import (
     make_artifact,
     make_image,

@@ -20,18 +20,15 @@ from typing import Any
 import pytest
 
 from offline.errors import UsageError, VerificationFailure
-from provisioner.transfer.push_ssh import (
+from provisioner.transfer.push_ssh import PushReport, TransferItem, push_files, push_order
+from provisioner.transfer.ssh import (
     ACCEPT_NEW_FLAG,
     PASSPHRASE_ENV,
     PASSWORD_ENV,
     Destination,
     HostKeyError,
     PushError,
-    PushReport,
-    TransferItem,
     parse_destination,
-    push_files,
-    push_order,
 )
 from tests.sshd import SSH_KEYGEN, SshServer, keygen, sshd_server_fixture  # noqa: F401
 

@@ -24,11 +24,12 @@ import pytest
 
 from offline.errors import UsageError
 from offline.oci.digests import DigestMismatch, cosign_tag, fallback_tag, sha256_digest
-from offline.oci.manifest import OCI_INDEX, OCI_MANIFEST, ImageSink, ImageSource, NotFound, walk
+from offline.oci.manifest import OCI_INDEX, OCI_MANIFEST, NotFound, walk
 from offline.oci.registry import Registry, Repository
 from offline.oci.registry_auth import HOST_ENV, PASSWORD_ENV, USERNAME_ENV, Credentials
 from offline.oci.registry_http import CA_ENV, RegistryAuthError, RegistryUnavailable
 from offline.oci.sources import RegistryOptions, Sources
+from offline.oci.store import ImageSink, ImageSource
 from tests.httpproxy import Proxy, ProxyHandler
 from tests.oci_images import (
     make_artifact,

@@ -24,7 +24,7 @@ from offline.oci.registry_auth import (
     basic_header,
 )
 from offline.oci.registry_http import RegistryAuthError, RetryPolicy
-from tests.loopback_http import Answer, LoopbackServer, Seen
+from tests.loopback_http import Answer, LoopbackServer, Script, Seen
 from tests.registries import TestCA, make_test_ca
 
 FAST = RetryPolicy(attempts=2, base_delay=0.01, max_delay=0.05, total_time=5.0)
@@ -56,7 +56,7 @@ def bearer_registry(realm: str) -> Any:
     return script
 
 
-def basic_registry(redirect_to: str | None = None) -> Any:
+def basic_registry(redirect_to: str | None = None) -> Script:
     """A registry with Basic auth; its blobs are served elsewhere (`redirect_to`) when given."""
     expected = basic_header(REGISTRY_CREDENTIALS)
 

@@ -14,6 +14,7 @@ import stat
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def _cosign_env(stack: SigstoreStack) -> dict[str, str]:
     return {**os.environ, "HOME": str(home), "TUF_ROOT": str(home / "tuf")}
 
 
-def _run(args: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: Sequence[str | os.PathLike[str]], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [str(a) for a in args], capture_output=True, text=True, env=env, timeout=120, check=False
     )

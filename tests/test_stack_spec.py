@@ -9,7 +9,8 @@ import yaml
 
 from offline.oci.imageref import parse_image_ref
 from provisioner.bundle.spec import load_spec
-from provisioner.create.charts import ChartImage, compare_images, values_image_keys
+from provisioner.create.chart_images import ChartImage, compare_images
+from tests.chart_values import values_image_keys
 from tests.conftest import REPO, SHARED
 
 UPSTREAM = SHARED / "upstream" / "sigstore-helm-charts"
@@ -20,7 +21,9 @@ DISABLED = ("mysql.gcp.", "backfillredis.", "init.")
 
 
 def _chart_yaml(name: str) -> dict[str, object]:
-    return yaml.safe_load((UPSTREAM / name / "Chart.yaml").read_text())
+    chart = yaml.safe_load((UPSTREAM / name / "Chart.yaml").read_text())
+    assert isinstance(chart, dict)
+    return chart
 
 
 def test_the_stack_spec_pins_the_five_charts_at_the_upstream_versions() -> None:

@@ -12,6 +12,7 @@ import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
@@ -92,8 +93,8 @@ def material() -> Material:
     return Material(pki.ec_key(), pki.ec_key(), root, intermediate, tsa_leaf)
 
 
-def spec(material: Material, **overrides: object) -> TrustedRootSpec:
-    parts: dict[str, object] = {
+def spec(material: Material, **overrides: Any) -> TrustedRootSpec:
+    parts: dict[str, Any] = {
         "tlogs": [TransparencyLog("https://rekor.internal", spki(material.rekor), START)],
         "certificate_authorities": [
             CertificateAuthority("https://fulcio.internal", [der(material.root)])
@@ -198,7 +199,11 @@ def test_chain_with_intermediate_and_timestamp_authority(material: Material) -> 
         (rsa.generate_private_key(65537, 2048), "PKIX_RSA_PKCS1V15_2048_SHA256"),
     ],
 )
-def test_key_details_follow_the_key(material: Material, key: object, details: str) -> None:
+def test_key_details_follow_the_key(
+    material: Material,
+    key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey | rsa.RSAPrivateKey,
+    details: str,
+) -> None:
     log = TransparencyLog("https://rekor.internal", spki(key), START)
     document = build_trusted_root(spec(material, tlogs=[log]))
     assert document["tlogs"][0]["publicKey"]["keyDetails"] == details
@@ -255,7 +260,7 @@ def test_refuses_bad_input(material: Material) -> None:
     tsa_leaf = der(material.tsa_leaf)
 
     def log(**kw: object) -> TransparencyLog:
-        fields: dict[str, object] = {
+        fields: dict[str, Any] = {
             "base_url": "https://rekor.internal",
             "public_key": rekor,
             "start": START,

@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-import offline.verifier
 from offline.cli.main import main
 from offline.cli.signer_flags import policy_from_flags
 from offline.errors import UsageError
 from offline.oci.sources import Sources
+from offline.tlog.pinning import open_store
 from offline.trust.root import TRUSTED_ROOT_ENV, find_trusted_root, locate_trusted_root
 from offline.verifier import Verifier
 from tests.oci_images import make_image
@@ -48,13 +48,13 @@ def test_a_verify_run_opens_the_checkpoint_store_once(
     site: SignedLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     opened: list[Any] = []
-    real = offline.verifier.open_store
+    real = open_store
 
     def counting(*args: Any) -> Any:
         opened.append(args)
         return real(*args)
 
-    monkeypatch.setattr(offline.verifier, "open_store", counting)
+    monkeypatch.setattr("offline.verifier.open_store", counting)
     references = _signed_images(site, 3)
     verified = site.verify(*references)
     assert verified.code == 0, verified

@@ -216,11 +216,12 @@ def test_an_unexpected_error_in_one_image_fails_that_image_only(
     site: SignedLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The last resort: whatever a bug raises for one image is that image's failure."""
+    import offline.images.attachments
     import offline.images.verify
 
     before = signed_image(site, 1, "before")
     hostile = signed_image(site, 2, "hostile")
-    real = offline.images.verify.discover
+    real = offline.images.attachments.discover
 
     def discover(source: Any, digest: str) -> Any:
         if digest == hostile.digest:

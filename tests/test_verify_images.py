@@ -18,6 +18,7 @@ this file: the stack stays stopped from the first offline test to the end of the
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 import os
@@ -552,13 +553,13 @@ def world(
         images[name] = Image(api, f"release/{name}", "1.0", descriptor.digest)
         children = [f"{api.host}/release/{name}@{i.digest}" for i in index.images]
         if name == "index-signed":
-            jobs.append(lambda image=images[name].by_digest: cosign.sign(image))
+            jobs.append(functools.partial(cosign.sign, images[name].by_digest))
         elif name == "platforms-signed":
             platform_images += children
         else:
             platform_images.append(children[0])
     for child in platform_images:
-        jobs.append(lambda image=child: cosign.sign(image))
+        jobs.append(functools.partial(cosign.sign, child))
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
         for future in [pool.submit(job) for job in jobs]:
             future.result()

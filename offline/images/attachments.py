@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from offline.errors import AirgapError, UsageError
-from offline.oci.manifest import Descriptor, ImageSource, NotFound, fetch_blob_bytes
+from offline.oci.manifest import Descriptor, NotFound, fetch_blob_bytes
+from offline.oci.store import ImageSource
 from offline.sigstore.cosign_legacy import LegacySignature, read_layer, to_sigstore_bundle
 from offline.sigstore.verify import Artifact
 

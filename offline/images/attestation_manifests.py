@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from offline.errors import AirgapError
-from offline.oci.manifest import IMAGE_MANIFESTS, Descriptor, ImageSource
+from offline.oci.manifest import IMAGE_MANIFESTS, Descriptor
+from offline.oci.store import ImageSource
 
 REFERENCE_TYPE = "vnd.docker.reference.type"
 REFERENCE_DIGEST = "vnd.docker.reference.digest"

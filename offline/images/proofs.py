@@ -23,9 +23,9 @@ from offline.oci.manifest import (
     OCI_EMPTY_DATA,
     OCI_EMPTY_DIGEST,
     OCI_MANIFEST,
-    ImageSink,
 )
 from offline.oci.sources import ResolvedImage
+from offline.oci.store import ImageSink
 from offline.sigstore.proofs import EntryUpdate, complete_bundle
 from offline.tlog.checkpoint_store import CheckpointStore
 from offline.tlog.rekor_client import RekorClient

@@ -21,8 +21,9 @@ from offline.images.attestation_manifests import (
     claims_attestation,
     describe_platform,
 )
-from offline.oci.manifest import IMAGE_MANIFESTS, INDEXES, Descriptor, ImageSource, Manifest
+from offline.oci.manifest import IMAGE_MANIFESTS, INDEXES, Descriptor, Manifest
 from offline.oci.sources import Sources
+from offline.oci.store import ImageSource
 from offline.sigstore.model import parse_bundle
 from offline.sigstore.verify import BundleResult, SignerPolicy, verify_bundle
 from offline.tlog.entry import VerifiedEntry

@@ -72,7 +72,8 @@ MAX_INDEX_SIZE = 64 * 1024 * 1024
 
 
 class OCILayout:
-    """One image layout directory; opening checks that it is one."""
+    """One image layout directory; opening checks that it is one. A `Store`
+    (offline.oci.store) that is also an `IndexedStore`."""
 
     def __init__(self, path: str | Path, *, scan_blobs: bool = True) -> None:
         self.path = Path(path)
@@ -227,6 +228,10 @@ class OCILayout:
 
     def blob_exists(self, digest: str) -> bool:
         return self._blob_path(digest).is_file()
+
+    def manifest_exists(self, digest: str) -> bool:
+        # Manifests are blobs here; whether index.json lists one is `entries()`.
+        return self.blob_exists(digest)
 
     def list_tags(self) -> list[str]:
         """The ref names in index.json, as written (tags or full references)."""

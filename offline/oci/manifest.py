@@ -1,9 +1,5 @@
-"""What the verifier reads from an image store, whichever store it is.
-
-A registry repository (offline.oci.registry) and an OCI image layout on disk (offline.oci.layout)
-both implement `ImageSource`, so everything above them (finding signatures, verifying, copying
-across the gap) is written once. Both also implement `ImageSink`, the writes that copying and
-attaching proofs need.
+"""What the verifier reads from an image store, whichever store it is: descriptors, manifests,
+referrer lists, and helpers over any `ImageSource` (the store interface, offline.oci.store).
 
 Trust model: nothing here trusts the store. A tag is resolved once into a digest; every manifest
 is checked against the digest it was asked for, every blob is hashed while it streams. What a
@@ -17,11 +13,10 @@ import contextlib
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from offline.errors import AirgapError, UsageError
 from offline.inputs import decode_json
-from offline.oci.blobstream import BlobReader
 from offline.oci.digests import (
     COSIGN_SUFFIXES,
     DigestMismatch,
@@ -29,6 +24,9 @@ from offline.oci.digests import (
     is_digest,
     sha256_digest,
 )
+
+if TYPE_CHECKING:
+    from offline.oci.store import ImageSource
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -173,61 +171,6 @@ class Referrers:
     subject: str
     descriptors: tuple[Descriptor, ...]
     via: str
-
-
-@runtime_checkable
-class ImageSource(Protocol):
-    """Read access to one repository (or one layout directory)."""
-
-    @property
-    def location(self) -> str:
-        """Where this is, for messages: `registry/repository` or `oci:DIR`."""
-        ...
-
-    def resolve(self, reference: str) -> Descriptor:
-        """A tag (or ref name) or a digest to the manifest descriptor it names, now."""
-        ...
-
-    def resolve_optional(self, reference: str) -> Descriptor | None:
-        """Like resolve, but None when the store says it does not exist."""
-        ...
-
-    def fetch_manifest(self, digest: str) -> Manifest:
-        """The manifest with this digest; its bytes are checked against the digest."""
-        ...
-
-    def open_blob(self, digest: str, size: int | None = None) -> BlobReader:
-        """A stream of the blob that checks its size and digest as it is read."""
-        ...
-
-    def list_tags(self) -> list[str]: ...
-
-    def referrers(self, digest: str, artifact_type: str | None = None) -> Referrers: ...
-
-    def cosign_attachments(self, digest: str) -> dict[str, Descriptor]:
-        """cosign's `sha256-<hex>.sig|.att|.sbom` tags of `digest` that exist, by suffix."""
-        ...
-
-
-@runtime_checkable
-class ImageSink(Protocol):
-    """Write access: what copying an image graph and attaching proofs needs."""
-
-    def blob_exists(self, digest: str) -> bool: ...
-
-    def push_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
-        """Store a blob; the content is checked against `digest` and `size` before it counts."""
-        ...
-
-    def push_manifest(
-        self, raw: bytes, media_type: str, reference: str | None = None
-    ) -> Descriptor:
-        """Store a manifest by digest, and under tag `reference` when given."""
-        ...
-
-    def push_referrer(self, raw: bytes, media_type: str) -> Descriptor:
-        """Store a manifest that has a `subject`, so that `referrers(subject)` lists it."""
-        ...
 
 
 def cosign_attachments_by_tag(

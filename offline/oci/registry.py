@@ -9,6 +9,13 @@
 Reads check every manifest against its digest and stream blobs with their digest and size
 checked; writes check content before it counts. Errors are one line naming the registry, the
 repository and what failed.
+
+Why one module of some 550 lines: `Repository` is one class, the distribution API's endpoints
+for one repository (manifests, blobs, tags, referrers, with the fallback tag scheme), and each
+method is short. What has a concern of its own is already apart: the transport with its
+retries and token flow (registry_http), credentials (registry_auth), chunked and mounted
+uploads (registry_upload), resumable downloads (registry_download). Cutting the class itself
+would only scatter one interface over several files.
 """
 
 from __future__ import annotations
@@ -122,7 +129,8 @@ class Registry:
 
 
 class Repository:
-    """One repository of a registry: reads (ImageSource) and writes (ImageSink)."""
+    """One repository of a registry: a `Store` (offline.oci.store) that can also mount blobs,
+    push a blob known to be absent, and probe for the referrers API."""
 
     def __init__(self, registry: Registry, name: str) -> None:
         if not is_valid_repository(name):
@@ -322,6 +330,10 @@ class Repository:
         if not checked_absent and self.blob_exists(digest):
             return
         registry_upload.upload(self._uploader(), data, digest, size, chunk_size)
+
+    def push_absent_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
+        """`push_blob` of a blob `blob_exists` just said is absent: no second HEAD."""
+        self.push_blob(data, digest, size, checked_absent=True)
 
     def mount_blob(self, digest: str, from_repository: str) -> bool:
         """Ask the registry to link a blob from another repository without copying it; False

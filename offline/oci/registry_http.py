@@ -14,6 +14,14 @@ header only to the registry's own origin (scheme, host and port: never to a redi
 an upload location elsewhere); the registry's credentials to a token service on its own host,
 another host's realm only that host's own credentials and only over HTTPS; a plain-HTTP realm is
 refused unless its host was allowed plain HTTP (--allow-http-registry).
+
+Why one module of some 600 lines: the retry loop and the token flow are one request's life. A
+401 inside the retry loop starts the token flow, which fetches through the same session with
+the same TLS, proxy, timeout and retry settings, under the same lock, and fails with the same
+one-line messages; the credentials it chooses also word the 401 and 403 errors. Taken apart,
+the token flow would have to reach back into the transport for nearly all of its state. What
+has no such state is already elsewhere: credentials, challenges and the token cache in
+registry_auth, bounded body reads in offline.http_body.
 """
 
 from __future__ import annotations

@@ -17,10 +17,11 @@ from types import TracebackType
 
 from offline.oci.imageref import ImageRef, LayoutRef, parse_reference
 from offline.oci.layout import OCILayout
-from offline.oci.manifest import Descriptor, ImageSource
+from offline.oci.manifest import Descriptor
 from offline.oci.registry import Registry, Repository
 from offline.oci.registry_auth import Credentials
 from offline.oci.registry_http import RetryPolicy, Timeouts
+from offline.oci.store import ImageSource
 
 
 @dataclass(frozen=True)

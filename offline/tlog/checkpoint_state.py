@@ -4,7 +4,13 @@ Invariant: every stored (size, root), checkpoint or anchor, is proven by stored 
 proofs to be a prefix of the latest checkpoint. So the store only moves forward, a smaller
 checkpoint is accepted as history only with a proof, and one size never has two roots.
 
-Everything here is pure; `checkpoint_store` reads and writes files and keeps evidence.
+Everything here is pure; `checkpoint_store` reads and writes files and keeps evidence, and
+`checkpoint_files` is their format.
+
+Why one module of some 500 lines: the model (LogState and what it holds) and the rules that
+keep the invariant above (add, pin, merge, check, and the conflicts they refuse with) are one
+concern. Every rule reads and rebuilds the model, and every refusal records it as evidence;
+apart, the invariant would be stated in one file and kept only in another.
 """
 
 from __future__ import annotations

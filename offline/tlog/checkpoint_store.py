@@ -12,16 +12,15 @@ root, each stored consistency proof, each link to the latest checkpoint. An edit
 or size is refused; a deleted file or store only forgets (pinning for that log is then off
 under the default mode), so protect the directory with file permissions.
 Writes go through a temporary file and a rename, under a lock. The rules live in
-`checkpoint_state`.
+`checkpoint_state`, the files' format (state files, exports, directory names) in
+`checkpoint_files`.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
-import re
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -32,9 +31,18 @@ from typing import Any
 
 from offline.atomicfile import atomic_write
 from offline.errors import AirgapError, UsageError, VerificationFailure
-from offline.inputs import MAX_INPUT_SIZE, open_regular, parse_json_object, read_input
+from offline.inputs import MAX_INPUT_SIZE, open_regular
 from offline.tlog import checkpoint_state as rules
 from offline.tlog.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
+from offline.tlog.checkpoint_files import (
+    export_document,
+    format_time,
+    legacy_dir_name,
+    log_dir_name,
+    parse_state_file,
+    read_export,
+    state_document,
+)
 from offline.tlog.checkpoint_state import (
     AddResult,
     Anchor,
@@ -70,15 +78,12 @@ __all__ = [
     "StoredProof",
     "UnpinnedError",
     "default_checkpoint_dir",
-    "log_dir_name",
 ]
 
 STORE_ENV = "AIRGAP_CHECKPOINTS"
 STATE_FILE = "state.json"
 EVIDENCE_DIR = "evidence"
 LOCK_FILE = ".lock"
-STATE_FORMAT = "airgap-checkpoint-log/v1"
-EXPORT_FORMAT = "airgap-checkpoint-export/v1"
 
 
 class StoreCorruptError(AirgapError):
@@ -103,19 +108,6 @@ def default_checkpoint_dir() -> Path:
     return user_data_path("airgap") / "checkpoints"
 
 
-def log_dir_name(log_id: bytes, origin: str) -> str:
-    """A filesystem-safe, collision-free directory name for one log: its key and its tree."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", origin).strip("._-")[:64] or "log"
-    digest = hashlib.sha256(log_id + b"\n" + origin.encode()).hexdigest()
-    return f"{safe}-{digest[:12]}"
-
-
-def _legacy_dir_name(origin: str) -> str:
-    """The name stores made before logs were keyed by their key as well; still read."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", origin).strip("._-")[:64] or "log"
-    return f"{safe}-{hashlib.sha256(origin.encode()).hexdigest()[:12]}"
-
-
 def _signed_head(note: str, log: LogInstance) -> tuple[str, int, bytes]:
     checkpoint = verify_checkpoint(note, log)
     return checkpoint.origin, checkpoint.size, checkpoint.root_hash
@@ -123,99 +115,6 @@ def _signed_head(note: str, log: LogInstance) -> tuple[str, int, bytes]:
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-def _time(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
-def _canonical(doc: dict[str, Any]) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def state_document(state: LogState) -> dict[str, Any]:
-    """The JSON form of one log's state, with its checksum."""
-    doc: dict[str, Any] = {
-        "format": STATE_FORMAT,
-        "origin": state.origin,
-        "log_id": state.log_id.hex(),
-        "checkpoints": [
-            {"size": c.size, "root": c.root.hex(), "note": c.note, "added": _time(c.added)}
-            for c in state.checkpoints
-        ],
-        "proofs": [
-            {"from_size": p.from_size, "to_size": p.to_size, "hashes": [h.hex() for h in p.hashes]}
-            for p in state.proofs
-        ],
-        "anchors": [
-            {"size": a.size, "root": a.root.hex(), "added": _time(a.added)} for a in state.anchors
-        ],
-    }
-    doc["sha256"] = hashlib.sha256(_canonical(doc)).hexdigest()
-    return doc
-
-
-def _int(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{what} is not a non-negative integer")
-    return value
-
-
-def _hash(value: Any, what: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 64:
-        raise ValueError(f"{what} is not a 64-digit hex hash")
-    return bytes.fromhex(value)
-
-
-def _str(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{what} is not a string")
-    return value
-
-
-def decode_state(doc: dict[str, Any]) -> LogState:
-    """Parse a state document (checksum already checked); ValueError says what is wrong."""
-    if doc.get("format") != STATE_FORMAT:
-        raise ValueError(f"unknown format {doc.get('format')!r}")
-    try:
-        checkpoints = tuple(
-            StoredCheckpoint(
-                size=_int(c["size"], "checkpoint size"),
-                root=_hash(c["root"], "checkpoint root"),
-                note=_str(c["note"], "checkpoint note"),
-                added=datetime.fromisoformat(_str(c["added"], "checkpoint time")),
-            )
-            for c in doc["checkpoints"]
-        )
-        proofs = tuple(
-            StoredProof(
-                from_size=_int(p["from_size"], "proof from_size"),
-                to_size=_int(p["to_size"], "proof to_size"),
-                hashes=tuple(_hash(h, "proof hash") for h in p["hashes"]),
-            )
-            for p in doc["proofs"]
-        )
-        anchors = tuple(
-            Anchor(
-                size=_int(a["size"], "anchor size"),
-                root=_hash(a["root"], "anchor root"),
-                added=datetime.fromisoformat(_str(a["added"], "anchor time")),
-            )
-            for a in doc["anchors"]
-        )
-        state = LogState(
-            origin=_str(doc["origin"], "origin"),
-            log_id=bytes.fromhex(_str(doc["log_id"], "log_id")),
-            checkpoints=checkpoints,
-            proofs=proofs,
-            anchors=anchors,
-        )
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"missing or mistyped field {exc}") from exc
-    sizes = [c.size for c in checkpoints]
-    if not sizes or sizes != sorted(set(sizes)):
-        raise ValueError("checkpoints are missing, unsorted or repeated")
-    return state
 
 
 class CheckpointStore:
@@ -258,19 +157,10 @@ class CheckpointStore:
         if len(raw) > MAX_INPUT_SIZE:
             raise self._corrupt(path, f"larger than {MAX_INPUT_SIZE} bytes")
         try:
-            doc = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise self._corrupt(path, f"not valid JSON, truncated? ({exc})") from exc
-        if not isinstance(doc, dict) or not isinstance(doc.get("sha256"), str):
-            raise self._corrupt(path, "no checksum")
-        checksum = doc.pop("sha256")
-        if hashlib.sha256(_canonical(doc)).hexdigest() != checksum:
-            raise self._corrupt(path, "checksum mismatch, the file was truncated or edited")
-        try:
-            state = decode_state(doc)
+            state = parse_state_file(raw)
         except ValueError as exc:
             raise self._corrupt(path, str(exc)) from exc
-        names = (log_dir_name(state.log_id, state.origin), _legacy_dir_name(state.origin))
+        names = (log_dir_name(state.log_id, state.origin), legacy_dir_name(state.origin))
         if path.parent.name not in names:
             raise self._corrupt(path, f"it holds log {state.origin!r}, not this directory's log")
         return state
@@ -440,7 +330,7 @@ class CheckpointStore:
             "kind": conflict.kind,
             "origin": origin,
             "log_id": log_id.hex(),
-            "detected": _time(now),
+            "detected": format_time(now),
             "summary": conflict.summary,
             **conflict.evidence,
         }
@@ -537,11 +427,7 @@ class CheckpointStore:
     # -- moving between hosts --------------------------------------------------------------
 
     def export_document(self) -> dict[str, Any]:
-        return {
-            "format": EXPORT_FORMAT,
-            "exported": _time(self._clock()),
-            "logs": [state_document(s) for s in self.states()],
-        }
+        return export_document(self.states(), self._clock())
 
     def export(self, path: str | Path) -> int:
         """Write every log's state to one JSON file; returns the number of logs."""
@@ -560,7 +446,7 @@ class CheckpointStore:
         against `trusted_root` and every consistency proof. All or nothing."""
         incoming = [
             _reverify(state, trusted_root, witness_policy, str(path))
-            for state in _read_export(Path(path))
+            for state in read_export(Path(path))
         ]
         with self._locked():
             merged: list[tuple[LogState | None, LogState]] = []
@@ -584,28 +470,6 @@ def _import_result(local: LogState | None, new: LogState) -> ImportResult:
         anchors_added=len(new.anchors) - (len(local.anchors) if local else 0),
         latest_size=new.latest.size,
     )
-
-
-def _read_export(path: Path) -> list[LogState]:
-    doc = parse_json_object(read_input(path, "checkpoint export"), f"checkpoint export {path}")
-    if doc.get("format") != EXPORT_FORMAT:
-        raise UsageError(f"checkpoint export {path}: not an {EXPORT_FORMAT} file")
-    logs = doc.get("logs")
-    if not isinstance(logs, list):
-        raise UsageError(f"checkpoint export {path}: 'logs' is not a list")
-    states = []
-    for i, log in enumerate(logs):
-        if not isinstance(log, dict):
-            raise UsageError(f"checkpoint export {path}: log {i} is not an object")
-        log.pop("sha256", None)  # everything is re-verified below
-        try:
-            states.append(decode_state(log))
-        except ValueError as exc:
-            raise UsageError(f"checkpoint export {path}: log {i}: {exc}") from exc
-    logs = [(s.log_id, s.origin) for s in states]
-    if len(set(logs)) != len(logs):
-        raise UsageError(f"checkpoint export {path}: a log appears twice")
-    return states
 
 
 def _reverify(

@@ -2,6 +2,10 @@
 
 Handlers import their modules when run (the `provisioner` extra), so `airgap --help` and the
 verifier's commands never pay for them.
+
+One module for the whole `bundle` family, as offline/cli has one per command family: the
+parser and the handlers that read its flags and print the results. It stays one because all it
+holds is that wiring; the work (create, check, archive, import, push) lives in the library.
 """
 
 from __future__ import annotations
@@ -327,7 +331,8 @@ def run_create(args: argparse.Namespace) -> int:
         )
     summary = result.to_json()
     if streaming:
-        from provisioner.archive.archive import parts_list_path, write_archive
+        from provisioner.archive.names import parts_list_path
+        from provisioner.archive.write import write_archive
 
         parts = write_archive(
             result.path,
@@ -378,7 +383,8 @@ def run_verify(args: argparse.Namespace) -> int:
         _provisioner_extra()
         import tempfile
 
-        from provisioner.archive.archive import check_parts, extract_archive
+        from provisioner.archive.check import check_parts
+        from provisioner.archive.extract import extract_archive
 
         parts = check_parts(bundle, key)
         summary.update(ok=parts.ok, resend=parts.resend)
@@ -409,7 +415,7 @@ def _bundle_dir(bundle: Path, key: Any) -> tuple[Path, str | None]:
     _exists(bundle)
     if bundle.is_dir():
         return bundle, None
-    from provisioner.archive.archive import unpacked_bundle
+    from provisioner.archive.extract import unpacked_bundle
 
     return unpacked_bundle(bundle, key)
 
@@ -471,50 +477,14 @@ def run_inventory(args: argparse.Namespace) -> int:
     return 0
 
 
-def _transfer_items(bundle: Path) -> list[Any]:
-    """The files of a parts list (parts, signature, list) or of a bundle directory, each with
-    its size and SHA-256 (from the signed list for parts; computed for a directory)."""
-    import hashlib
-
-    from provisioner.transfer.push_ssh import TransferItem, push_order
-
-    if bundle.is_dir():
-        items = []
-        for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
-            relative = path.relative_to(bundle).as_posix()
-            if relative.startswith((".import-", "import-mapping-")):
-                continue  # this side's import journal and mapping stay here
-            digest = hashlib.sha256()
-            with open(path, "rb") as f:
-                while chunk := f.read(1 << 20):
-                    digest.update(chunk)
-            items.append(
-                TransferItem(
-                    path, f"{bundle.name}/{relative}", path.stat().st_size, digest.hexdigest()
-                )
-            )
-        return push_order(items)
-    from offline.inputs import read_input
-    from provisioner.archive.archive import MAX_PARTS_LIST_SIZE, PartsList, signature_files
-    from provisioner.bundle.detached import MAX_KEYLESS_SIGNATURE_SIZE
-
-    where = str(bundle)
-    parts = PartsList.from_bytes(read_input(bundle, "parts list", MAX_PARTS_LIST_SIZE), where)
-    items = [TransferItem(bundle.parent / p.name, p.name, p.size, p.sha256) for p in parts.parts]
-    for path in (*signature_files(bundle), bundle):
-        limit = MAX_PARTS_LIST_SIZE if path == bundle else MAX_KEYLESS_SIGNATURE_SIZE
-        data = read_input(path, "bundle file", limit)
-        items.append(TransferItem(path, path.name, len(data), hashlib.sha256(data).hexdigest()))
-    return push_order(items)
-
-
 def run_push_ssh(args: argparse.Namespace) -> int:
     _provisioner_extra()
     from provisioner.progress import byte_progress
+    from provisioner.transfer.bundle_files import bundle_files
     from provisioner.transfer.push_ssh import push_files
 
     _exists(args.bundle)
-    items = _transfer_items(args.bundle)
+    items = bundle_files(args.bundle)
     with byte_progress(f"push to {args.destination}") as progress:
         report = push_files(
             items,

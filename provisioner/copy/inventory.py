@@ -38,8 +38,9 @@ from offline.inputs import read_input
 from offline.oci.digests import is_digest
 from offline.oci.imageref import LAYOUT_PREFIX, is_valid_repository
 from offline.oci.layout import OCILayout
-from offline.oci.manifest import MANIFEST_MEDIA_TYPES, ImageSource, NotFound
+from offline.oci.manifest import MANIFEST_MEDIA_TYPES, NotFound
 from offline.oci.sources import RegistryOptions, Sources
+from offline.oci.store import ImageSource
 from provisioner.bundle.manifest import canonical_json, format_created
 
 FORMAT = "airgap-inventory/v1"

@@ -28,19 +28,13 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal
 
 from offline.errors import AirgapError
 from offline.oci.blobstream import CHUNK_SIZE, BlobReader
 from offline.oci.digests import COSIGN_SUFFIXES, cosign_tag, validate_digest
-from offline.oci.layout import OCILayout
-from offline.oci.manifest import (
-    MANIFEST_MEDIA_TYPES,
-    Descriptor,
-    ImageSink,
-    ImageSource,
-    Manifest,
-)
+from offline.oci.manifest import MANIFEST_MEDIA_TYPES, Descriptor, Manifest
+from offline.oci.store import ImageSink, ImageSource, IndexedStore, ManifestChecker
 
 AttachmentKind = Literal["cosign-sig", "cosign-att", "cosign-sbom", "referrer"]
 ATTACHMENT_KINDS: tuple[AttachmentKind, ...] = (
@@ -71,11 +65,6 @@ class MirrorError(AirgapError):
 
 class _SourceFailure(AirgapError):
     """The source could not deliver a manifest or blob (missing, corrupted, unreachable)."""
-
-
-@runtime_checkable
-class _ManifestProbe(Protocol):
-    def manifest_exists(self, digest: str) -> bool: ...
 
 
 @dataclass(frozen=True)
@@ -264,7 +253,7 @@ class _Mirror:
         if root.digest in self.report.manifests:
             return
         # A layout lists the image in index.json (untagged), so it is found and kept.
-        listed = not isinstance(self.sink, OCILayout) or any(
+        listed = not isinstance(self.sink, IndexedStore) or any(
             e.digest == root.digest for e in self.sink.entries()
         )
         if listed and self._manifest_present(root.digest):
@@ -426,9 +415,7 @@ class _Mirror:
 
     # ------------------------------------------------------------------------------ the sink
     def _manifest_present(self, digest: str) -> bool:
-        if isinstance(self.sink, OCILayout):
-            return self.sink.blob_exists(digest)
-        if isinstance(self.sink, _ManifestProbe):
+        if isinstance(self.sink, ManifestChecker):
             return self.sink.manifest_exists(digest)
         return False
 

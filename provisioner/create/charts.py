@@ -1,5 +1,6 @@
-"""Helm charts for a bundle: pulled at a pinned version, recorded by digest, and rendered to
-find every container image they run.
+"""Helm charts for a bundle, through helm: pulled at a pinned version, recorded by digest, and
+rendered with their values to find every container image they run (the images are found in the
+rendered objects and compared with the spec's by chart_images.py).
 
     pulled = pull_chart(source, dest_dir)            # dest_dir/<name>-<version>.tgz
     images = render_images(pulled.path, source)      # every image, with the resource using it
@@ -17,9 +18,6 @@ Where a chart comes from (`ChartSource`, exactly one of):
 - `path`: a chart directory (`helm package`; its archive differs at every packaging because helm
   writes the current time into it, so the recorded digest is that of the archive made now) or
   a `.tgz` (copied as is).
-
-`values_images` is the other way to learn a chart's images when its templates are not at hand:
-it rebuilds the references from a values.yaml that follows the sigstore charts' conventions.
 """
 
 from __future__ import annotations
@@ -33,7 +31,7 @@ import re
 import shutil
 import tarfile
 import tempfile
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -45,7 +43,7 @@ from offline.atomicfile import fsync_dir
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from offline.inputs import read_input
 from offline.oci.digests import validate_digest
-from offline.oci.imageref import ImageRef, parse_image_ref
+from provisioner.create.chart_images import ChartImage, manifest_images
 
 HELM_ENV = "AIRGAP_HELM"
 # Generous: a pull of a large chart over a slow link; helm itself has no overall timeout.
@@ -56,9 +54,6 @@ _CHART_YAML_LIMIT = 1 << 20
 _VERSION = re.compile(r"v?\d+(?:\.\d+){0,2}(?:-[0-9A-Za-z.-]+)?(?:\+[0-9A-Za-z.-]+)?")
 _CHART_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 _REASON_LIMIT = 600
-# Object kinds whose top-level `spec` is itself a pod spec.
-_POD_KINDS = frozenset({"Pod"})
-_CONTAINER_LISTS = ("initContainers", "containers", "ephemeralContainers")
 
 _T = TypeVar("_T")
 _LOG = logging.getLogger(__name__)
@@ -138,16 +133,6 @@ class PulledChart:
     version: str
     digest: str
     path: Path
-
-
-@dataclass(frozen=True, order=True)
-class ChartImage:
-    """An image a rendered chart runs: `resource` is `Kind/name`, `chart` is `name-version`."""
-
-    image: str
-    resource: str
-    container: str
-    chart: str
 
 
 def resolve_helm(helm: str | os.PathLike[str] | None = None) -> str:
@@ -252,75 +237,9 @@ def render_images(
     found = {
         ChartImage(image=image, resource=resource, container=container, chart=chart)
         for document in documents
-        for resource, container, image in _manifest_images(document)
+        for resource, container, image in manifest_images(document)
     }
     return sorted(found)
-
-
-def compare_images(chart_images: Sequence[ChartImage], spec_images: Sequence[str]) -> list[str]:
-    """One message per chart image that no spec image provides (empty: the spec covers the
-    charts). References compare normalized (`docker.io/library/x:latest` is `x`); an image
-    rendered with a digest needs a spec entry with that digest, a tag-only image one with the
-    same repository and tag. Spec images no chart uses are fine."""
-    spec = [parse_image_ref(text) for text in spec_images]
-    missing: dict[tuple[str, str], list[str]] = {}
-    for item in chart_images:
-        try:
-            ref = parse_image_ref(item.image)
-        except UsageError as exc:
-            missing.setdefault((item.chart, item.image), []).append(
-                f"{item.resource} container {item.container}; invalid reference: {exc}"
-            )
-            continue
-        if not any(_provides(candidate, ref) for candidate in spec):
-            missing.setdefault((item.chart, item.image), []).append(
-                f"{item.resource} container {item.container}"
-            )
-    return [
-        f"chart {chart}: image {image} is not in the spec's images (used by {'; '.join(users)})"
-        for (chart, image), users in sorted(missing.items())
-    ]
-
-
-def _provides(spec: ImageRef, rendered: ImageRef) -> bool:
-    """Whether spec entry `spec` carries the image `rendered` names."""
-    if spec.name != rendered.name:
-        return False
-    if rendered.digest is not None:
-        return spec.digest == rendered.digest
-    # A tag-only image: the spec entry for that tag (usually pinned by a digest as well).
-    return spec.tag == rendered.tag
-
-
-def values_images(values: Mapping[str, Any], *, app_version: str | None = None) -> list[str]:
-    """The image references a values.yaml holds, in file order, without repeats; see
-    `values_image_keys` for the conventions read."""
-    seen: dict[str, None] = {}
-    for _key, image in values_image_keys(values, app_version=app_version):
-        seen.setdefault(image, None)
-    return list(seen)
-
-
-def values_image_keys(
-    values: Mapping[str, Any], *, app_version: str | None = None
-) -> list[tuple[str, str]]:
-    """(dotted key, image) for every image a values.yaml describes, disabled features included.
-
-    The sigstore charts' conventions (reference/charts.md §1.2), and the common generic ones:
-    - `{registry, repository, version}`: `registry/repository@version` when version starts with
-      `sha256:`, else `registry/repository:version` (so `v1@sha256:...` gives `repo:v1@sha256:...`);
-      tuf puts these keys directly under `deployment`;
-    - policy-controller: `{repository, version}` with the registry inside repository;
-    - rekor-tiles / ctlog-tiles: `{registry, repository, flavor, version, <flavor>SHA}` gives
-      `registry/repository/flavor:version@<flavorSHA>`;
-    - `{[registry,] repository, tag [, digest]}` (a digest wins over the tag; an empty tag is
-      the chart's appVersion when `app_version` is given, as most charts' helpers do);
-    - `image: "full reference"`.
-    A dict without a version, tag or digest is not a complete image and is left out.
-    """
-    found: list[tuple[str, str]] = []
-    _walk_values(values, "", found, app_version)
-    return found
 
 
 def merged_values(source: ChartSource) -> dict[str, Any]:
@@ -529,94 +448,3 @@ def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, An
         else:
             out[key] = value
     return out
-
-
-def _walk_values(
-    node: Any, path: str, found: list[tuple[str, str]], app_version: str | None
-) -> None:
-    if isinstance(node, Mapping):
-        image = _image_from_dict(node, app_version)
-        if image is not None:
-            found.append((path, image))
-        for key, value in node.items():
-            child = f"{path}.{key}" if path else str(key)
-            if key == "image" and isinstance(value, str):
-                if value.strip():
-                    found.append((child, value.strip()))
-            else:
-                _walk_values(value, child, found, app_version)
-    elif isinstance(node, list):
-        for index, value in enumerate(node):
-            _walk_values(value, f"{path}[{index}]", found, app_version)
-
-
-def _image_from_dict(node: Mapping[str, Any], app_version: str | None) -> str | None:
-    def text(key: str) -> str:
-        value = node.get(key)
-        return str(value).strip() if isinstance(value, str | int | float) else ""
-
-    repository = text("repository")
-    if not repository:
-        return None
-    registry = text("registry")
-    name = f"{registry}/{repository}" if registry else repository
-    flavor, version = text("flavor"), text("version")
-    if flavor and version and text(f"{flavor}SHA"):
-        return f"{name}/{flavor}:{version}@{text(f'{flavor}SHA')}"
-    if version:
-        return f"{name}@{version}" if version.startswith("sha256:") else f"{name}:{version}"
-    digest, tag = text("digest"), text("tag")
-    if digest:
-        return f"{name}@{digest}"
-    if tag:
-        return f"{name}:{tag}"
-    if "tag" in node and app_version:
-        return f"{name}:{app_version}"
-    return None
-
-
-# --- rendered manifests ------------------------------------------------------------------
-
-
-def _manifest_images(document: Any) -> Iterator[tuple[str, str, str]]:
-    """(resource, container, image) for every container of every pod spec in `document`."""
-    if not isinstance(document, Mapping):
-        return
-    kind = str(document.get("kind") or "?")
-    if kind.endswith("List") and isinstance(document.get("items"), list):
-        for item in document["items"]:
-            yield from _manifest_images(item)
-        return
-    metadata = document.get("metadata")
-    name = metadata.get("name") if isinstance(metadata, Mapping) else None
-    resource = f"{kind}/{name or '?'}"
-    for pod_spec in _pod_specs(kind, document):
-        for list_name in _CONTAINER_LISTS:
-            containers = pod_spec.get(list_name)
-            if not isinstance(containers, list):
-                continue
-            for container in containers:
-                if isinstance(container, Mapping) and container.get("image") not in (None, ""):
-                    label = str(container.get("name") or "?")
-                    yield resource, label, str(container["image"]).strip()
-
-
-def _pod_specs(kind: str, document: Mapping[str, Any]) -> Iterator[Mapping[str, Any]]:
-    """Pod specs of an object: a Pod's spec, a pod template's spec (Deployment, StatefulSet,
-    DaemonSet, ReplicaSet, Job, and any custom kind shaped the same), a CronJob's job
-    template's, a PodTemplate's."""
-
-    def dig(node: Any, *keys: str) -> Mapping[str, Any] | None:
-        for key in keys:
-            if not isinstance(node, Mapping):
-                return None
-            node = node.get(key)
-        return node if isinstance(node, Mapping) else None
-
-    candidates = [
-        dig(document, "spec") if kind in _POD_KINDS else None,
-        dig(document, "spec", "template", "spec"),
-        dig(document, "spec", "jobTemplate", "spec", "template", "spec"),
-        dig(document, "template", "spec") if kind == "PodTemplate" else None,
-    ]
-    yield from (spec for spec in candidates if spec is not None)

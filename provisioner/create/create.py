@@ -433,13 +433,8 @@ def _charts(
     it runs to be in the spec."""
     if not spec.charts:
         return []
-    from provisioner.create.charts import (
-        ChartSource,
-        compare_images,
-        pull_chart,
-        render_images,
-        resolve_helm,
-    )
+    from provisioner.create.chart_images import compare_images
+    from provisioner.create.charts import ChartSource, pull_chart, render_images, resolve_helm
 
     program = resolve_helm(helm)
     options = options or RegistryOptions()

@@ -39,7 +39,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from offline.oci.manifest import ImageSink
+from offline.oci.store import ImageSink
 from tests.oci_images import make_image, push_image
 from tests.registries import RegistryServer, start_docker_registry, start_referrers_registry
 from tests.stack import SigstoreStack

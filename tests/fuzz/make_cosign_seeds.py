@@ -10,6 +10,7 @@ does not start with test_).
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -46,7 +47,7 @@ def test_make_cosign_seeds(sigstore_stack: SigstoreStack, tmp_path: Path) -> Non
     artifact = keyed / "artifact"
     artifact.write_bytes(b"signed with a managed key by cosign v3\n")
     bundle = keyed / "artifact.sigstore.json"
-    signing = [
+    signing: list[str | os.PathLike[str]] = [
         *("sign-blob", "--yes", "--key", keyed / "cosign.key", "--bundle", bundle),
         *("--signing-config", stack.signing_config, "--trusted-root", stack.trusted_root),
     ]

@@ -13,8 +13,10 @@ import base64
 import binascii
 import copy
 import random
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # draw(n) -> an int in [0, n): the only source of choices.
 Draw = Callable[[int], int]
@@ -64,7 +66,7 @@ def random_draw(rng: random.Random) -> Draw:
     return lambda n: rng.randrange(n)
 
 
-def pick(draw: Draw, items: list[Any] | tuple[Any, ...]) -> Any:
+def pick(draw: Draw, items: Sequence[T]) -> T:
     return items[draw(len(items))]
 
 
@@ -88,14 +90,14 @@ MISSING = object()
 
 
 def get(document: Any, path: Path) -> Any:
-    node = document
+    node: Any = document
     for key in path:
-        if (isinstance(node, dict) and isinstance(key, str) and key in node) or (
+        present = (isinstance(node, dict) and isinstance(key, str) and key in node) or (
             isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
-        ):
-            node = node[key]
-        else:
+        )
+        if not present:
             return MISSING
+        node = node[key]
     return node
 
 

@@ -130,7 +130,11 @@ def check_note(value: tuple[str, str], site: Path) -> bool:
     from offline.tlog.witness import parse_witness_policy
 
     kind, text = value
-    parse = {"vkey": parse_vkey, "witness-policy": parse_witness_policy}.get(kind, parse_note)
+    parsers: dict[str, Callable[[str], object]] = {
+        "vkey": parse_vkey,
+        "witness-policy": parse_witness_policy,
+    }
+    parse = parsers.get(kind, parse_note)
     return targets.outcome(lambda: parse(text))
 
 
@@ -173,7 +177,7 @@ def _generate_parts_list(draw: Draw) -> bytes:
 
 def check_parts_list(data: bytes, site: Path) -> bool:
     """Only the project's errors."""
-    from provisioner.archive.archive import PartsList
+    from provisioner.archive.parts_list import PartsList
 
     return targets.outcome(lambda: PartsList.from_bytes(data, "parts list"))
 

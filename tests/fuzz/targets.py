@@ -198,7 +198,7 @@ def _changed(seed: Any, final: Any, path: tuple[str | int, ...], kind: str) -> b
     value = get(final, path)
     if value is MISSING:
         return False
-    return _normal(get(seed, path), kind) != _normal(value, kind)
+    return bool(_normal(get(seed, path), kind) != _normal(value, kind))
 
 
 def _entry_changed(seed_entry: Any, entry: Any) -> bool:

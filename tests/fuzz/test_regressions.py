@@ -29,7 +29,7 @@ from offline.tlog.note import NoteError, parse_note, parse_vkey
 from offline.trust.keys import load_public_key_file
 from offline.trust.root import load_certificate, parse_trusted_root
 from offline.trust.timestamps import TimestampFailure, verify_timestamps
-from provisioner.archive.archive import PartsList
+from provisioner.archive.parts_list import PartsList
 from provisioner.bundle.manifest import BundleManifest
 from tests.bundle_factory import KeySigner
 from tests.fuzz import targets
@@ -218,7 +218,7 @@ def test_trusted_root_fields_of_the_wrong_json_type_are_refused(
     path: tuple[str | int, ...], value: object
 ) -> None:
     root = copy.deepcopy(_case("happy-path-v0.3").root)
-    node = root
+    node: Any = root
     for key in path[:-1]:
         node = node[key]
     node[path[-1]] = value
