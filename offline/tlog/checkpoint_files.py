@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from offline.canonical_json import canonical_json
 from offline.errors import UsageError
 from offline.inputs import parse_json_object, read_input
 from offline.tlog.checkpoint_state import Anchor, LogState, StoredCheckpoint, StoredProof
@@ -45,7 +46,7 @@ def format_time(value: datetime) -> str:
 
 def canonical(doc: dict[str, Any]) -> bytes:
     """The bytes a state file's checksum covers."""
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return canonical_json(doc, ascii_only=False)
 
 
 def state_document(state: LogState) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, cast
 
 from offline.atomicfile import atomic_write
+from offline.canonical_json import canonical_json
 from offline.errors import UsageError, VerificationFailure
 from provisioner.archive.names import (
     COMPRESSIONS,
@@ -29,7 +30,6 @@ from provisioner.bundle.detached import (
     verify_detached,
 )
 from provisioner.bundle.manifest import (
-    canonical_json,
     check_unicode,
     json_object,
     json_size,
@@ -73,7 +73,7 @@ class PartsList:
 
     def to_bytes(self) -> bytes:
         """The canonical bytes written to `P.parts.json` and signed."""
-        return canonical_json(self.to_json())
+        return canonical_json(self.to_json(), ascii_only=False)
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> PartsList:

@@ -36,6 +36,7 @@ from pathlib import Path, PurePosixPath
 from types import MappingProxyType
 from typing import Any
 
+from offline.canonical_json import canonical_json
 from offline.errors import UsageError
 from offline.oci.digests import is_digest
 
@@ -53,13 +54,6 @@ MAX_SEQUENCE = 2**63 - 1
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def canonical_json(document: object) -> bytes:
-    """Sorted keys, no whitespace, UTF-8 (not \\u-escaped)."""
-    return json.dumps(
-        document, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
 
 
 def check_unicode(document: object, where: str) -> None:
@@ -359,7 +353,7 @@ class BundleManifest:
 
     def to_bytes(self) -> bytes:
         """The canonical bytes written to `airgap-bundle.json` and signed."""
-        return canonical_json(self.to_json())
+        return canonical_json(self.to_json(), ascii_only=False)
 
     @classmethod
     def from_json(cls, value: object, where: str = MANIFEST_FILE) -> BundleManifest:

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from offline.atomicfile import atomic_write, fsync_dir
+from offline.canonical_json import canonical_json
 from offline.errors import UsageError, VerificationFailure
 from offline.inputs import MAX_KEY_SIZE, read_input
 
@@ -169,7 +170,7 @@ def sign_manifest(manifest_bytes: bytes, key: PrivateKey) -> bytes:
         "keyid": key_id(public),
         "signature": base64.b64encode(signature).decode("ascii"),
     }
-    return json.dumps(document, sort_keys=True, separators=(",", ":")).encode("ascii")
+    return canonical_json(document, ascii_only=True)
 
 
 def _parse_signature_file(data: bytes) -> dict[str, Any]:

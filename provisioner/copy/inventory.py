@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from offline.atomicfile import atomic_write
+from offline.canonical_json import canonical_json
 from offline.errors import UsageError
 from offline.inputs import read_input
 from offline.oci.digests import is_digest
@@ -41,7 +42,7 @@ from offline.oci.layout import OCILayout
 from offline.oci.manifest import MANIFEST_MEDIA_TYPES, NotFound
 from offline.oci.sources import RegistryOptions, Sources
 from offline.oci.store import ImageSource
-from provisioner.bundle.manifest import canonical_json, format_created
+from provisioner.bundle.manifest import format_created
 
 FORMAT = "airgap-inventory/v1"
 
@@ -63,7 +64,8 @@ class Inventory:
                 "prefix": self.prefix,
                 "blobs": dict(sorted(self.blobs.items())),
                 "manifests": sorted(self.manifests),
-            }
+            },
+            ascii_only=False,
         )
 
     def write(self, path: str | Path) -> None:

@@ -44,12 +44,12 @@ from pathlib import Path
 from typing import Any
 
 from offline.atomicfile import atomic_write
+from offline.canonical_json import canonical_json
 from offline.errors import UsageError, VerificationFailure
 from offline.oci.manifest import OCI_EMPTY, OCI_EMPTY_DATA, OCI_EMPTY_DIGEST, OCI_MANIFEST
 from offline.oci.registry import Registry
 from provisioner.bundle.manifest import (
     BundleManifest,
-    canonical_json,
     check_name,
     check_sequence,
     format_created,
@@ -221,7 +221,7 @@ def _store(path: Path, target: Target, records: dict[str, Imported]) -> None:
         },
     }
     try:
-        atomic_write(path, canonical_json(document) + b"\n")
+        atomic_write(path, canonical_json(document, ascii_only=False) + b"\n")
     except OSError as exc:
         raise UsageError(f"cannot write the import record {path}: {exc.strerror}") from None
 
@@ -290,5 +290,5 @@ class _RegistryRecord:
                 _AT_KEY: imported.at,
             },
         }
-        raw = canonical_json(manifest)
+        raw = canonical_json(manifest, ascii_only=False)
         self.repository.push_manifest(raw, OCI_MANIFEST, self.tag(name))
