@@ -47,3 +47,8 @@ class VerificationFailure(AirgapError):
     """The material was read correctly and does not verify."""
 
     exit_code = 1
+
+
+def and_more(total: int, shown: int = 1) -> str:
+    """The tail of a message that names `shown` of `total` problems: " (and N more)", or ""."""
+    return f" (and {total - shown} more)" if total > shown else ""

@@ -292,7 +292,7 @@ class TestVulnerabilityScans:
 
     def test_many_findings_are_counted_not_all_listed(self) -> None:
         [reason] = check_statement(max_severity("low"), vuln_statement(trivy(*["HIGH"] * 7)))
-        assert reason.endswith("and 4 more")
+        assert reason.endswith("(and 4 more)")
 
     def test_a_result_stored_as_a_json_string_is_read(self) -> None:
         text = json.dumps(grype("High"))

@@ -292,7 +292,7 @@ def test_extra_blobs_are_reported(bundle: Bundle) -> None:
     report = verify_bundle_dir(bundle.path, bundle.public)
     assert report.extra_blobs == extras
     assert report.problem == (
-        f"blob {short(extras[0])} and 1 more in the layout is not in the manifest"
+        f"blob {short(extras[0])} (and 1 more) in the layout is not in the manifest"
     )
     assert report.blobs_checked == len(bundle.manifest.blobs)
 

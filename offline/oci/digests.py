@@ -11,7 +11,9 @@ import re
 
 from offline.errors import UsageError, VerificationFailure
 
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
+# A SHA-256 as the project writes it everywhere: 64 lowercase hex digits.
+SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_DIGEST = re.compile(rf"sha256:{SHA256_HEX.pattern}")
 
 # cosign's legacy attachment tags: `sha256-<hex>.sig` and friends, in the image's repository.
 COSIGN_SUFFIXES = ("sig", "att", "sbom")

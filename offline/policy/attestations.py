@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from offline.errors import and_more
 from offline.policy.sbom import SbomRule, check_sbom, is_sbom_predicate
 
 SLSA_PROVENANCE_V02 = "https://slsa.dev/provenance/v0.2"
@@ -215,7 +216,7 @@ def _check_vuln(rule: VulnRule, predicate: Mapping[str, Any]) -> list[str]:
         f"{item.id} ({item.severity}{', ' + item.package if item.package else ''})"
         for item in above[:_EXAMPLES]
     )
-    more = f" and {len(above) - _EXAMPLES} more" if len(above) > _EXAMPLES else ""
+    more = and_more(len(above), _EXAMPLES)
     plural = "finding" if len(above) == 1 else "findings"
     return [
         f"vulnerability scan ({scanner}) lists {len(above)} {plural} above "

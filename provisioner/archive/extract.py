@@ -20,10 +20,10 @@ from typing import IO, Protocol, cast
 import zstandard
 
 from offline.atomicfile import fsync_dir
-from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.errors import AirgapError, UsageError, VerificationFailure, and_more
 from provisioner.archive import reading
 from provisioner.archive.check import PartsReport, check_parts
-from provisioner.archive.layout import MAX_MANIFEST_SIZE, Layout, bundle_layout, file_mode
+from provisioner.archive.layout import Layout, bundle_layout, file_mode
 from provisioner.archive.names import PARTS_SUFFIX
 from provisioner.archive.parts_list import PartEntry, load_parts_list
 from provisioner.archive.reading import CHUNK_SIZE, read_bounded
@@ -33,7 +33,7 @@ from provisioner.bundle.detached import (
     signature_name,
     verify_detached,
 )
-from provisioner.bundle.manifest import MANIFEST_FILE, BundleManifest
+from provisioner.bundle.manifest import MANIFEST_FILE, MAX_BUNDLE_MANIFEST_SIZE, BundleManifest
 
 # A tar ends with two zero blocks (then zero padding to a whole record).
 _END_OF_ARCHIVE = 2 * tarfile.BLOCKSIZE
@@ -95,7 +95,7 @@ def unpacked_bundle(parts_list_path: str | Path, trust: ManifestTrust) -> tuple[
         raise UsageError(f"{unpacked} is in the way of unpacking {path}: remove it")
     try:
         actual = hashlib.sha256(
-            read_bounded(unpacked / MANIFEST_FILE, MAX_MANIFEST_SIZE, "bundle manifest")
+            read_bounded(unpacked / MANIFEST_FILE, MAX_BUNDLE_MANIFEST_SIZE, "bundle manifest")
         ).hexdigest()
     except UsageError:
         actual = None
@@ -251,7 +251,9 @@ class _Unpacker:
             raise VerificationFailure(
                 f"the archive has {member.name!r} where {wanted} belongs (not a bundle archive)"
             )
-        limit = MAX_MANIFEST_SIZE if wanted == MANIFEST_FILE else max_signature_size(self._trust)
+        limit = (
+            MAX_BUNDLE_MANIFEST_SIZE if wanted == MANIFEST_FILE else max_signature_size(self._trust)
+        )
         if member.size > limit:
             raise VerificationFailure(f"{wanted} in the archive claims {member.size} bytes")
         buffer = io.BytesIO()
@@ -316,7 +318,7 @@ class _Unpacker:
             )
         missing = sorted(self._layout.files.keys() - self._seen)
         if missing:
-            more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+            more = and_more(len(missing))
             raise VerificationFailure(f"the archive has no {missing[0]}{more}")
         for directory in self._dirs:
             fsync_dir(directory)

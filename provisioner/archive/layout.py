@@ -20,7 +20,6 @@ from provisioner.bundle.manifest import (
 )
 
 # Bounds for what the manifest records no size for; an archive claiming more is refused.
-MAX_MANIFEST_SIZE = 256 * 1024 * 1024  # as bundle_check
 MAX_SIGNATURE_SIZE = MAX_KEY_SIGNATURE_SIZE  # a keyless one may be larger: max_signature_size
 MAX_LAYOUT_FILE_SIZE = 64 * 1024  # oci/oci-layout is {"imageLayoutVersion":"1.0.0"}
 MAX_INDEX_SIZE = 64 * 1024 * 1024  # oci/index.json

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -15,6 +14,7 @@ from typing import Any, cast
 from offline.atomicfile import atomic_write
 from offline.canonical_json import canonical_json
 from offline.errors import UsageError, VerificationFailure
+from offline.oci.digests import SHA256_HEX
 from provisioner.archive.names import (
     COMPRESSIONS,
     Compression,
@@ -38,7 +38,6 @@ from provisioner.bundle.manifest import (
 
 FORMAT = "airgap-parts/v1"
 MAX_PARTS_LIST_SIZE = 16 * 1024 * 1024
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -127,7 +126,7 @@ class PartsList:
 
 
 def _hex(value: object, where: str) -> str:
-    if not isinstance(value, str) or not _HEX64.fullmatch(value):
+    if not isinstance(value, str) or not SHA256_HEX.fullmatch(value):
         raise UsageError(f"{where} is not 64 lowercase hex digits")
     return value
 

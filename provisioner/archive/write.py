@@ -19,9 +19,8 @@ from typing import IO, Any, Protocol, cast
 import zstandard
 
 from offline.atomicfile import fsync_dir
-from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.errors import AirgapError, UsageError, VerificationFailure, and_more
 from provisioner.archive.layout import (
-    MAX_MANIFEST_SIZE,
     SIGNATURE_FILES,
     Expected,
     Layout,
@@ -49,7 +48,7 @@ from provisioner.bundle.detached import (
     verify_detached,
 )
 from provisioner.bundle.keyless import KeylessSigner, keyless_signer
-from provisioner.bundle.manifest import MANIFEST_FILE, BundleManifest
+from provisioner.bundle.manifest import MANIFEST_FILE, MAX_BUNDLE_MANIFEST_SIZE, BundleManifest
 
 ZSTD_LEVEL = 3
 
@@ -144,7 +143,9 @@ def _read_bundle_head(bundle: Path, signer: ManifestSigner) -> tuple[bytes, byte
     both must name the same identity (`_same_keyless_signer`)."""
     if not bundle.is_dir():
         raise UsageError(f"{bundle} is not a bundle directory")
-    manifest_bytes = read_bounded(bundle / MANIFEST_FILE, MAX_MANIFEST_SIZE, "bundle manifest")
+    manifest_bytes = read_bounded(
+        bundle / MANIFEST_FILE, MAX_BUNDLE_MANIFEST_SIZE, "bundle manifest"
+    )
     name = signature_name(MANIFEST_FILE, signer)
     if not os.path.lexists(bundle / name):
         kind = "keylessly" if isinstance(signer, KeylessSigner) else "with a key"
@@ -232,7 +233,7 @@ def _collect(bundle: Path, layout: Layout) -> list[_Member]:
         raise UsageError(f"cannot read bundle {bundle}: {exc.strerror} ({exc.filename})") from None
     missing = sorted(layout.files.keys() - {m.name for m in found})
     if missing:
-        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        more = and_more(len(missing))
         raise VerificationFailure(f"bundle {bundle}: {missing[0]}{more} is missing")
     # Sorted by path components, so a directory comes right before what it holds.
     found.sort(key=lambda m: m.name.split("/"))

@@ -31,7 +31,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.errors import AirgapError, UsageError, VerificationFailure, and_more
 from offline.oci.manifest import MAX_MANIFEST_SIZE, check_manifest
 from provisioner.bundle.detached import (
     ManifestTrust,
@@ -41,7 +41,12 @@ from provisioner.bundle.detached import (
     signature_names,
     verify_detached,
 )
-from provisioner.bundle.manifest import MANIFEST_FILE, OCI_DIR, BundleManifest
+from provisioner.bundle.manifest import (
+    MANIFEST_FILE,
+    MAX_BUNDLE_MANIFEST_SIZE,
+    OCI_DIR,
+    BundleManifest,
+)
 
 __all__ = ["CheckReport", "ManifestTrust", "short", "verify_bundle_dir"]
 
@@ -157,7 +162,7 @@ def _read_small(path: Path, name: str) -> bytes:
         raise _Failed(f"{name} is missing") from None
     if not stat.S_ISREG(info.st_mode):
         raise _Failed(f"{name} is not a regular file")
-    limit = 256 * 1024 * 1024
+    limit = MAX_BUNDLE_MANIFEST_SIZE
     if info.st_size > limit:
         raise _Failed(f"{name} is too large to be a bundle manifest ({info.st_size} bytes)")
     # Checked again on the open file: the name may have been swapped since the lstat.
@@ -200,7 +205,7 @@ def _check_blobs(report: CheckReport, manifest: BundleManifest) -> None:
                     extra.append(name if len(entry.name) == 64 else f"blobs/sha256/{entry.name}")
     if extra:
         report.extra_blobs = extra
-        more = f" and {len(extra) - 1} more" if len(extra) > 1 else ""
+        more = and_more(len(extra))
         first = short(extra[0]) if extra[0].startswith("sha256:") else extra[0]
         raise _Failed(f"blob {first}{more} in the layout is not in the manifest")
 
@@ -242,7 +247,7 @@ def _check_nothing_else(
 
 def name_paths(paths: list[str]) -> str:
     """The first five, and how many more."""
-    return ", ".join(paths[:5]) + (f" and {len(paths) - 5} more" if paths[5:] else "")
+    return ", ".join(paths[:5]) + and_more(len(paths), 5)
 
 
 def unlisted_paths(root: Path, manifest: BundleManifest, signatures: tuple[str, ...]) -> list[str]:

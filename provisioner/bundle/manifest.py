@@ -38,7 +38,7 @@ from typing import Any
 
 from offline.canonical_json import canonical_json
 from offline.errors import UsageError
-from offline.oci.digests import is_digest
+from offline.oci.digests import SHA256_HEX, is_digest
 
 FORMAT = "airgap-bundle/v2"
 MANIFEST_FILE = "airgap-bundle.json"
@@ -52,7 +52,9 @@ LAYOUT_FILES = (INDEX_FILE, LAYOUT_FILE)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 MAX_SEQUENCE = 2**63 - 1
 
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+# The largest airgap-bundle.json read (it lists every blob of a bundle; an OCI manifest is
+# bounded by offline.oci.manifest.MAX_MANIFEST_SIZE instead).
+MAX_BUNDLE_MANIFEST_SIZE = 256 * 1024 * 1024
 _CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -133,7 +135,8 @@ def _parse_created(value: object, where: str) -> datetime:
     return parsed
 
 
-def _unique(values: list[str], where: str) -> None:
+def require_unique(values: list[str], where: str) -> None:
+    """A UsageError naming the first value listed twice (the spec and the manifest alike)."""
     seen: set[str] = set()
     for value in values:
         if value in seen:
@@ -201,7 +204,7 @@ class ImageEntry:
             GraphNode.from_json(n, f"{where}.graph[{i}]")
             for i, n in enumerate(_list(document["graph"], f"{where}.graph"))
         )
-        _unique([n.digest for n in graph], f"{where}.graph")
+        require_unique([n.digest for n in graph], f"{where}.graph")
         raw_attachments = document["attachments"]
         if not isinstance(raw_attachments, dict):
             raise UsageError(f"{where}.attachments is not a JSON object")
@@ -286,7 +289,7 @@ class FileEntry:
     def from_json(cls, value: object, where: str) -> FileEntry:
         document = json_object(value, where, ("path", "sha256", "size"))
         sha256 = document["sha256"]
-        if not isinstance(sha256, str) or not _SHA256_HEX.fullmatch(sha256):
+        if not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256):
             raise UsageError(f"{where}.sha256 {sha256!r} is not 64 lowercase hex digits")
         return cls(
             path=check_bundle_path(document["path"], f"{where}.path"),
@@ -406,8 +409,10 @@ class BundleManifest:
             BlobEntry.from_json(v, f"{where}.onTarget[{i}]")
             for i, v in enumerate(_list(document["onTarget"], f"{where}.onTarget"))
         )
-        _unique([b.digest for b in blobs + on_target], f"{where}.blobs and onTarget")
-        _unique([p for p in [c.file for c in charts] + [f.path for f in files]], f"{where} files")
+        require_unique([b.digest for b in blobs + on_target], f"{where}.blobs and onTarget")
+        require_unique(
+            [p for p in [c.file for c in charts] + [f.path for f in files]], f"{where} files"
+        )
         return cls(
             created=_parse_created(document["created"], f"{where}.created"),
             name=check_name(document["name"], f"{where}.name"),

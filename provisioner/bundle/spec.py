@@ -49,14 +49,14 @@ from typing import Any
 
 from offline.errors import UsageError
 from offline.inputs import read_input
-from offline.oci.digests import is_digest
+from offline.oci.digests import SHA256_HEX, is_digest
 from offline.oci.imageref import ImageRef, parse_image_ref
 from offline.yamlfile import load_yaml
+from provisioner.bundle.manifest import require_unique
 
 API_VERSION = "airgap.dev/v1"
 KIND = "BundleSpec"
 
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _PLATFORM = re.compile(r"[a-z0-9]+/[a-z0-9_]+(/[a-z0-9.]+)?")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -138,19 +138,19 @@ def parse_spec(document: object, path: Path) -> BundleSpec:
     images = tuple(
         _image(v, f"{where}: images[{i}]") for i, v in enumerate(_seq(top, "images", where))
     )
-    _unique([str(i.ref) for i in images], f"{where}: images")
+    require_unique([str(i.ref) for i in images], f"{where}: images")
     charts = tuple(
         _chart(v, f"{where}: charts[{i}]", base) for i, v in enumerate(_seq(top, "charts", where))
     )
-    _unique([f"{c.name} {c.version}" for c in charts], f"{where}: charts")
+    require_unique([f"{c.name} {c.version}" for c in charts], f"{where}: charts")
     files = tuple(
         _file(v, f"{where}: files[{i}]", base) for i, v in enumerate(_seq(top, "files", where))
     )
     trust = tuple(
         _file(v, f"{where}: trust[{i}]", base) for i, v in enumerate(_seq(top, "trust", where))
     )
-    _unique([f.path for f in files], f"{where}: files")
-    _unique([f.path for f in trust], f"{where}: trust")
+    require_unique([f.path for f in files], f"{where}: files")
+    require_unique([f.path for f in trust], f"{where}: trust")
     verify = _verify(top["verify"], f"{where}: verify", base) if "verify" in top else None
     allow = top.get("allowMissingAttachments", False)
     if not isinstance(allow, bool):
@@ -248,7 +248,7 @@ def _file(value: object, where: str, base: Path) -> FileSpec:
     if pure.is_absolute() or ".." in pure.parts or str(pure) != inside or "\\" in inside:
         raise UsageError(f"{where}.path {inside!r} is not a plain relative path")
     sha256 = _string(entry["sha256"], f"{where}.sha256").removeprefix("sha256:")
-    if not _SHA256_HEX.fullmatch(sha256):
+    if not SHA256_HEX.fullmatch(sha256):
         raise UsageError(f"{where}.sha256 {entry['sha256']!r} is not 64 lowercase hex digits")
     return FileSpec(inside, base / _string(entry["source"], f"{where}.source"), sha256)
 
@@ -294,11 +294,3 @@ def _string(value: object, where: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise UsageError(f"{where} is not a non-empty string")
     return value
-
-
-def _unique(values: list[str], where: str) -> None:
-    seen: set[str] = set()
-    for value in values:
-        if value in seen:
-            raise UsageError(f"{where}: {value} is listed twice")
-        seen.add(value)

@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from offline.atomicfile import atomic_write, fsync_dir
-from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.errors import AirgapError, UsageError, VerificationFailure, and_more
 from offline.inputs import open_regular
 from offline.oci.blobstream import CHUNK_SIZE
 from offline.oci.imageref import ImageRef
@@ -278,7 +278,7 @@ def _verify_images(
             if not result.verified:
                 failures.append(f"{ref}: {result.first_failure()}")
     if failures:
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        more = and_more(len(failures))
         raise VerificationFailure(
             f"image verification before export failed: {failures[0]}{more}; nothing was carried"
         )
@@ -471,7 +471,7 @@ def _charts(
             )
         )
     if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        more = and_more(len(missing))
         raise CreateError(f"{missing[0]}{more}: add it to the spec's images")
     return entries
 

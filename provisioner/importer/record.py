@@ -35,7 +35,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ from typing import Any
 from offline.atomicfile import atomic_write
 from offline.canonical_json import canonical_json
 from offline.errors import UsageError, VerificationFailure
+from offline.oci.digests import SHA256_HEX
 from offline.oci.manifest import OCI_EMPTY, OCI_EMPTY_DATA, OCI_EMPTY_DIGEST, OCI_MANIFEST
 from offline.oci.registry import Registry
 from provisioner.bundle.manifest import (
@@ -61,7 +61,6 @@ from provisioner.importer.journal import target_key
 
 FORMAT = "airgap-imported/v1"
 LAYOUT_RECORD = "airgap-imported.json"
-_HEX64 = re.compile(r"[0-9a-f]{64}")
 _MAX_RECORD_SIZE = 16 * 1024 * 1024
 
 
@@ -202,7 +201,7 @@ def _parse(document: Any, expected_target: str) -> dict[str, Imported]:
         check_name(name, "bundle name")
         entry = json_object(value, where, ("sequence", "manifestSha256", "imported"))
         digest = entry["manifestSha256"]
-        if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+        if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
             raise UsageError(f"{where}.manifestSha256 is not 64 lowercase hex digits")
         at = entry["imported"]
         if not isinstance(at, str):
@@ -263,7 +262,7 @@ class _RegistryRecord:
                 raise UsageError(f"sequence {text!r} is not a number")
             sequence = check_sequence(int(text), "sequence")
             digest, at = annotations.get(_SHA_KEY), annotations.get(_AT_KEY)
-            if not isinstance(digest, str) or not _HEX64.fullmatch(digest):
+            if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
                 raise UsageError("its manifest SHA-256 is not 64 lowercase hex digits")
             if not isinstance(at, str):
                 raise UsageError("its import time is not a string")

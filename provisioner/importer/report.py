@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from offline.atomicfile import atomic_write
+from offline.errors import and_more
 from provisioner.bundle.check import short
 from provisioner.bundle.manifest import format_created
 from provisioner.copy.mirror import MirrorReport
@@ -200,7 +201,7 @@ class ImportReport:
         if missing:
             text += f"; MISSING on the target (import the base bundle first): {missing[0]}"
             if len(missing) > 1:
-                text += f" and {len(missing) - 1} more"
+                text += and_more(len(missing))
         return text
 
 

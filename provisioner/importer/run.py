@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
 
-from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.errors import AirgapError, UsageError, VerificationFailure, and_more
 from offline.oci.imageref import ImageRef, parse_image_ref
 from offline.oci.layout import OCILayout
 from offline.oci.registry import Registry
@@ -93,7 +93,7 @@ def plan_images(manifest: BundleManifest, layout: OCILayout, target: Target) -> 
 
 
 def _more(items: list[str]) -> str:
-    return f" (and {len(items) - 1} more)" if len(items) > 1 else ""
+    return and_more(len(items))
 
 
 class ImportRun:
@@ -304,7 +304,7 @@ class ImportRun:
                 self._on_target(repository, digest, f"mounted from {donor}")
         if unresolved and not self.dry_run:
             repository, digest = unresolved[0]
-            more = f" (and {len(unresolved) - 1} more)" if len(unresolved) > 1 else ""
+            more = and_more(len(unresolved))
             raise UsageError(
                 f"this delta bundle leaves out blob {digest} ({on_target[digest]} bytes), which "
                 f"{self.store(repository).location} does not hold{more}: import the base bundle "

@@ -42,6 +42,7 @@ from typing import Any, Literal
 import paramiko
 
 from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.oci.digests import SHA256_HEX
 from provisioner.transfer.ssh import (
     Destination,
     PushError,
@@ -60,7 +61,6 @@ PARTS_LIST_SUFFIX = ".parts.json"
 _CHUNK = 256 * 1024  # local read size; paramiko splits writes into 32 KiB SFTP requests
 _READ_REQUEST = 32 * 1024  # the SFTP read size every server accepts
 _READ_WINDOW = 64  # pipelined read requests in flight when hashing over SFTP (2 MiB)
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 _SHA256SUM_LINE = re.compile(rb"\\?([0-9a-f]{64}) ")
 Progress = Callable[[int, int], None]
 Status = Literal["sent", "resumed", "replaced", "present"]
@@ -196,7 +196,7 @@ def _check_items(items: Sequence[TransferItem]) -> None:
         if name in seen:
             raise UsageError(f"remote name {name!r} appears twice in the push list")
         seen.add(name)
-        if not _SHA256_HEX.fullmatch(item.sha256) or item.size < 0:
+        if not SHA256_HEX.fullmatch(item.sha256) or item.size < 0:
             raise UsageError(f"{name}: expected sha256 must be 64 lowercase hex digits, size >= 0")
         try:
             actual = item.local_path.stat()
