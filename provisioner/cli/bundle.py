@@ -17,10 +17,13 @@ import re
 import shutil
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from offline.cli.options import add_registry_options, registry_options
 from offline.errors import UsageError
+
+if TYPE_CHECKING:
+    from provisioner.bundle.detached import ManifestSigner, ManifestTrust
 
 KEY_PASSWORD_ENV = "AIRGAP_SIGN_KEY_PASSWORD"
 TOKEN_ENV = "SIGSTORE_ID_TOKEN"
@@ -241,7 +244,7 @@ def _add_trust_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def _trust(args: argparse.Namespace) -> Any:
+def _trust(args: argparse.Namespace) -> ManifestTrust:
     """The operator's public key, or the keyless identity checked against a trusted root."""
     keyless = (args.certificate_identity, args.certificate_oidc_issuer, args.trusted_root)
     if args.key is not None:
@@ -260,7 +263,7 @@ def _trust(args: argparse.Namespace) -> Any:
     return KeylessTrust(args.trusted_root, args.certificate_identity, args.certificate_oidc_issuer)
 
 
-def _signer(args: argparse.Namespace) -> Any:
+def _signer(args: argparse.Namespace) -> ManifestSigner:
     if args.sign_key is not None:
         if args.identity_token or args.sigstore_trust_config:
             raise UsageError("--identity-token and --sigstore-trust-config go with --keyless")
