@@ -181,7 +181,7 @@ def _create(
     with Sources(options) as sources:
         resolved = [_resolve(sources, image) for image in spec.images]
         if spec.verify is not None:
-            _verify_images(spec, resolved, options)
+            _verify_images(spec, resolved, sources)
         charts = _charts(spec, resolved, partial, helm, options)
         files = [_copy_file(f, partial, "files") for f in spec.files]
         files += [_copy_file(f, partial, "trust") for f in spec.trust]
@@ -254,10 +254,9 @@ def _resolve(sources: Sources, image: ImageSpec) -> ImageRef:
     return ref.with_digest(descriptor.digest)
 
 
-def _verify_images(
-    spec: BundleSpec, resolved: list[ImageRef], options: RegistryOptions | None
-) -> None:
-    """Every image, by the digest that will be carried, against the spec's policy."""
+def _verify_images(spec: BundleSpec, resolved: list[ImageRef], sources: Sources) -> None:
+    """Every image, by the digest that will be carried, against the spec's policy (through the
+    create's own registry connections)."""
     from offline.policy.policy_file import load_policy_file
     from offline.verifier import Verifier
 
@@ -267,16 +266,15 @@ def _verify_images(
         trusted_root=spec.verify.trusted_root, checkpoints=spec.verify.checkpoints
     )
     failures = []
-    with Sources(options) as sources:
-        for ref in resolved:
-            name = f"{ref.name}@{ref.digest}"
-            policy = policy_file.for_image(name)
-            if policy is None:
-                failures.append(f"{ref}: no policy in {spec.verify.policy} matches it")
-                continue
-            result = verifier.verify_image(sources, name, policy)
-            if not result.verified:
-                failures.append(f"{ref}: {result.first_failure()}")
+    for ref in resolved:
+        name = f"{ref.name}@{ref.digest}"
+        policy = policy_file.for_image(name)
+        if policy is None:
+            failures.append(f"{ref}: no policy in {spec.verify.policy} matches it")
+            continue
+        result = verifier.verify_image(sources, name, policy)
+        if not result.verified:
+            failures.append(f"{ref}: {result.first_failure()}")
     if failures:
         more = and_more(len(failures))
         raise VerificationFailure(
