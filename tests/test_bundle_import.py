@@ -661,7 +661,7 @@ def test_a_registry_without_a_catalog_is_inventoried_by_named_repositories(
 
     with Proxy(referrers_registry.url, on_request=no_catalog) as proxy:
         target = f"{proxy.host}/{prefix}"
-        with pytest.raises(CatalogUnavailable, match="--repository"):
+        with pytest.raises(CatalogUnavailable, match="name the repositories to look at instead"):
             build_inventory(target, options_for(proxy=proxy))
         app = f"{prefix}/{bundle.source_path('app')}"
         inventory = build_inventory(target, options_for(proxy=proxy), repositories=[app])

@@ -335,3 +335,19 @@ def test_a_bundle_of_files_alone_is_recorded_in_a_layout_it_makes(
     target = tmp_path / "target"
     import_bundle(bundle.path, bundle.public, f"oci:{target}")
     assert (target / "oci-layout").is_file() and (target / LAYOUT_RECORD).is_file()
+
+
+def test_the_command_line_names_the_flag_that_imports_an_older_bundle(
+    bundle: Bundle, tmp_path: Path
+) -> None:
+    """The library says what is wrong; the command that has the override names it."""
+    target = f"oci:{tmp_path / 'target'}"
+    import_bundle(bundle.path, bundle.public, target)
+    old = older(bundle, tmp_path / "old")
+    args = ("bundle", "import", old.path, "--key", public_key_file(bundle), "--to", target)
+    refused = airgap(*args)
+    assert refused.returncode == 1, refused.stderr
+    [line] = refused.stderr.strip().splitlines()
+    assert "is older than sequence 200" in line
+    assert line.endswith("; pass --allow-rollback to import it anyway")
+    assert airgap(*args, "--allow-rollback").returncode == 0

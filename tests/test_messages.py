@@ -131,3 +131,24 @@ def test_no_help_text_names_a_command_still_to_come(capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit):
         operator_main(["bundle", "import", "--help"])
     assert "airgap install" not in capsys.readouterr().out
+
+
+def test_the_command_line_names_the_flag_that_lists_repositories_by_hand(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The library's catalog error names no flag; `bundle inventory`, which has one, adds it."""
+    from provisioner.copy import inventory
+    from provisioner.copy.catalog import CatalogUnavailable
+
+    def no_catalog(*args: object, **kwargs: object) -> None:
+        raise CatalogUnavailable(
+            "registry r.test does not list its repositories (404): name the repositories to "
+            "look at instead"
+        )
+
+    monkeypatch.setattr(inventory, "build_inventory", no_catalog)
+    argv = ["bundle", "inventory", "--registry", "r.test", "-o", str(tmp_path / "inv.json")]
+    capsys.readouterr()
+    assert operator_main(argv) == 2
+    [message] = capsys.readouterr().err.strip().splitlines()
+    assert message.endswith("give them with --repository NAME, once per repository")

@@ -22,7 +22,6 @@ import pytest
 from offline.errors import UsageError, VerificationFailure
 from provisioner.transfer.push_ssh import PushReport, TransferItem, push_files, push_order
 from provisioner.transfer.ssh import (
-    ACCEPT_NEW_FLAG,
     PASSPHRASE_ENV,
     PASSWORD_ENV,
     Destination,
@@ -285,7 +284,7 @@ def test_an_unknown_host_is_refused_with_its_fingerprint(
 
     message = one_line(refused)
     assert fingerprint(sshd_server.host_public_key, tmp_path) in message
-    assert sshd_server.host_key_name in message and ACCEPT_NEW_FLAG in message
+    assert sshd_server.host_key_name in message and "accept it as a new host key" in message
     assert refused.value.exit_code == 1
     assert not known_hosts.exists()
     assert list(remote.iterdir()) == []

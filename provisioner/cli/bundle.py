@@ -16,11 +16,13 @@ import os
 import re
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from offline.cli.options import add_registry_options, registry_options
-from offline.errors import UsageError
+from offline.errors import AirgapError, UsageError
 
 if TYPE_CHECKING:
     from provisioner.bundle.detached import ManifestSigner, ManifestTrust
@@ -423,10 +425,20 @@ def _bundle_dir(bundle: Path, key: Any) -> tuple[Path, str | None]:
     return unpacked_bundle(bundle, key)
 
 
+@contextmanager
+def _remedy(error: type[AirgapError], flag_words: str) -> Iterator[None]:
+    """The library says what is wrong; the command line adds which of its flags overrides it."""
+    try:
+        yield
+    except error as exc:
+        raise type(exc)(f"{exc}; {flag_words}") from None
+
+
 def run_import(args: argparse.Namespace) -> int:
     _provisioner_extra()
     from provisioner.copy.inventory import parse_target
     from provisioner.importer.importer import import_bundle
+    from provisioner.importer.record import RollbackRefused
     from provisioner.progress import transfer_progress
 
     parse_target(args.to)  # a wrong target is reported before any work
@@ -434,7 +446,8 @@ def run_import(args: argparse.Namespace) -> int:
     bundle, manifest_sha256 = _bundle_dir(args.bundle, key)
     # A dry run reads nothing from the bundle: there would be no bytes to show.
     show = None if not args.dry_run else False
-    with transfer_progress(f"import into {args.to}", enabled=show) as progress:
+    rollback = _remedy(RollbackRefused, "pass --allow-rollback to import it anyway")
+    with rollback, transfer_progress(f"import into {args.to}", enabled=show) as progress:
         report = import_bundle(
             bundle,
             key,
@@ -457,11 +470,13 @@ def run_import(args: argparse.Namespace) -> int:
 
 
 def run_inventory(args: argparse.Namespace) -> int:
+    from provisioner.copy.catalog import CatalogUnavailable
     from provisioner.copy.inventory import build_inventory
 
-    inventory = build_inventory(
-        args.registry, registry_options(args), repositories=args.repository or None
-    )
+    with _remedy(CatalogUnavailable, "give them with --repository NAME, once per repository"):
+        inventory = build_inventory(
+            args.registry, registry_options(args), repositories=args.repository or None
+        )
     inventory.write(args.out)
     summary = {
         "inventory": str(args.out),
@@ -488,7 +503,10 @@ def run_push_ssh(args: argparse.Namespace) -> int:
 
     _exists(args.bundle)
     items = bundle_files(args.bundle)
-    with byte_progress(f"push to {args.destination}") as progress:
+    from provisioner.transfer.ssh import UnknownHostKey
+
+    accept = _remedy(UnknownHostKey, "rerun with --accept-new-host-key to add it")
+    with accept, byte_progress(f"push to {args.destination}") as progress:
         report = push_files(
             items,
             args.destination,

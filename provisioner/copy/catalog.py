@@ -72,5 +72,5 @@ def _under(name: str, prefix: str) -> bool:
 def _unavailable(registry: Registry, reason: str) -> CatalogUnavailable:
     return CatalogUnavailable(
         f"registry {registry.host} does not list its repositories ({reason}): name the "
-        "repositories to look at instead (--repository NAME, once per repository)"
+        "repositories to look at instead"
     )

@@ -113,13 +113,12 @@ class ImportRecords:
             raise RollbackRefused(
                 f"bundle {manifest.name} sequence {manifest.sequence} is not the bundle of that "
                 f"sequence {self.target} imported at {known.at} (its manifest has another "
-                "SHA-256): two bundles claim one version; pass --allow-rollback to import it "
-                "anyway"
+                "SHA-256): two bundles claim one version"
             )
         raise RollbackRefused(
             f"bundle {manifest.name} sequence {manifest.sequence} is older than sequence "
             f"{known.sequence}, which {self.target} imported at {known.at}: importing it would "
-            "move tags back; pass --allow-rollback to import it anyway"
+            "move tags back"
         )
 
     def remember(self, manifest: BundleManifest, manifest_sha256: str) -> None:

@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 PASSWORD_ENV = "AIRGAP_SSH_PASSWORD"
 PASSPHRASE_ENV = "AIRGAP_SSH_KEY_PASSPHRASE"
 # The CLI flag named in the unknown-host message.
-ACCEPT_NEW_FLAG = "--accept-new-host-key"
 
 _DESTINATION = re.compile(
     r"(?:(?P<user>[^@:/\[\]\s]+)@)?(?P<host>\[[0-9A-Fa-f:.%\w]+\]|[^@:/\[\]\s]+):(?P<path>.*)",
@@ -44,6 +43,10 @@ class PushError(EnvironmentFailure):
 
 class HostKeyError(VerificationFailure):
     """The host's key is unknown or differs from the one on record."""
+
+
+class UnknownHostKey(HostKeyError):
+    """The host is not on record; only its owner can say whether the key offered is its own."""
 
 
 @dataclass(frozen=True)
@@ -213,9 +216,9 @@ class HostKeyPolicy(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
             raise _changed_key(hostname, key, list(recorded.values()))
         shown = f"{key.get_name()} {key.fingerprint}"
         if not self.accept_new:
-            raise HostKeyError(
+            raise UnknownHostKey(
                 f"host {hostname} is not in {self.path}; its key is {shown}: if that is the "
-                f"host's real key (ask its owner), rerun with {ACCEPT_NEW_FLAG} to add it"
+                "host's real key (ask its owner), accept it as a new host key to add it"
             )
         _append_known_host(self.path, hostname, key)
         self.known.add(hostname, key.get_name(), key)
