@@ -122,6 +122,14 @@ class StrictReader:
             self.fail(path, "is empty")
         return [read(item, at(path, index)) for index, item in enumerate(value)]
 
+    def sequence(self, value: object, path: str) -> list[Any]:
+        """A list that may be empty; absent (None) is the empty list."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.fail(path, f"expected a list; got {describe(value)}")
+        return value
+
     def string(self, value: object, path: str) -> str:
         """Non-blank text. YAML reads 2.17 or 1 as numbers: the message says to quote them."""
         if not isinstance(value, str):

@@ -51,7 +51,7 @@ from offline.errors import UsageError
 from offline.inputs import read_input
 from offline.oci.digests import SHA256_HEX, is_digest
 from offline.oci.imageref import ImageRef, parse_image_ref
-from offline.yamlfile import load_yaml
+from offline.yamlfile import StrictReader, load_yaml
 from provisioner.bundle.manifest import require_unique
 
 API_VERSION = "airgap.dev/v1"
@@ -131,7 +131,7 @@ def parse_spec(document: object, path: Path) -> BundleSpec:
         raise UsageError(f"{where}: apiVersion is {top['apiVersion']!r}, expected {API_VERSION!r}")
     if top["kind"] != KIND:
         raise UsageError(f"{where}: kind is {top['kind']!r}, expected {KIND!r}")
-    name = _string(top["name"], f"{where}: name")
+    name = _text(top["name"], f"{where}: name")
     if not _NAME.fullmatch(name):
         raise UsageError(f"{where}: name {name!r} must be letters, digits, '.', '_' or '-'")
     base = path.parent
@@ -171,9 +171,9 @@ def _image(value: object, where: str) -> ImageSpec:
     if isinstance(value, str):
         return ImageSpec(value, _ref(value, where))
     entry = _mapping(value, where, required=("ref",), optional=("platforms",))
-    reference = _string(entry["ref"], f"{where}.ref")
+    reference = _text(entry["ref"], f"{where}.ref")
     platforms = tuple(
-        _string(p, f"{where}.platforms[{i}]") for i, p in enumerate(_seq(entry, "platforms", where))
+        _text(p, f"{where}.platforms[{i}]") for i, p in enumerate(_seq(entry, "platforms", where))
     )
     for platform in platforms:
         if not _PLATFORM.fullmatch(platform):
@@ -201,33 +201,32 @@ def _chart(value: object, where: str, base: Path) -> ChartSpec:
     sources = [key for key in ("repo", "oci", "path") if key in entry]
     if len(sources) != 1:
         raise UsageError(f"{where}: give exactly one of repo, oci or path")
-    name = _string(entry["name"], f"{where}.name")
-    version = _string(str(entry["version"]), f"{where}.version")
+    name = _text(entry["name"], f"{where}.name")
+    version = _text(str(entry["version"]), f"{where}.version")
     repo = oci = None
     local: Path | None = None
     if "repo" in entry:
-        repo = _string(entry["repo"], f"{where}.repo")
+        repo = _text(entry["repo"], f"{where}.repo")
         if not repo.startswith(("https://", "http://")):
             raise UsageError(f"{where}.repo {repo!r} is not an http(s) chart repository URL")
     elif "oci" in entry:
-        oci = _string(entry["oci"], f"{where}.oci")
+        oci = _text(entry["oci"], f"{where}.oci")
         if not oci.startswith("oci://"):
             raise UsageError(f"{where}.oci {oci!r} does not start with oci://")
     else:
-        local = base / _string(entry["path"], f"{where}.path")
+        local = base / _text(entry["path"], f"{where}.path")
     digest = None
     if "digest" in entry:
-        digest = _string(entry["digest"], f"{where}.digest")
+        digest = _text(entry["digest"], f"{where}.digest")
         if not is_digest(digest):
             raise UsageError(f"{where}.digest {digest!r} is not sha256: and 64 hex digits")
     values = tuple(
-        base / _string(v, f"{where}.values[{i}]")
-        for i, v in enumerate(_seq(entry, "values", where))
+        base / _text(v, f"{where}.values[{i}]") for i, v in enumerate(_seq(entry, "values", where))
     )
     set_values = entry.get("set", {})
     if not isinstance(set_values, dict):
         raise UsageError(f"{where}.set is not a mapping")
-    namespace = _string(entry["namespace"], f"{where}.namespace") if "namespace" in entry else None
+    namespace = _text(entry["namespace"], f"{where}.namespace") if "namespace" in entry else None
     return ChartSpec(
         name=name,
         version=version,
@@ -243,54 +242,40 @@ def _chart(value: object, where: str, base: Path) -> ChartSpec:
 
 def _file(value: object, where: str, base: Path) -> FileSpec:
     entry = _mapping(value, where, required=("path", "source", "sha256"), optional=())
-    inside = _string(entry["path"], f"{where}.path")
+    inside = _text(entry["path"], f"{where}.path")
     pure = PurePosixPath(inside)
     if pure.is_absolute() or ".." in pure.parts or str(pure) != inside or "\\" in inside:
         raise UsageError(f"{where}.path {inside!r} is not a plain relative path")
-    sha256 = _string(entry["sha256"], f"{where}.sha256").removeprefix("sha256:")
+    sha256 = _text(entry["sha256"], f"{where}.sha256").removeprefix("sha256:")
     if not SHA256_HEX.fullmatch(sha256):
         raise UsageError(f"{where}.sha256 {entry['sha256']!r} is not 64 lowercase hex digits")
-    return FileSpec(inside, base / _string(entry["source"], f"{where}.source"), sha256)
+    return FileSpec(inside, base / _text(entry["source"], f"{where}.source"), sha256)
 
 
 def _verify(value: object, where: str, base: Path) -> VerifySpec:
     entry = _mapping(value, where, required=("policy", "trustedRoot"), optional=("checkpoints",))
     checkpoints = entry.get("checkpoints")
     return VerifySpec(
-        policy=base / _string(entry["policy"], f"{where}.policy"),
-        trusted_root=base / _string(entry["trustedRoot"], f"{where}.trustedRoot"),
+        policy=base / _text(entry["policy"], f"{where}.policy"),
+        trusted_root=base / _text(entry["trustedRoot"], f"{where}.trustedRoot"),
         checkpoints=None
         if checkpoints is None
-        else base / _string(checkpoints, f"{where}.checkpoints"),
+        else base / _text(checkpoints, f"{where}.checkpoints"),
     )
 
 
 # ------------------------------------------------------------------------------- helpers
+# The checks themselves are the one strict reader's (offline.yamlfile.StrictReader); `where`
+# already names the file and the place in it.
 def _mapping(
     value: object, where: str, *, required: tuple[str, ...], optional: tuple[str, ...]
 ) -> dict[str, Any]:
-    if not isinstance(value, dict):
-        raise UsageError(f"{where} is not a mapping")
-    for key in required:
-        if key not in value:
-            raise UsageError(f"{where}: missing {key!r}")
-    for key in value:
-        if key not in required and key not in optional:
-            known = ", ".join(required + optional)
-            raise UsageError(f"{where}: unknown key {key!r} (known: {known})")
-    return value
+    return StrictReader(where).mapping(value, "", required, optional)
 
 
 def _seq(entry: dict[str, Any], key: str, where: str) -> list[Any]:
-    value = entry.get(key, [])
-    if value is None:
-        return []
-    if not isinstance(value, list):
-        raise UsageError(f"{where}: {key} is not a list")
-    return value
+    return StrictReader(where).sequence(entry.get(key), key)
 
 
-def _string(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise UsageError(f"{where} is not a non-empty string")
-    return value
+def _text(value: object, where: str) -> str:
+    return StrictReader(where).string(value, "")
