@@ -736,3 +736,23 @@ def test_a_proof_between_other_pinned_sizes_is_stale_not_evidence(setup: Setup) 
         setup.add(20, setup.log.consistency_proof(4, 20))
     assert setup.evidence() == []
     assert not list(setup.store.path.rglob("evidence/*.json"))
+
+
+@pytest.mark.parametrize(
+    ("edit", "reason"),
+    [
+        (lambda d: d.update(extra=1), "unknown key 'extra'"),
+        (lambda d: d["checkpoints"][0].update(size=True), "checkpoints[0].size: expected an"),
+        (lambda d: d["checkpoints"][0].update(root="AB" * 32), "checkpoints[0].root: expected 64"),
+        (lambda d: d["checkpoints"][0].update(added="2026-03-01T12:00:00"), "has no offset"),
+        (lambda d: d.update(proofs="none"), "proofs: expected a list"),
+    ],
+)
+def test_a_state_file_is_read_field_by_field_by_the_strict_reader(
+    setup: Setup, edit: Any, reason: str
+) -> None:
+    """Even with its checksum recomputed, a field of the wrong shape is named, never guessed."""
+    _chain(setup)
+    _rewrite_with_checksum(setup, edit)
+    with pytest.raises(StoreCorruptError, match=re.escape(reason)):
+        setup.store.states()

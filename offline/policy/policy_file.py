@@ -62,10 +62,11 @@ from offline.policy.attestations import (
 )
 from offline.policy.sbom import BannedPackage, SbomRule, parse_purl
 from offline.policy.versions import parse_range
+from offline.strict import StrictReader, at, describe
 from offline.tlog.pinning import PinningMode
 from offline.trust.keys import load_public_key_file
 from offline.trust.signers import AcceptedSigners, SignerRule
-from offline.yamlfile import StrictReader, at, describe, load_yaml
+from offline.yamlfile import load_yaml
 
 __all__ = [
     "API_VERSION",

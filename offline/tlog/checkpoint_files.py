@@ -20,6 +20,7 @@ from typing import Any
 from offline.canonical_json import canonical_json
 from offline.errors import UsageError
 from offline.inputs import parse_json_object, read_input
+from offline.strict import StrictReader, at
 from offline.tlog.checkpoint_state import Anchor, LogState, StoredCheckpoint, StoredProof
 
 STATE_FORMAT = "airgap-checkpoint-log/v1"
@@ -72,63 +73,65 @@ def state_document(state: LogState) -> dict[str, Any]:
     return doc
 
 
-def _int(value: Any, what: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise ValueError(f"{what} is not a non-negative integer")
-    return value
+def _checkpoint(read: StrictReader, value: object, path: str) -> StoredCheckpoint:
+    entry = read.mapping(value, path, ("size", "root", "note", "added"))
+    return StoredCheckpoint(
+        size=read.integer(entry["size"], at(path, "size")),
+        root=read.hex_bytes(entry["root"], at(path, "root")),
+        note=read.string(entry["note"], at(path, "note")),
+        added=read.time(entry["added"], at(path, "added")),
+    )
 
 
-def _hash(value: Any, what: str) -> bytes:
-    if not isinstance(value, str) or len(value) != 64:
-        raise ValueError(f"{what} is not a 64-digit hex hash")
-    return bytes.fromhex(value)
+def _proof(read: StrictReader, value: object, path: str) -> StoredProof:
+    entry = read.mapping(value, path, ("from_size", "to_size", "hashes"))
+    hashes = read.sequence(entry["hashes"], at(path, "hashes"))
+    return StoredProof(
+        from_size=read.integer(entry["from_size"], at(path, "from_size")),
+        to_size=read.integer(entry["to_size"], at(path, "to_size")),
+        hashes=tuple(read.hex_bytes(h, at(at(path, "hashes"), i)) for i, h in enumerate(hashes)),
+    )
 
 
-def _str(value: Any, what: str) -> str:
-    if not isinstance(value, str):
-        raise ValueError(f"{what} is not a string")
-    return value
+def _anchor(read: StrictReader, value: object, path: str) -> Anchor:
+    entry = read.mapping(value, path, ("size", "root", "added"))
+    return Anchor(
+        size=read.integer(entry["size"], at(path, "size")),
+        root=read.hex_bytes(entry["root"], at(path, "root")),
+        added=read.time(entry["added"], at(path, "added")),
+    )
 
 
 def decode_state(doc: dict[str, Any]) -> LogState:
     """Parse a state document (checksum already checked); ValueError says what is wrong."""
     if doc.get("format") != STATE_FORMAT:
         raise ValueError(f"unknown format {doc.get('format')!r}")
+    read = StrictReader("log state")
     try:
+        top = read.mapping(
+            doc, "", ("format", "origin", "log_id", "checkpoints", "proofs", "anchors")
+        )
         checkpoints = tuple(
-            StoredCheckpoint(
-                size=_int(c["size"], "checkpoint size"),
-                root=_hash(c["root"], "checkpoint root"),
-                note=_str(c["note"], "checkpoint note"),
-                added=datetime.fromisoformat(_str(c["added"], "checkpoint time")),
-            )
-            for c in doc["checkpoints"]
+            _checkpoint(read, c, at("checkpoints", i))
+            for i, c in enumerate(read.sequence(top["checkpoints"], "checkpoints"))
         )
         proofs = tuple(
-            StoredProof(
-                from_size=_int(p["from_size"], "proof from_size"),
-                to_size=_int(p["to_size"], "proof to_size"),
-                hashes=tuple(_hash(h, "proof hash") for h in p["hashes"]),
-            )
-            for p in doc["proofs"]
+            _proof(read, p, at("proofs", i))
+            for i, p in enumerate(read.sequence(top["proofs"], "proofs"))
         )
         anchors = tuple(
-            Anchor(
-                size=_int(a["size"], "anchor size"),
-                root=_hash(a["root"], "anchor root"),
-                added=datetime.fromisoformat(_str(a["added"], "anchor time")),
-            )
-            for a in doc["anchors"]
+            _anchor(read, a, at("anchors", i))
+            for i, a in enumerate(read.sequence(top["anchors"], "anchors"))
         )
         state = LogState(
-            origin=_str(doc["origin"], "origin"),
-            log_id=bytes.fromhex(_str(doc["log_id"], "log_id")),
+            origin=read.string(top["origin"], "origin"),
+            log_id=read.hex_bytes(top["log_id"], "log_id"),
             checkpoints=checkpoints,
             proofs=proofs,
             anchors=anchors,
         )
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"missing or mistyped field {exc}") from exc
+    except UsageError as exc:  # the store words a bad file as corrupt, with the reason
+        raise ValueError(str(exc)) from None
     sizes = [c.size for c in checkpoints]
     if not sizes or sizes != sorted(set(sizes)):
         raise ValueError("checkpoints are missing, unsorted or repeated")

@@ -51,7 +51,8 @@ from offline.errors import UsageError
 from offline.inputs import read_input
 from offline.oci.digests import SHA256_HEX, is_digest
 from offline.oci.imageref import ImageRef, parse_image_ref
-from offline.yamlfile import StrictReader, load_yaml
+from offline.strict import StrictReader
+from offline.yamlfile import load_yaml
 from provisioner.bundle.manifest import require_unique
 
 API_VERSION = "airgap.dev/v1"
@@ -265,7 +266,7 @@ def _verify(value: object, where: str, base: Path) -> VerifySpec:
 
 
 # ------------------------------------------------------------------------------- helpers
-# The checks themselves are the one strict reader's (offline.yamlfile.StrictReader); `where`
+# The checks themselves are the one strict reader's (offline.strict.StrictReader); `where`
 # already names the file and the place in it.
 def _mapping(
     value: object, where: str, *, required: tuple[str, ...], optional: tuple[str, ...]
