@@ -14,7 +14,7 @@ from typing import Any, cast
 from offline.atomicfile import atomic_write
 from offline.canonical_json import canonical_json
 from offline.errors import UsageError, VerificationFailure
-from offline.oci.digests import SHA256_HEX
+from offline.strict import StrictReader
 from provisioner.archive.names import (
     COMPRESSIONS,
     Compression,
@@ -29,12 +29,7 @@ from provisioner.bundle.detached import (
     sign_detached,
     verify_detached,
 )
-from provisioner.bundle.manifest import (
-    check_unicode,
-    json_object,
-    json_size,
-    no_duplicate_keys,
-)
+from provisioner.bundle.manifest import check_unicode, no_duplicate_keys
 
 FORMAT = "airgap-parts/v1"
 MAX_PARTS_LIST_SIZE = 16 * 1024 * 1024
@@ -86,36 +81,24 @@ class PartsList:
         except RecursionError:
             raise UsageError(f"{where} is not valid JSON (nested too deeply)") from None
         check_unicode(document, where)
+        read = StrictReader(where)
         keys = ("format", "compression", "size", "sha256", "tarSize", "manifestSha256", "parts")
-        top = json_object(document, where, keys)
+        top = read.mapping(document, "", keys)
         if top["format"] != FORMAT:
             raise UsageError(f"{where}: format is {top['format']!r}, expected {FORMAT!r}")
         compression = top["compression"]
         if compression not in COMPRESSIONS:
             raise UsageError(f"{where}: unknown compression {compression!r}")
-        raw_parts = top["parts"]
-        if not isinstance(raw_parts, list) or not raw_parts:
-            raise UsageError(f"{where}: parts is not a non-empty list")
-        parts: list[PartEntry] = []
-        for i, raw in enumerate(raw_parts):
-            here = f"{where}: parts[{i}]"
-            entry = json_object(raw, here, ("name", "size", "sha256"))
-            parts.append(
-                PartEntry(
-                    _part_file_name(entry["name"], f"{here}.name"),
-                    json_size(entry["size"], f"{here}.size"),
-                    _hex(entry["sha256"], f"{here}.sha256"),
-                )
-            )
+        parts = read.items(top["parts"], "parts", lambda raw, path: _part(read, raw, path))
         names = [p.name for p in parts]
         if len(set(names)) != len(names):
             raise UsageError(f"{where}: a part is listed twice")
         parts_list = cls(
             compression=cast(Compression, compression),
-            size=json_size(top["size"], f"{where}: size"),
-            sha256=_hex(top["sha256"], f"{where}: sha256"),
-            tar_size=json_size(top["tarSize"], f"{where}: tarSize"),
-            manifest_sha256=_hex(top["manifestSha256"], f"{where}: manifestSha256"),
+            size=read.integer(top["size"], "size"),
+            sha256=read.hex_bytes(top["sha256"], "sha256").hex(),
+            tar_size=read.integer(top["tarSize"], "tarSize"),
+            manifest_sha256=read.hex_bytes(top["manifestSha256"], "manifestSha256").hex(),
             parts=tuple(parts),
         )
         if sum(p.size for p in parts) != parts_list.size:
@@ -125,10 +108,13 @@ class PartsList:
         return parts_list
 
 
-def _hex(value: object, where: str) -> str:
-    if not isinstance(value, str) or not SHA256_HEX.fullmatch(value):
-        raise UsageError(f"{where} is not 64 lowercase hex digits")
-    return value
+def _part(read: StrictReader, value: object, path: str) -> PartEntry:
+    entry = read.mapping(value, path, ("name", "size", "sha256"))
+    return PartEntry(
+        _part_file_name(entry["name"], f"{read.where}: {path}.name"),
+        read.integer(entry["size"], f"{path}.size"),
+        read.hex_bytes(entry["sha256"], f"{path}.sha256").hex(),
+    )
 
 
 def _part_file_name(value: object, where: str) -> str:
