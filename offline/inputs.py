@@ -24,19 +24,28 @@ MAX_KEY_SIZE = 1024 * 1024
 
 
 def read_input(
-    path: str | Path, what: str, limit: int = MAX_INPUT_SIZE, *, stdin: bool = False
+    path: str | Path,
+    what: str,
+    limit: int = MAX_INPUT_SIZE,
+    *,
+    stdin: bool = False,
+    follow_symlinks: bool = True,
 ) -> bytes:
     """The bytes of `path`; `what` names the file in errors ("bundle", "trusted root", ...).
-    With `stdin`, `-` reads standard input."""
+    With `stdin`, `-` reads standard input. Without `follow_symlinks`, a link is refused."""
     if stdin and str(path) == "-":
         data = sys.stdin.buffer.read(limit + 1)
         if len(data) > limit:
             raise UsageError(f"{what} on standard input is larger than {limit} bytes")
         return data
-    with open_input(path, what, limit) as f:
-        data = f.read(limit + 1)
-    if len(data) > limit:  # it grew since it was opened
+    with open_input(path, what, limit, follow_symlinks=follow_symlinks) as f:
+        # Read what the open file holds, not `limit` bytes: a read of n bytes allocates n.
+        size = os.fstat(f.fileno()).st_size
+        data = f.read(size + 1)  # one more byte shows a file still growing
+    if len(data) > limit:
         raise UsageError(f"{what} {path} is larger than {limit} bytes")
+    if len(data) != size:
+        raise UsageError(f"{what} {path} changed while it was read")
     return data
 
 
@@ -54,14 +63,18 @@ def open_regular(path: str | Path, what: str = "") -> IO[bytes]:
     return os.fdopen(fd, "rb")
 
 
-def open_input(path: str | Path, what: str, limit: int | None = None) -> IO[bytes]:
+def open_input(
+    path: str | Path, what: str, limit: int | None = None, *, follow_symlinks: bool = True
+) -> IO[bytes]:
     """`path` opened for reading, once it is known to be a regular file (of at most `limit`
     bytes, when given). Checked before opening (opening a FIFO blocks) and again on the open
-    file (the name could have been swapped in between)."""
+    file (the name could have been swapped in between). Without `follow_symlinks`, a link in
+    its place is refused at both checks."""
     path = Path(path)
+    nofollow = 0 if follow_symlinks else os.O_NOFOLLOW
     try:
-        _check(os.stat(path), path, what, limit)
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        _check(os.stat(path, follow_symlinks=follow_symlinks), path, what, limit)
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | nofollow)
     except OSError as exc:
         raise _os_error(exc, path, what) from None
     except ValueError:  # a NUL in the name, or a name that is not Unicode

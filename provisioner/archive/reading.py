@@ -4,27 +4,19 @@ and bounded, parts streamed in chunks through one opener that never waits on a F
 from __future__ import annotations
 
 import os
-import stat
 from pathlib import Path
 from typing import IO
 
-from offline.errors import UsageError
+from offline.inputs import read_input
 
 # What the archive is read and written in: parts, tar members, the zstd stream.
 CHUNK_SIZE = 1024 * 1024
 
 
 def read_bounded(path: Path, limit: int, what: str) -> bytes:
-    """A regular file of at most `limit` bytes, whole; else a one-line error naming `what`."""
-    try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise UsageError(f"{what} {path} is not a regular file")
-        if info.st_size > limit:
-            raise UsageError(f"{what} {path} is larger than {limit} bytes; it is not a {what}")
-        return path.read_bytes()
-    except OSError as exc:
-        raise UsageError(f"cannot read {what} {path}: {exc.strerror}") from None
+    """A regular file of at most `limit` bytes, whole; else a one-line error naming `what`
+    (offline.inputs' reader: checked before and after opening, a FIFO never waited on)."""
+    return read_input(path, what, limit)
 
 
 def open_for_reading(path: Path) -> IO[bytes]:

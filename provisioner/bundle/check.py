@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from offline.errors import AirgapError, UsageError, VerificationFailure, and_more
+from offline.inputs import read_input
 from offline.oci.manifest import MAX_MANIFEST_SIZE, check_manifest
 from provisioner.bundle.detached import (
     ManifestTrust,
@@ -162,22 +163,13 @@ def _read_small(path: Path, name: str) -> bytes:
         raise _Failed(f"{name} is missing") from None
     if not stat.S_ISREG(info.st_mode):
         raise _Failed(f"{name} is not a regular file")
-    limit = MAX_BUNDLE_MANIFEST_SIZE
-    if info.st_size > limit:
+    if info.st_size > MAX_BUNDLE_MANIFEST_SIZE:
         raise _Failed(f"{name} is too large to be a bundle manifest ({info.st_size} bytes)")
-    # Checked again on the open file: the name may have been swapped since the lstat.
+    # Checked again on the open file (no link followed): it may have been swapped since.
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except OSError as exc:
-        raise _Failed(f"{name} cannot be opened ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        opened = os.fstat(f.fileno())
-        if not stat.S_ISREG(opened.st_mode) or opened.st_size > limit:
-            raise _Failed(f"{name} is not a regular file of at most {limit} bytes")
-        data = f.read(opened.st_size + 1)  # one more byte shows a file still growing
-    if len(data) != opened.st_size:
-        raise _Failed(f"{name} changed while it was read")
-    return data
+        return read_input(path, name, MAX_BUNDLE_MANIFEST_SIZE, follow_symlinks=False)
+    except UsageError as exc:
+        raise _Failed(str(exc)) from None
 
 
 def _blob_dir(report: CheckReport) -> Path:
