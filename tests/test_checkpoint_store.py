@@ -756,3 +756,18 @@ def test_a_state_file_is_read_field_by_field_by_the_strict_reader(
     _rewrite_with_checksum(setup, edit)
     with pytest.raises(StoreCorruptError, match=re.escape(reason)):
         setup.store.states()
+
+
+def test_a_store_written_before_logs_were_keyed_by_their_key_is_still_read(
+    setup: Setup,
+) -> None:
+    """Directories named after the origin alone (the earlier layout) still pin."""
+    from offline.tlog.checkpoint_files import legacy_dir_name
+
+    _chain(setup)
+    legacy = setup.store.path / legacy_dir_name(setup.log.origin)
+    setup.state_file.parent.rename(legacy)
+    fresh = CheckpointStore(setup.store.path, trusted_root=setup.root)
+    assert fresh.pin(setup.log.log_id, setup.log.origin, 12, setup.log.root(12)).size == 12
+    fresh.add(setup.checkpoint(20), setup.instance, setup.log.consistency_proof(12, 20))
+    assert [p.parent for p in setup.store.path.glob("*/state.json")] == [legacy]

@@ -29,15 +29,17 @@ EXPORT_FORMAT = "airgap-checkpoint-export/v1"
 
 def log_dir_name(log_id: bytes, origin: str) -> str:
     """A filesystem-safe, collision-free directory name for one log: its key and its tree."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", origin).strip("._-")[:64] or "log"
-    digest = hashlib.sha256(log_id + b"\n" + origin.encode()).hexdigest()
-    return f"{safe}-{digest[:12]}"
+    return _dir_name(origin, log_id + b"\n" + origin.encode())
 
 
 def legacy_dir_name(origin: str) -> str:
     """The name stores made before logs were keyed by their key as well; still read."""
+    return _dir_name(origin, origin.encode())
+
+
+def _dir_name(origin: str, identity: bytes) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]+", "_", origin).strip("._-")[:64] or "log"
-    return f"{safe}-{hashlib.sha256(origin.encode()).hexdigest()[:12]}"
+    return f"{safe}-{hashlib.sha256(identity).hexdigest()[:12]}"
 
 
 def format_time(value: datetime) -> str:
