@@ -134,11 +134,6 @@ class CheckpointStore:
         self.trusted_root = trusted_root
         self._verified: dict[Path, tuple[tuple[int, int, int], LogState]] = {}
 
-    @classmethod
-    def default(cls, trusted_root: TrustedRoot | None = None) -> CheckpointStore:
-        """The store at $AIRGAP_CHECKPOINTS, else in the airgap user data directory."""
-        return cls(default_checkpoint_dir(), trusted_root=trusted_root)
-
     # -- reading ---------------------------------------------------------------------------
 
     def _corrupt(self, path: Path, reason: str) -> StoreCorruptError:
