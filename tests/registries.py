@@ -16,11 +16,8 @@ attached to the report of any test that fails while they run. This module is a p
 from __future__ import annotations
 
 import datetime
-import fcntl
-import hashlib
 import ipaddress
 import json
-import os
 import secrets
 import shutil
 import socket
@@ -42,7 +39,7 @@ from offline.oci.registry import Registry
 from offline.oci.registry_auth import Credentials
 from offline.oci.registry_http import RetryPolicy
 from tests.stack.procs import tail, terminate
-from tests.tools import tools_cache
+from tests.tools import ToolMissing, go_program_from_source
 
 DOCKER_REGISTRY = "/usr/bin/docker-registry"
 USERNAME = "airgap"
@@ -279,41 +276,10 @@ def start_docker_registry(directory: Path) -> RegistryServer:
 def referrers_registry_binary() -> Path:
     """tests/tools/referrers-registry built once per source version into the tools cache."""
     source = Path(__file__).parent / "tools" / "referrers-registry"
-    digest = hashlib.sha256()
-    for name in ("go.mod", "go.sum", "main.go"):
-        digest.update((source / name).read_bytes())
-    directory = tools_cache() / f"referrers-registry-{digest.hexdigest()[:16]}"
-    binary = directory / "bin" / "referrers-registry"
-    if binary.exists():
-        return binary
-    if shutil.which("go") is None:
-        pytest.fail("go is not installed: cannot build tests/tools/referrers-registry")
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    # The same lock as tests/tools/install-go-tools.sh: one Go build at a time.
-    with open(tools_cache() / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if not binary.exists():
-            env = {
-                **os.environ,
-                "GOTOOLCHAIN": "local",
-                "CGO_ENABLED": "0",
-                "GOFLAGS": "-mod=readonly -trimpath -buildvcs=false",
-            }
-            partial = directory.with_name(directory.name + ".partial")
-            shutil.rmtree(partial, ignore_errors=True)
-            result = subprocess.run(
-                ["go", "build", "-o", str(partial / "bin" / binary.name), "."],
-                cwd=source,
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=1200,
-            )
-            if result.returncode != 0:
-                pytest.fail(f"building {source} failed:\n{result.stderr[-3000:]}")
-            shutil.rmtree(directory, ignore_errors=True)
-            partial.rename(directory)
-    return binary
+    try:
+        return go_program_from_source(source, "referrers-registry")
+    except ToolMissing as exc:
+        pytest.fail(str(exc))
 
 
 def start_referrers_registry(directory: Path) -> RegistryServer:

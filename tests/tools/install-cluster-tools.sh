@@ -7,14 +7,15 @@
 #   AIRGAP_TOOLS_CACHE=DIR                          # default: ~/.cache/airgap/go-tools (shared with
 #                                                   # install-go-tools.sh; CoreDNS is built there)
 #
-# Kubernetes 1.34: kubelet 1.35+ refuses cgroup v1 by default, and the machines this runs on have
-# cgroup v1. The release is not a plain `go install`: k8s.io/kubernetes replaces its staging
-# modules with ./staging/..., so a throwaway module replaces each with its published tag.
+# Versions: tests/tools/cluster-tools.txt. A Kubernetes release is not a plain `go install`:
+# k8s.io/kubernetes replaces its staging modules with ./staging/..., so a throwaway module
+# replaces each with its published tag.
 set -euo pipefail
 
 CACHE=${AIRGAP_TOOLS_CACHE:-$HOME/.cache/airgap/go-tools}
-KUBERNETES=v1.34.10
-ETCD=v3.6.16
+pin() { awk -v name="$1" '$1 == name { print $2 }' "$(dirname "$0")/cluster-tools.txt"; }
+KUBERNETES=$(pin kubernetes)
+ETCD=$(pin etcd)
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 if ! go env GOSUMDB | grep -q off && ! timeout 10 go list -m -json golang.org/x/text@v0.3.0 >/dev/null 2>&1; then

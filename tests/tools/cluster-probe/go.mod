@@ -1,0 +1,3 @@
+module airgap.test/cluster-probe
+
+go 1.26
