@@ -28,6 +28,7 @@ import shutil
 import signal
 import subprocess
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -101,6 +102,7 @@ class NodeNamespace:
     netns_inode: int | None = None
     _undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     saved_sysctls: dict[str, str] = field(default_factory=dict)
+    host_iptables: list[str] = field(default_factory=list)
 
     @property
     def netns_path(self) -> Path:
@@ -108,8 +110,9 @@ class NodeNamespace:
 
     @property
     def route_metric(self) -> int:
-        # Unique among the clusters on this machine: the test process's PID.
-        return 40000 + os.getpid() % 20000
+        # Unique among the clusters on this machine (their names are), so one teardown never
+        # removes another cluster's routes.
+        return 40000 + zlib.crc32(self.name.encode()) % 20000
 
     @property
     def cgroup_root(self) -> str:
@@ -132,6 +135,8 @@ class NodeNamespace:
         a = self.addresses
         self.state.mkdir(parents=True, exist_ok=True)
         self._save_sysctls()
+        # kube-proxy programs iptables inside the namespace only; the host's rules must not move.
+        self.host_iptables = host_iptables_rules()
         for cidr in a.routed_off_the_machine:
             route = ["unreachable", cidr, "metric", str(self.route_metric)]
             run(["ip", "route", "add", *route])
@@ -220,20 +225,20 @@ class NodeNamespace:
 
     def _make_cgroups(self) -> None:
         root = Path("/sys/fs/cgroup")
-        made = []
         for hierarchy in sorted(root.iterdir()):
             if hierarchy.name == "unified" or not (hierarchy / "cgroup.procs").exists():
                 continue
             directory = hierarchy / self.name
             directory.mkdir(exist_ok=True)
-            made.append(directory)
+
             if hierarchy.name == "cpuset":
                 for knob in ("cpuset.cpus", "cpuset.mems"):
                     (directory / knob).write_text((hierarchy / knob).read_text())
-        self._did("cgroups", lambda: self._remove_cgroups(made))
+        self._did("cgroups", self._remove_cgroups)
 
-    def _remove_cgroups(self, directories: list[Path]) -> None:
-        for directory in directories:
+    def _remove_cgroups(self) -> None:
+        # Every hierarchy, the unified one too: kubelet makes its cgroup root there as well.
+        for directory in Path("/sys/fs/cgroup").glob(f"*/{self.name}"):
             for child in sorted(directory.rglob("*"), key=lambda p: -len(p.parts)):
                 if child.is_dir():
                     with contextlib.suppress(OSError):
@@ -338,6 +343,8 @@ class NodeNamespace:
             for line in routes.splitlines()
             if f"metric {self.route_metric}" in line
         ]
+        now_rules = host_iptables_rules()
+        left += [f"host iptables rule {r}" for r in now_rules if r not in self.host_iptables]
         for name, value in self.saved_sysctls.items():
             now = sysctl_path(name).read_text().strip()
             if now != value:
@@ -346,6 +353,12 @@ class NodeNamespace:
 
     def remove_state(self) -> None:
         shutil.rmtree(self.state, ignore_errors=True)
+
+
+def host_iptables_rules() -> list[str]:
+    """The host's IPv4 rules and chains (without packet counters), as `iptables-save` lists them."""
+    rules = run(["iptables-save"], check=False).splitlines()
+    return [r.split(" [")[0] if r.startswith(":") else r for r in rules if not r.startswith("#")]
 
 
 def _zombie(pid: int) -> bool:

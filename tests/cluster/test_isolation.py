@@ -106,3 +106,17 @@ def test_a_teardown_that_cannot_remove_something_says_what(tmp_path: Path) -> No
     namespace._did("a stuck mount", stuck)
     with pytest.raises(NamespaceError, match="a stuck mount: device busy"):
         namespace.destroy()
+
+
+def test_the_leftover_check_sees_everything_a_live_namespace_holds(tmp_path: Path) -> None:
+    namespace = NodeNamespace("airgap-leftover-check", tmp_path / "state")
+    namespace.create()
+    try:
+        held = " | ".join(namespace.leftovers())
+    finally:
+        namespace.destroy()
+    assert "network namespace airgap-leftover-check" in held
+    assert "anchor process" in held
+    assert held.count("host route unreachable") == 3
+    assert "cgroup /sys/fs/cgroup/memory/airgap-leftover-check" in held
+    assert namespace.leftovers() == []
