@@ -441,6 +441,16 @@ class Cluster:
     def leftovers(self) -> list[str]:
         return self.namespace.leftovers()
 
+    def resident_memory(self) -> dict[str, int]:
+        """Resident set size in bytes: each component, and `pods` for every other process in
+        the namespace or its cgroups (shims and containers)."""
+        components = {p.pid: name for name, p in self.processes.processes.items()}
+        sizes: dict[str, int] = {}
+        for pid in self.namespace.processes_inside():
+            name = components.get(pid, "pods")
+            sizes[name] = sizes.get(name, 0) + _rss(pid)
+        return sizes
+
     def diagnose(self) -> str:
         """Tails of every component's log, the pods, and `kubectl describe` of what is not
         ready: what a failing test shows."""
@@ -472,6 +482,17 @@ class Cluster:
         except (GuardRefused, subprocess.TimeoutExpired, ValueError) as exc:
             parts.append(f"(no kubectl diagnosis: {exc})")
         return "\n".join(parts)
+
+
+def _rss(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def _yaml_stream(objects: list[dict[str, Any]]) -> str:
