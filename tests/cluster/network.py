@@ -367,3 +367,27 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+# Test clusters are named `airgap<PID of the test process><label>`.
+_CLUSTER_NAME = re.compile(r"airgap(\d+)[a-z]*")
+
+
+def reap_abandoned() -> list[str]:
+    """Remove the namespaces, processes, cgroups and host routes of test clusters whose test
+    process is gone (killed before its teardown ran); the names of those removed."""
+    reaped = []
+    for line in run(["ip", "netns", "list"], check=False).splitlines():
+        name = line.split()[0] if line.strip() else ""
+        match = _CLUSTER_NAME.fullmatch(name)
+        if match is None or Path(f"/proc/{match.group(1)}").exists():
+            continue
+        abandoned = NodeNamespace(name, Path("/nonexistent"))
+        abandoned.netns_inode = abandoned.netns_path.stat().st_ino
+        abandoned.kill_processes_inside()
+        abandoned._remove_cgroups()
+        run(["ip", "netns", "del", name], check=False)
+        for cidr in abandoned.addresses.routed_off_the_machine:
+            abandoned._del_route(["unreachable", cidr, "metric", str(abandoned.route_metric)])
+        reaped.append(name)
+    return reaped

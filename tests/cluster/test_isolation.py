@@ -19,6 +19,7 @@ from tests.cluster.network import (
     GuardRefused,
     NamespaceError,
     NodeNamespace,
+    reap_abandoned,
     run,
 )
 from tests.cluster.node import Cluster, ClusterError
@@ -120,3 +121,19 @@ def test_the_leftover_check_sees_everything_a_live_namespace_holds(tmp_path: Pat
     assert held.count("host route unreachable") == 3
     assert "cgroup /sys/fs/cgroup/memory/airgap-leftover-check" in held
     assert namespace.leftovers() == []
+
+
+def test_a_cluster_whose_test_process_died_is_reaped_by_the_next_run(tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    abandoned = NodeNamespace(f"airgap{gone.pid}reap", tmp_path / "state")
+    abandoned.create()
+    sleeper = subprocess.Popen([*abandoned.enter(["sleep", "1000"])])
+    assert abandoned.leftovers() != []
+
+    assert abandoned.name in reap_abandoned()
+
+    sleeper.wait(10)
+    assert abandoned.anchor is not None
+    abandoned.anchor.wait(10)  # reaped by the kill; collected here, its parent
+    assert abandoned.leftovers() == []
