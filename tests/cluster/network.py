@@ -21,17 +21,25 @@ after a failed start too, and `leftovers` lists what a teardown failed to remove
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
 
 # The exit status of the guard when the node IP is not local where the command would run.
 GUARD_REFUSED = 97
@@ -275,6 +283,41 @@ class NodeNamespace:
             f'namespace" >&2; exit {GUARD_REFUSED}; }}; exec "$@"'
         )
         return ["sh", "-c", script, "guard", *command]
+
+    def call_inside(self, function: Callable[[], T]) -> T:
+        """`function()` run in a thread of this process that has entered the node's network
+        namespace (a network namespace is per thread: the rest of the process stays on the
+        host), once the node IP proves local there. For library code under test that talks to
+        the cluster in-process (kubernetes and helm clients); sockets it opens stay inside."""
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                fd = os.open(self.netns_path, os.O_RDONLY)
+                try:
+                    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                        error = ctypes.get_errno()
+                        raise OSError(error, f"setns into {self.name}: {os.strerror(error)}")
+                finally:
+                    os.close(fd)
+                with socket.socket() as probe:
+                    try:
+                        probe.bind((self.addresses.node_ip, 0))
+                    except OSError as exc:
+                        raise GuardRefused(
+                            f"refused: {self.addresses.node_ip} is not local in {self.name}"
+                        ) from exc
+                outcome.append(function())
+            except BaseException as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=body, name=f"in-{self.name}")
+        thread.start()
+        thread.join()
+        if failure:
+            raise failure[0]
+        return outcome[0]
 
     # ---- teardown -------------------------------------------------------------------------
 

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.cluster import configs
 from tests.cluster.binaries import NodeBinaries, find_binaries
@@ -36,6 +36,7 @@ from tests.cluster.pki import NODE_NAME, ClusterPKI, make_cluster_pki
 from tests.stack.procs import ProcessManager, StackError
 from tests.tools import go_program_from_source
 
+T = TypeVar("T")
 PROBE_SOURCE = Path(__file__).parents[1] / "tools" / "cluster-probe"
 REGISTRY_USER = "airgap-site"
 PULL_SECRET = "internal-registry"
@@ -123,6 +124,11 @@ class Cluster:
                 f"{(result.stderr or result.stdout).strip()[-2000:]}"
             )
         return result
+
+    def call(self, function: Callable[[], T]) -> T:
+        """`function()` run in-process from inside the node's network namespace (see
+        `NodeNamespace.call_inside`): for library code that talks to the cluster itself."""
+        return self.namespace.call_inside(function)
 
     def output(self, command: Sequence[str], **kwargs: Any) -> str:
         return self.run(command, **kwargs).stdout
