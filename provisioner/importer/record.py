@@ -34,7 +34,6 @@ import contextlib
 import fcntl
 import hashlib
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +42,7 @@ from pathlib import Path
 from offline.atomicfile import atomic_write
 from offline.canonical_json import canonical_json
 from offline.errors import UsageError, VerificationFailure
-from offline.inputs import decode_strict_json
+from offline.inputs import decode_strict_json, read_input
 from offline.oci.digests import SHA256_HEX
 from offline.oci.manifest import OCI_EMPTY, OCI_EMPTY_DATA, OCI_EMPTY_DIGEST, OCI_MANIFEST
 from offline.oci.registry import Registry
@@ -160,17 +159,10 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _load(path: Path, target: Target) -> dict[str, Imported]:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise UsageError(f"cannot read the import record {path} ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_RECORD_SIZE:
-            raise UsageError(f"the import record {path} is not a regular file of a sane size")
-        data = f.read()
+    if not os.path.lexists(path):
+        return {}  # nothing imported yet; a dangling link is there, and refused below
+    # Not through a link: whoever can place one could point the record at another file.
+    data = read_input(path, "the import record", _MAX_RECORD_SIZE, follow_symlinks=False)
     try:
         return _parse(decode_strict_json(data, "record"), _record_target(path, target))
     except UsageError as exc:
