@@ -48,7 +48,7 @@ def flag_remedy(error: BaseException | None) -> str:
         return ""
     while error is not None:
         if isinstance(error, registry_http.PlainHttpRefused) and error.host:
-            return f"; allow it with --allow-http-registry {error.host} if that is really meant"
+            return f" (--allow-http-registry {error.host})"
         error = error.__cause__ or error.__context__
     return ""
 

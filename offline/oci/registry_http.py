@@ -456,8 +456,8 @@ class Transport:
                 self._message(
                     repository,
                     what,
-                    f"the token service {_safe(realm)} is plain HTTP, and plain HTTP to "
-                    f"{netloc} is not allowed",
+                    f"the token service {_safe(realm)} is plain HTTP, and {netloc} is not "
+                    "allowed plain HTTP: allow it only if that is really meant",
                 ),
                 netloc,
             )
