@@ -11,7 +11,8 @@ refused, every error one line naming the field).
     oidc: {issuers: [{url: https://kubernetes.default.svc.cluster.local, type: kubernetes}]}
     database: {external: {host: db.internal, port: 3306, secret: trillian-db}}  # or absent
     tsa: {enabled: false}
-    tuf: {expiry: {root: 365, targets: 90, snapshot: 7, timestamp: 1}}          # days
+    tuf: {expiry: {root: 365, targets: 90, snapshot: 7, timestamp: 1},           # days
+          serverImage: docker.io/library/nginx:1.27}   # its static server (tuf.yaml)
     keys: {fulcio: {organization: Example, commonName: Example Fulcio, rootDays: 3650,
                     intermediate: true}}
 
@@ -28,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from offline.errors import UsageError
 from offline.inputs import read_input
+from offline.oci.imageref import ImageRef, parse_image_ref
 from offline.strict import StrictReader, at, describe
 from offline.yamlfile import load_yaml
 
@@ -140,6 +143,7 @@ class Site:
     tsa: bool = False
     tuf_expiry_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_EXPIRY_DAYS))
     fulcio_ca: FulcioCA = FulcioCA()
+    tuf_server_image: ImageRef | None = None
 
     def namespace(self, component: str) -> str:
         return self.namespaces[component]
@@ -195,6 +199,7 @@ class _SiteReader(StrictReader):
             database=self.database(top.get("database", {}), "database"),
             tsa=self.boolean(tsa.get("enabled", False), "tsa.enabled"),
             tuf_expiry_days=self.expiry(top.get("tuf", {}), "tuf"),
+            tuf_server_image=self.tuf_server_image(top.get("tuf", {}), "tuf"),
             fulcio_ca=self.keys(top.get("keys", {}), "keys"),
         )
 
@@ -300,7 +305,7 @@ class _SiteReader(StrictReader):
         return ExternalDatabase(host, self.name(external["secret"], at(where, "secret")), port)
 
     def expiry(self, value: object, path: str) -> dict[str, int]:
-        entry = self.mapping(value, path, optional=("expiry",))
+        entry = self.mapping(value, path, optional=("expiry", "serverImage"))
         where = at(path, "expiry")
         given = self.mapping(entry.get("expiry", {}), where, optional=tuple(DEFAULT_EXPIRY_DAYS))
         days = dict(DEFAULT_EXPIRY_DAYS)
@@ -315,6 +320,16 @@ class _SiteReader(StrictReader):
                     f"{days[shorter]} days is longer than {longer}'s {days[longer]}",
                 )
         return days
+
+    def tuf_server_image(self, value: object, path: str) -> ImageRef | None:
+        entry = self.mapping(value, path, optional=("expiry", "serverImage"))
+        if "serverImage" not in entry:
+            return None
+        where = at(path, "serverImage")
+        try:
+            return parse_image_ref(self.string(entry["serverImage"], where))
+        except UsageError as exc:
+            self.fail(where, str(exc))
 
     def keys(self, value: object, path: str) -> FulcioCA:
         entry = self.mapping(value, path, optional=("fulcio",))
