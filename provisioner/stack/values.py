@@ -141,7 +141,13 @@ def image_values(
         upstream = upstream_image(default, key, where)
         if component == "tuf" and site.tuf_server_image is not None:
             upstream = site.tuf_server_image
-        _put(values, key.path, _rewritten(mapping.find(upstream, where), key, upstream))
+        image = mapping.find(upstream, where)
+        if image.registry != site.registry.host:
+            raise UsageError(
+                f"{where}: the import mapping {mapping.path} put {upstream} in {image.registry}, "
+                f"not in the site's registry {site.registry.host}"
+            )
+        _put(values, key.path, _rewritten(image, key, upstream))
     return values
 
 
