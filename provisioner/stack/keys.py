@@ -117,6 +117,18 @@ class PublicMaterial:
         certificates = x509.load_pem_x509_certificates(self.fulcio_chain)
         return certificates[-1].public_bytes(serialization.Encoding.PEM)
 
+    def tuf_targets(self) -> dict[str, bytes]:
+        """The files a Sigstore TUF repository publishes, by the target names clients (cosign,
+        sigstore-go) and the scaffolding TUF server use."""
+        targets = {
+            "rekor.pub": self.rekor,
+            "ctfe.pub": self.ctlog,
+            "fulcio_v1.crt.pem": self.fulcio_chain,
+        }
+        if self.tsa_chain is not None:
+            targets["tsa.certchain.pem"] = self.tsa_chain
+        return targets
+
     def trusted_root_spec(self, site: Site) -> TrustedRootSpec:
         """For provisioner.stack.trusted_root: every log and authority at its URL for clients."""
         return TrustedRootSpec(

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from cryptography import x509
 
 from offline.errors import UsageError
 from offline.inputs import read_input
@@ -79,6 +80,27 @@ IMAGE_KEYS: dict[str, tuple[ImageKey, ...]] = {
         ImageKey(("leasescleanup", "image"), "tagged"),
     ),
 }
+
+
+def registry_ca_configmap(site: Site) -> dict[str, Any] | None:
+    """The internal registry's CA (public) for policy-controller's `registryCaBundle`."""
+    if site.registry.ca_file is None:
+        return None
+    where = f"site {site.path}: registry.caFile {site.registry.ca_file}"
+    data = read_input(site.registry.ca_file, where)
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError as exc:
+        raise UsageError(f"{where}: not PEM certificates ({exc})") from exc
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": REGISTRY_CA_CONFIGMAP,
+            "namespace": component_namespace(site, "policy-controller"),
+        },
+        "data": {"ca.crt": data.decode("ascii", errors="replace")},
+    }
 
 
 def pull_secret_service_accounts(site: Site) -> list[tuple[str, str]]:

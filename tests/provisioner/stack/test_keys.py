@@ -186,6 +186,14 @@ def test_public_halves_make_a_trusted_root_the_verifier_reads(
     assert len(document["timestampAuthorities"]) == 1
 
 
+def test_tuf_targets_are_the_public_files_under_their_usual_names(keys: KeySet) -> None:
+    targets = public_material(keys).tuf_targets()
+    assert sorted(targets) == ["ctfe.pub", "fulcio_v1.crt.pem", "rekor.pub", "tsa.certchain.pem"]
+    assert targets["fulcio_v1.crt.pem"] == keys.fulcio.chain_pem
+    assert keys.tsa is not None and targets["tsa.certchain.pem"] == keys.tsa.chain_pem
+    assert not any(b"PRIVATE KEY" in value for value in targets.values())
+
+
 def test_the_tuf_namespace_gets_no_private_key_and_no_password(
     full_site: Site, keys: KeySet
 ) -> None:

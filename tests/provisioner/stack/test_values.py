@@ -26,6 +26,7 @@ from provisioner.stack.chart_check import (
 )
 from provisioner.stack.keys import KeySet, PublicMaterial, generate_keyset, public_material
 from provisioner.stack.mapping import ImageMapping, load_mapping
+from provisioner.stack.render import render_component
 from provisioner.stack.secrets import ctlog_config_secret, render_secrets, secret_data
 from provisioner.stack.site import Site, parse_site
 from provisioner.stack.storage import claims, persistent_volumes
@@ -34,6 +35,7 @@ from provisioner.stack.values import (
     build_values,
     component_namespace,
     pull_secret_service_accounts,
+    registry_ca_configmap,
 )
 from tests.cluster.connected import package_sigstore_charts
 from tests.conftest import SHARED
@@ -175,13 +177,13 @@ def rendered(
 def stack(
     site: Site, mapping: ImageMapping, public: PublicMaterial, charts: dict[str, Path]
 ) -> dict[str, list[Any]]:
-    """Every component's rendered objects, its values checked first."""
-    out = {}
-    for component in COMPONENTS:
-        values = values_for(component, site, mapping, public, charts)
-        check_known_keys(values, chart_files(charts[component]))
-        out[component] = rendered(component, values, site, charts)
-    return out
+    """Every component rendered as the installer does it: values built, then checked."""
+    return {
+        component: render_component(
+            component, charts[component], site, mapping, public, helm=go_tool("helm")
+        ).documents
+        for component in COMPONENTS
+    }
 
 
 def internal(text: str) -> str:
@@ -559,3 +561,25 @@ def test_chart_files_read_from_an_archive_and_a_directory_agree(charts: dict[str
     unpacked = chart_files(SHARED / "upstream" / "sigstore-helm-charts" / "tuf")
     assert isinstance(packed, ChartFiles) and packed.values == unpacked.values
     assert packed.schema == unpacked.schema and packed.templates
+
+
+def test_the_registry_ca_goes_to_policy_controller_as_a_configmap(
+    tmp_path: Path, public: PublicMaterial
+) -> None:
+    (tmp_path / "ca.pem").write_bytes(public.fulcio_root)  # any certificate will do
+    site = parse_site(
+        {
+            "apiVersion": "airgap.dev/v1",
+            "kind": "Site",
+            "registry": {"host": REGISTRY, "mapping": "m.json", "caFile": "ca.pem"},
+            "storage": {"class": "manual"},
+        },
+        tmp_path / "site.yaml",
+    )
+    configmap = registry_ca_configmap(site)
+    assert configmap is not None
+    assert configmap["metadata"] == {"name": "internal-registry-ca", "namespace": "cosign-system"}
+    assert configmap["data"]["ca.crt"] == public.fulcio_root.decode()
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    with pytest.raises(UsageError, match=r"registry.caFile .*ca.pem: not PEM certificates"):
+        registry_ca_configmap(site)
