@@ -263,8 +263,8 @@ def merged_values(source: ChartSource) -> dict[str, Any]:
     """The source's values files merged in order, then its inline values, as helm merges them."""
     merged: dict[str, Any] = {}
     for path in source.values_files:
-        merged = _merge(merged, _read_values_file(source, path))
-    return _merge(merged, dict(source.values))
+        merged = merge_values(merged, _read_values_file(source, path))
+    return merge_values(merged, dict(source.values))
 
 
 # --- helm through pyhelm3 ------------------------------------------------------------------
@@ -455,13 +455,13 @@ def _read_values_file(source: ChartSource, path: Path) -> dict[str, Any]:
     return document
 
 
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """helm's mergeMaps: mappings merge recursively, anything else (null too) replaces."""
     out = dict(base)
     for key, value in override.items():
         current = out.get(key)
         if isinstance(value, Mapping) and isinstance(current, Mapping):
-            out[key] = _merge(current, value)
+            out[key] = merge_values(current, value)
         else:
             out[key] = value
     return out

@@ -37,68 +37,67 @@ def fulcio_chain(
     organization: str, common_name: str, days: int, *, intermediate: bool, now: dt.datetime
 ) -> tuple[Issued, Issued | None]:
     """(root, intermediate or None). Fulcio issues with the last one made."""
-    start = now - BACKDATE
-    end = start + dt.timedelta(days=days)
-    root_key = new_key()
-    root_name = _name(organization, common_name)
-    root = _certificate(
-        root_name,
-        root_name,
-        root_key.public_key(),
-        root_key,
-        start,
-        end,
-        ca_path_length=1,
-        extended_key_usage=[ExtendedKeyUsageOID.CODE_SIGNING],
-        issuer_key=None,
-    )
+    code_signing = [ExtendedKeyUsageOID.CODE_SIGNING]
+    root = _root(_name(organization, common_name), days, now, 1, code_signing)
     if not intermediate:
-        return Issued(root_key, root), None
-    key = new_key()
-    certificate = _certificate(
-        _name(organization, f"{common_name} intermediate"),
-        root_name,
-        key.public_key(),
-        root_key,
-        start,
-        end,
-        ca_path_length=0,
-        extended_key_usage=[ExtendedKeyUsageOID.CODE_SIGNING],
-        issuer_key=root_key.public_key(),
-    )
-    return Issued(root_key, root), Issued(key, certificate)
+        return root, None
+    name = _name(organization, f"{common_name} intermediate")
+    return root, _issue(root, name, days, now, 0, code_signing)
 
 
 def tsa_chain(organization: str, days: int, *, now: dt.datetime) -> tuple[Issued, Issued]:
     """(root, leaf): the leaf signs timestamps."""
+    root = _root(_name(organization, f"{organization} timestamping root"), days, now, 0, None)
+    name = _name(organization, f"{organization} timestamping")
+    return root, _issue(root, name, days, now, None, [ExtendedKeyUsageOID.TIME_STAMPING])
+
+
+def _root(
+    name: x509.Name,
+    days: int,
+    now: dt.datetime,
+    path_length: int,
+    extended_key_usage: list[x509.ObjectIdentifier] | None,
+) -> Issued:
+    key = new_key()
     start = now - BACKDATE
-    end = start + dt.timedelta(days=days)
-    root_key = new_key()
-    root_name = _name(organization, f"{organization} timestamping root")
-    root = _certificate(
-        root_name,
-        root_name,
-        root_key.public_key(),
-        root_key,
+    certificate = _certificate(
+        name,
+        name,
+        key.public_key(),
+        key,
         start,
-        end,
-        ca_path_length=0,
-        extended_key_usage=None,
+        start + dt.timedelta(days=days),
+        ca_path_length=path_length,
+        extended_key_usage=extended_key_usage,
         issuer_key=None,
     )
-    leaf_key = new_key()
-    leaf = _certificate(
-        _name(organization, f"{organization} timestamping"),
-        root_name,
-        leaf_key.public_key(),
-        root_key,
+    return Issued(key, certificate)
+
+
+def _issue(
+    issuer: Issued,
+    name: x509.Name,
+    days: int,
+    now: dt.datetime,
+    path_length: int | None,
+    extended_key_usage: list[x509.ObjectIdentifier],
+) -> Issued:
+    """A certificate for a new key, signed by `issuer`; `path_length` None: not a CA."""
+    key = new_key()
+    start = now - BACKDATE
+    certificate = _certificate(
+        name,
+        issuer.certificate.subject,
+        key.public_key(),
+        issuer.key,
         start,
-        end,
-        ca_path_length=None,
-        extended_key_usage=[ExtendedKeyUsageOID.TIME_STAMPING],
-        issuer_key=root_key.public_key(),
+        start + dt.timedelta(days=days),
+        ca_path_length=path_length,
+        extended_key_usage=extended_key_usage,
+        issuer_key=issuer.key.public_key(),
     )
-    return Issued(root_key, root), Issued(leaf_key, leaf)
+    return Issued(key, certificate)
 
 
 def _name(organization: str, common_name: str) -> x509.Name:

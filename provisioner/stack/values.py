@@ -24,6 +24,7 @@ from cryptography import x509
 from offline.errors import UsageError
 from offline.inputs import read_input
 from offline.oci.imageref import ImageRef, parse_image_ref
+from provisioner.create.charts import merge_values as merge
 from provisioner.stack.keys import PublicMaterial
 from provisioner.stack.mapping import ImageMapping, MappedImage
 from provisioner.stack.secrets import DATABASE
@@ -339,18 +340,6 @@ def _ingress(site: Site, component: str) -> dict[str, Any] | None:
 
 
 # -- helpers --------------------------------------------------------------------------------------
-
-
-def merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
-    """helm's merge: mappings merge key by key, anything else replaces."""
-    out = dict(base)
-    for key, value in override.items():
-        current = out.get(key)
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
-            out[key] = merge(current, value)
-        else:
-            out[key] = value
-    return out
 
 
 def _dig(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:

@@ -7,7 +7,6 @@ import base64
 import copy
 import datetime as dt
 import json
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -27,26 +26,16 @@ from provisioner.stack.secrets import (
     render_secrets,
     secret_data,
 )
-from provisioner.stack.site import Site, parse_site
+from provisioner.stack.site import Site
 from provisioner.stack.trusted_root import build_trusted_root
+from tests.provisioner.stack.sites import lab_site
 
 WHEN = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
 
 
-def site(**overrides: Any) -> Site:
-    document: dict[str, Any] = {
-        "apiVersion": "airgap.dev/v1",
-        "kind": "Site",
-        "registry": {"host": "registry.lab:5000", "mapping": "mapping.json"},
-        "storage": {"class": "manual"},
-    }
-    document.update(overrides)
-    return parse_site(document, Path("/sites/lab/site.yaml"))
-
-
 @pytest.fixture(scope="module")
 def full_site() -> Site:
-    return site(tsa={"enabled": True}, keys={"fulcio": {"intermediate": True}})
+    return lab_site(tsa={"enabled": True}, keys={"fulcio": {"intermediate": True}})
 
 
 @pytest.fixture(scope="module")
@@ -151,7 +140,7 @@ def test_the_fulcio_ca_has_what_fulcio_and_verifiers_check(full_site: Site, keys
 
 
 def test_without_an_intermediate_the_root_issues() -> None:
-    plain = generate_keyset(site(), WHEN)
+    plain = generate_keyset(lab_site(), WHEN)
     (root,) = x509.load_pem_x509_certificates(plain.fulcio.chain_pem)
     assert root.subject == root.issuer
     assert plain.tsa is None
@@ -236,7 +225,7 @@ def test_ct_server_config_names_the_tree_key_and_fulcio_root(full_site: Site, ke
 
 
 def test_an_external_database_gets_no_password_secret() -> None:
-    external = site(database={"external": {"host": "db.lab", "secret": "trillian-db"}})
+    external = lab_site(database={"external": {"host": "db.lab", "secret": "trillian-db"}})
     keys = generate_keyset(external, WHEN)
     assert keys.database is None
     names = [s["metadata"]["name"] for s in render_secrets(external, keys)]

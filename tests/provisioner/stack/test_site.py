@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
@@ -15,29 +14,18 @@ from provisioner.stack.site import (
     load_site,
     parse_site,
 )
+from tests.provisioner.stack.sites import SITE_PATH, site_document
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 EXAMPLE = REPOSITORY / "charts-values" / "site.example.yaml"
-SITE = Path("/sites/lab/site.yaml")
-
-
-def minimal(**overrides: Any) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "apiVersion": "airgap.dev/v1",
-        "kind": "Site",
-        "registry": {"host": "registry.lab:5000", "mapping": "mapping.json"},
-        "storage": {"class": "manual"},
-    }
-    document.update(overrides)
-    return document
 
 
 def refusal(document: object) -> str:
     with pytest.raises(UsageError) as info:
-        parse_site(document, SITE)
+        parse_site(document, SITE_PATH)
     message = str(info.value)
     assert "\n" not in message
-    assert message.startswith(f"site {SITE}: ")
+    assert message.startswith(f"site {SITE_PATH}: ")
     return message
 
 
@@ -52,7 +40,7 @@ def test_the_example_site_parses_with_every_section() -> None:
 
 
 def test_defaults_of_a_minimal_site() -> None:
-    site = parse_site(minimal(), SITE)
+    site = parse_site(site_document(), SITE_PATH)
     assert dict(site.namespaces) == DEFAULT_NAMESPACES
     assert [i.url for i in site.issuers] == [DEFAULT_ISSUER]
     assert site.database is None and site.tsa is False and site.ingress is None
@@ -63,14 +51,14 @@ def test_defaults_of_a_minimal_site() -> None:
 
 def test_urls_inside_and_outside_the_cluster() -> None:
     site = parse_site(
-        minimal(
+        site_document(
             namespaces={"rekor": "sigstore"},
             ingress={
                 "className": "nginx",
                 "hosts": {"rekor": {"host": "rekor.lab", "tlsSecret": "t"}},
             },
         ),
-        SITE,
+        SITE_PATH,
     )
     assert site.service_url("rekor") == "http://rekor-server.sigstore.svc"
     assert site.public_url("rekor") == "https://rekor.lab"
@@ -81,84 +69,87 @@ def test_urls_inside_and_outside_the_cluster() -> None:
 @pytest.mark.parametrize(
     ("document", "expected"),
     [
-        (minimal(registries={}), "unknown key 'registries'"),
-        (minimal(kind="Bundle"), "kind: expected 'Site'"),
-        ({**minimal(), "registry": {"host": "r:5000"}}, "registry: missing mapping"),
+        (site_document(registries={}), "unknown key 'registries'"),
+        (site_document(kind="Bundle"), "kind: expected 'Site'"),
+        ({**site_document(), "registry": {"host": "r:5000"}}, "registry: missing mapping"),
         (
-            minimal(registry={"host": "r:5000", "mapping": "m", "ca": "x"}),
+            site_document(registry={"host": "r:5000", "mapping": "m", "ca": "x"}),
             "registry: unknown key 'ca'",
         ),
         (
-            minimal(registry={"host": "https://r", "mapping": "m"}),
+            site_document(registry={"host": "https://r", "mapping": "m"}),
             "registry.host: 'https://r' is not HOST[:PORT]",
         ),
         (
-            minimal(registry={"host": "r", "mapping": "m", "pullSecret": "Pull_Secret"}),
+            site_document(registry={"host": "r", "mapping": "m", "pullSecret": "Pull_Secret"}),
             "registry.pullSecret: 'Pull_Secret' is not a Kubernetes name",
         ),
         (
-            minimal(namespaces={"rekor": "Rekor"}),
+            site_document(namespaces={"rekor": "Rekor"}),
             "namespaces.rekor: 'Rekor' is not a Kubernetes name",
         ),
-        (minimal(namespaces={"redis": "x"}), "namespaces: unknown key 'redis'"),
-        (minimal(storage={}), "storage: missing class"),
+        (site_document(namespaces={"redis": "x"}), "namespaces: unknown key 'redis'"),
+        (site_document(storage={}), "storage: missing class"),
         (
-            minimal(storage={"class": "manual", "hostPath": "volumes"}),
+            site_document(storage={"class": "manual", "hostPath": "volumes"}),
             "storage.hostPath: 'volumes' is not an absolute path",
         ),
         (
-            minimal(storage={"class": "manual", "mysqlSize": "5 GB"}),
+            site_document(storage={"class": "manual", "mysqlSize": "5 GB"}),
             "storage.mysqlSize: '5 GB' is not a storage size",
         ),
         (
-            minimal(oidc={"issuers": [{"url": "http://issuer.lab"}]}),
+            site_document(oidc={"issuers": [{"url": "http://issuer.lab"}]}),
             "oidc.issuers[0].url: 'http://issuer.lab' is not an https URL",
         ),
         (
-            minimal(oidc={"issuers": [{"url": "https://a.lab", "type": "github"}]}),
+            site_document(oidc={"issuers": [{"url": "https://a.lab", "type": "github"}]}),
             "oidc.issuers[0].type: expected one of",
         ),
         (
-            minimal(oidc={"issuers": [{"url": "https://a.lab"}, {"url": "https://a.lab"}]}),
+            site_document(oidc={"issuers": [{"url": "https://a.lab"}, {"url": "https://a.lab"}]}),
             "oidc.issuers: 'https://a.lab' is listed twice",
         ),
-        (minimal(oidc={"issuers": []}), "oidc.issuers: is empty"),
-        (minimal(database={"external": {"host": "db.lab"}}), "database.external: missing secret"),
+        (site_document(oidc={"issuers": []}), "oidc.issuers: is empty"),
         (
-            minimal(database={"external": {"host": "db.lab", "secret": "s", "port": 70000}}),
+            site_document(database={"external": {"host": "db.lab"}}),
+            "database.external: missing secret",
+        ),
+        (
+            site_document(database={"external": {"host": "db.lab", "secret": "s", "port": 70000}}),
             "database.external.port: 70000 is not a port number",
         ),
         (
-            minimal(database={"external": {"host": "db.lab", "secret": "s", "port": "3306"}}),
+            site_document(database={"external": {"host": "db.lab", "secret": "s", "port": "3306"}}),
             "database.external.port: expected an integer",
         ),
         (
-            minimal(tsa={"enabled": "yes"}),
+            site_document(tsa={"enabled": "yes"}),
             "tsa.enabled: expected true or false; got the text 'yes'",
         ),
         (
-            minimal(tuf={"expiry": {"timestamp": 0}}),
+            site_document(tuf={"expiry": {"timestamp": 0}}),
             "tuf.expiry.timestamp: expected an integer of at least 1",
         ),
         (
-            minimal(tuf={"expiry": {"snapshot": 400}}),
+            site_document(tuf={"expiry": {"snapshot": 400}}),
             "tuf.expiry.snapshot: 400 days is longer than targets's 90",
         ),
-        (minimal(tuf={"expiry": {"targetz": 1}}), "tuf.expiry: unknown key 'targetz'"),
+        (site_document(tuf={"expiry": {"targetz": 1}}), "tuf.expiry: unknown key 'targetz'"),
         (
-            minimal(keys={"fulcio": {"rootDays": -1}}),
+            site_document(keys={"fulcio": {"rootDays": -1}}),
             "keys.fulcio.rootDays: expected an integer of at least 1",
         ),
         (
-            minimal(ingress={"className": "nginx", "hosts": {"trillian": {"host": "t.lab"}}}),
+            site_document(ingress={"className": "nginx", "hosts": {"trillian": {"host": "t.lab"}}}),
             "ingress.hosts: unknown key 'trillian'",
         ),
         (
-            minimal(ingress={"className": "nginx", "hosts": {"rekor": {"host": "r lab"}}}),
+            site_document(ingress={"className": "nginx", "hosts": {"rekor": {"host": "r lab"}}}),
             "ingress.hosts.rekor.host: 'r lab' is not a host name",
         ),
         (
-            minimal(
+            site_document(
                 ingress={
                     "className": "nginx",
                     "hosts": {"rekor": {"host": "x.lab"}, "tuf": {"host": "x.lab"}},
@@ -182,6 +173,6 @@ def test_a_site_file_that_is_not_yaml_is_one_line(tmp_path: Path) -> None:
 
 def test_a_key_written_twice_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "site.yaml"
-    path.write_text(yaml.safe_dump(minimal()) + "kind: Site\n")
+    path.write_text(yaml.safe_dump(site_document()) + "kind: Site\n")
     with pytest.raises(UsageError, match="duplicate key 'kind'"):
         load_site(path)

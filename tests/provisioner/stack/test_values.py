@@ -39,11 +39,11 @@ from provisioner.stack.values import (
 )
 from tests.cluster.connected import package_sigstore_charts
 from tests.conftest import SHARED
+from tests.provisioner.stack.sites import REGISTRY, lab_site, site_document
 from tests.tools import go_tool
 
 REPOSITORY = Path(__file__).resolve().parents[3]
 STACK_SPEC = REPOSITORY / "bundles" / "sigstore-stack.yaml"
-REGISTRY = "registry.lab:5000"
 PREFIX = "sigstore"
 # What the charts run that bundles/sigstore-stack.yaml does not carry (yet): the TSA and
 # policy-controller charts' default images (the kubectl hook image has only a tag upstream).
@@ -113,27 +113,18 @@ def mapping(tmp_path_factory: pytest.TempPathFactory) -> ImageMapping:
 
 
 def make_site(**overrides: Any) -> Site:
-    document: dict[str, Any] = {
-        "apiVersion": "airgap.dev/v1",
-        "kind": "Site",
-        "registry": {
-            "host": REGISTRY,
-            "mapping": "mapping.json",
-            "pullSecret": "internal-registry",
-            "caFile": "ca.pem",
-        },
-        "storage": {"class": "manual"},
-        "tsa": {"enabled": True},
-        "ingress": {
-            "className": "nginx",
-            "hosts": {
-                c: {"host": f"{c}.lab", "tlsSecret": f"{c}-tls"}
-                for c in ("rekor", "fulcio", "ctlog", "tsa", "tuf")
-            },
-        },
+    """A site with every option that reaches the charts: pull secret, registry CA, TSA, hosts."""
+    registry = {"host": REGISTRY, "mapping": "m.json", "pullSecret": "internal-registry"}
+    hosts = {
+        c: {"host": f"{c}.lab", "tlsSecret": f"{c}-tls"}
+        for c in ("rekor", "fulcio", "ctlog", "tsa", "tuf")
     }
-    document.update(overrides)
-    return parse_site(document, Path("/sites/lab/site.yaml"))
+    wanted: dict[str, Any] = {
+        "registry": {**registry, "caFile": "ca.pem"},
+        "tsa": {"enabled": True},
+        "ingress": {"className": "nginx", "hosts": hosts},
+    }
+    return lab_site(**{**wanted, **overrides})
 
 
 @pytest.fixture(scope="module")
@@ -567,15 +558,8 @@ def test_the_registry_ca_goes_to_policy_controller_as_a_configmap(
     tmp_path: Path, public: PublicMaterial
 ) -> None:
     (tmp_path / "ca.pem").write_bytes(public.fulcio_root)  # any certificate will do
-    site = parse_site(
-        {
-            "apiVersion": "airgap.dev/v1",
-            "kind": "Site",
-            "registry": {"host": REGISTRY, "mapping": "m.json", "caFile": "ca.pem"},
-            "storage": {"class": "manual"},
-        },
-        tmp_path / "site.yaml",
-    )
+    document = site_document(registry={"host": REGISTRY, "mapping": "m", "caFile": "ca.pem"})
+    site = parse_site(document, tmp_path / "site.yaml")
     configmap = registry_ca_configmap(site)
     assert configmap is not None
     assert configmap["metadata"] == {"name": "internal-registry-ca", "namespace": "cosign-system"}
