@@ -29,6 +29,7 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -132,8 +133,13 @@ def ctlog_config_secret(site: Site, keys: KeySet, tree_id: int) -> dict[str, Any
     if tree_id <= 0:
         raise UsageError(f"CT log tree ID {tree_id} is not a Trillian tree ID")
     password = keys.ctlog.password
-    if password is None:
-        raise UsageError(f"secret {CTLOG_KEY}: the CT log key has no password")
+    # The password goes into a quoted prototext string: only airgap's own alphabet, so a
+    # password read back from the cluster cannot change the config around it.
+    if password is None or not re.fullmatch(r"[A-Za-z0-9_-]{16,}", password):
+        raise KeyMismatch(
+            f"secret {site.namespace('ctlog')}/{CTLOG_KEY}: the CT log key's password is not "
+            f"one airgap makes (16 or more of A-Z a-z 0-9 _ -)"
+        )
     backend = f"{TRILLIAN_LOG_SERVER}.{site.namespace('trillian')}:{TRILLIAN_RPC_PORT}"
     config = (
         "backends {\n"
@@ -366,7 +372,12 @@ def plan_secrets(wanted: Iterable[Mapping[str, Any]], existing: Existing) -> lis
         want = secret_data(manifest, where)
         differ = sorted(k for k in set(have) | set(want) if have.get(k) != want.get(k))
         if differ or (current.get("type") or "Opaque") != manifest["type"]:
-            what = f"key {', '.join(differ)} differs" if differ else "its type differs"
+            what = (
+                f"{'keys' if len(differ) > 1 else 'key'} {', '.join(differ)} "
+                f"{'differ' if len(differ) > 1 else 'differs'}"
+                if differ
+                else "its type differs"
+            )
             raise KeyMismatch(
                 f"{where} does not hold this site's key material ({what}); airgap never "
                 f"overwrites a key: restore the secret, or uninstall with --delete-keys to "

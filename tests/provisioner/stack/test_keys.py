@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import copy
+import dataclasses
 import datetime as dt
 import json
 from typing import Any
@@ -340,3 +341,14 @@ def test_undecodable_data_is_refused_by_name(full_site: Site, keys: KeySet) -> N
         KeyMismatch, match=f"^secret rekor-system/{name}: key private is not base64"
     ):
         keyset_from_cluster(full_site, index_secrets(existing))
+
+
+def test_a_ct_log_password_that_could_rewrite_the_config_is_refused(
+    full_site: Site, keys: KeySet
+) -> None:
+    """A password read back from the cluster goes into ct_server's config in quotes."""
+    hostile = dataclasses.replace(
+        keys, ctlog=dataclasses.replace(keys.ctlog, password='x" } } log_configs { config {')
+    )
+    with pytest.raises(KeyMismatch, match=r"^secret ctlog-system/ctlog-key: the CT log key's"):
+        ctlog_config_secret(full_site, hostile, 42)
