@@ -1,4 +1,4 @@
-"""The private Sigstore stack: what `airgap install` builds on.
+"""The private Sigstore stack: what the install command builds on.
 
 - site.py: site.yaml, read strictly; mapping.py: where `bundle import` put each image;
 - keys.py, ca.py: the key material made once; secrets.py: it as the Secrets the charts read,

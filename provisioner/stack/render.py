@@ -1,5 +1,5 @@
 """One component's chart, ready to install: its values built (values.py) and checked
-(chart_check.py) before anything is applied. What `airgap install` and `--dry-run` call.
+(chart_check.py) before anything is applied. What the install command and its dry run call.
 
     ready = render_component("rekor", chart_tgz, site, mapping, public)
     ready.values       # what to give helm (pyhelm3) for the release

@@ -1,4 +1,4 @@
-"""`site.yaml`: what `airgap install` needs to know about one site, read strictly (unknown keys
+"""`site.yaml`: what the install command needs to know about one site, read strictly (unknown keys
 refused, every error one line naming the field).
 
     apiVersion: airgap.dev/v1
