@@ -11,10 +11,11 @@ from collections.abc import Sequence
 
 from offline.cli import main as offline_cli
 from provisioner.cli import bundle as bundle_cli
+from provisioner.cli import trust as trust_cli
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    return offline_cli.main(argv, extensions=(bundle_cli.register,))
+    return offline_cli.main(argv, extensions=(bundle_cli.register, trust_cli.register))
 
 
 if __name__ == "__main__":
