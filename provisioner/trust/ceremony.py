@@ -134,7 +134,8 @@ def rotate_root(
         root_keys.password,
     )
     old.require_threshold(f"root keys in {root_keys.directory}")
-    root = Root.from_dict(current.signed.to_dict())
+    # A copy read from bytes: to_dict() shares its lists with the current root.
+    root = Metadata[Root].from_bytes(current.to_bytes()).signed
     root.version += 1
     root.expires = policy.expires("root", now or datetime.now(UTC))
     signers: list[CryptoSigner] = list(old.signers)
