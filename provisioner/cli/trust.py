@@ -26,15 +26,9 @@ ROOT_PASSWORD_ENV = "AIRGAP_TUF_ROOT_KEY_PASSWORD"
 ONLINE_PASSWORD_ENV = "AIRGAP_TUF_ONLINE_KEY_PASSWORD"
 
 
-def _days(text: str) -> int:
+def _positive(text: str) -> int:
     if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of days (1 or more)")
-    return int(text)
-
-
-def _count(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number, 1 or more")
     return int(text)
 
 
@@ -51,10 +45,12 @@ def register(commands: Any) -> None:
 
     init = sub.add_parser("init", help="make the root and online keys and sign root version 1")
     _dir(init)
-    init.add_argument("--keys", type=_count, default=1, metavar="N", help="root keys (default 1)")
+    init.add_argument(
+        "--keys", type=_positive, default=1, metavar="N", help="root keys (default 1)"
+    )
     init.add_argument(
         "--threshold",
-        type=_count,
+        type=_positive,
         default=1,
         metavar="K",
         help="root keys needed to sign (default 1)",
@@ -63,7 +59,7 @@ def register(commands: Any) -> None:
     for role, default in (("root", 365), ("targets", 180), ("snapshot", 30), ("timestamp", 14)):
         init.add_argument(
             f"--{role}-days",
-            type=_days,
+            type=_positive,
             default=default,
             metavar="D",
             help=f"days {role} metadata stays valid (default {default})",
@@ -111,13 +107,13 @@ def register(commands: Any) -> None:
     _dir(rotate)
     _root_keys(rotate)
     rotate.add_argument(
-        "--new-keys", type=_count, metavar="N", help="replace the root keys with N new ones"
+        "--new-keys", type=_positive, metavar="N", help="replace the root keys with N new ones"
     )
     rotate.add_argument(
         "--new-root-keys", type=Path, metavar="DIR", help="where the new root keys go"
     )
     rotate.add_argument(
-        "--threshold", type=_count, metavar="K", help="root keys needed from now on"
+        "--threshold", type=_positive, metavar="K", help="root keys needed from now on"
     )
     _output(rotate)
     rotate.set_defaults(handler=run_rotate_root)

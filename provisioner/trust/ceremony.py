@@ -14,12 +14,11 @@ from pathlib import Path
 
 from securesystemslib.signer import CryptoSigner, Key
 from tuf.api.metadata import Metadata, Root
-from tuf.api.serialization import DeserializationError
 from tuf.api.serialization.json import JSONSerializer
 
 from offline.atomicfile import atomic_write
 from offline.errors import UsageError, VerificationFailure
-from offline.inputs import read_input
+from provisioner.trust.files import read_metadata
 from provisioner.trust.keys import load_signer, make_key, signers_for
 from provisioner.trust.layout import ONLINE_ROLES, RepoLayout
 from provisioner.trust.policy import ExpiryPolicy, load_policy, save_policy
@@ -87,13 +86,10 @@ def load_root_chain(layout: RepoLayout, now: datetime | None = None) -> Metadata
     metadata: Metadata[Root] | None = None
     for version in layout.root_versions():
         path = layout.root_file(version)
-        metadata = _read_root(path)
+        metadata, _ = read_metadata(path, Root)
         if metadata.signed.version != version:
             raise VerificationFailure(f"{path} holds root version {metadata.signed.version}")
-        result = metadata.signed.get_root_verification_result(
-            previous, metadata.signed_bytes, metadata.signatures
-        )
-        if not result.verified:
+        if not _root_verified(metadata, previous):
             raise VerificationFailure(
                 f"{path} is not signed by a threshold of its own root keys and of version "
                 f"{version - 1}'s: it was changed or signed with the wrong keys"
@@ -174,25 +170,18 @@ def _sign_root(
 ) -> None:
     for signer in signers:
         metadata.sign(signer, append=True)
-    result = metadata.signed.get_root_verification_result(
-        previous, metadata.signed_bytes, metadata.signatures
-    )
-    if not result.verified:
+    if not _root_verified(metadata, previous):
         raise UsageError(
             f"root version {metadata.signed.version} would not be signed by a threshold of "
             f"{'its own and the previous root' if previous else 'its'} keys; refusing to write it"
         )
 
 
-def _read_root(path: Path) -> Metadata[Root]:
-    data = read_input(path, "root metadata")
-    try:
-        metadata = Metadata[Root].from_bytes(data)
-    except DeserializationError as exc:
-        raise VerificationFailure(f"{path} is not TUF root metadata ({exc})") from None
-    if not isinstance(metadata.signed, Root):
-        raise VerificationFailure(f"{path} is {metadata.signed.type} metadata, not root")
-    return metadata
+def _root_verified(metadata: Metadata[Root], previous: Root | None) -> bool:
+    """Signed by a threshold of its own root keys and of the previous root's (if any)."""
+    return metadata.signed.get_root_verification_result(
+        previous, metadata.signed_bytes, metadata.signatures
+    ).verified
 
 
 def _keyids(root: Root, role: str) -> list[str]:

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
 
 from tuf.api.exceptions import LengthOrHashMismatchError, UnsignedMetadataError
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, Targets, Timestamp
-from tuf.api.serialization import DeserializationError
 
 from offline.errors import VerificationFailure
 from offline.inputs import read_input
+from provisioner.trust.files import T, read_metadata
 from provisioner.trust.layout import RepoLayout, repository_dir
 from provisioner.trust.targets import Target
-
-T = TypeVar("T", Root, Snapshot, Targets, Timestamp)
 
 
 @dataclass(frozen=True)
@@ -78,13 +75,7 @@ def read_published(layout: RepoLayout, root: Root) -> Published | None:
 def _role(
     path: Path, kind: type[T], root: Root, meta: MetaFile | None
 ) -> tuple[Metadata[T], bytes]:
-    data = read_input(path, f"{kind.type} metadata")
-    try:
-        metadata = Metadata[T].from_bytes(data)
-    except DeserializationError as exc:
-        raise VerificationFailure(f"{path} is not TUF metadata ({exc})") from None
-    if not isinstance(metadata.signed, kind):
-        raise VerificationFailure(f"{path} is {metadata.signed.type} metadata, not {kind.type}")
+    metadata, data = read_metadata(path, kind)
     try:
         root.verify_delegate(kind.type, metadata.signed_bytes, metadata.signatures)
         if meta is not None:

@@ -8,17 +8,14 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import json
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from tuf.ngclient import Updater
 
 from provisioner.stack.trusted_root import (
@@ -28,29 +25,10 @@ from provisioner.stack.trusted_root import (
     trusted_root_json,
 )
 from provisioner.trust.targets import SIGNING_CONFIG_MEDIA_TYPE, Target, sigstore_targets
+from tests.loopback_http import serving
 from tests.stack import pki
 
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
-
-
-def _issue(
-    issuer_key: ec.EllipticCurvePrivateKey, issuer: x509.Certificate, name: str, *, ca: bool
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = pki.ec_key()
-    eku = ExtendedKeyUsageOID.CODE_SIGNING if ca else ExtendedKeyUsageOID.TIME_STAMPING
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(issuer.not_valid_before_utc + dt.timedelta(hours=1))
-        .not_valid_after(issuer.not_valid_after_utc)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([eku]), critical=True)
-        .sign(issuer_key, hashes.SHA256())
-    )
-    return key, cert
 
 
 def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -77,10 +55,7 @@ def signing_config(url: str = "http://fulcio.internal") -> bytes:
 def stack_targets() -> tuple[Target, ...]:
     """Every kind of target a private stack publishes."""
     rekor, ct = pki.ec_key(), pki.ec_key()
-    root_key = pki.ec_key()
-    root = pki.fulcio_root(root_key, not_before=START)
-    inter_key, intermediate = _issue(root_key, root, "fulcio intermediate", ca=True)
-    _, tsa_leaf = _issue(inter_key, intermediate, "tsa", ca=False)
+    root, intermediate, tsa_leaf = pki.ca_and_tsa_chain(START)
     der = [c.public_bytes(serialization.Encoding.DER) for c in (tsa_leaf, intermediate, root)]
     spec = TrustedRootSpec(
         tlogs=[TransparencyLog("http://rekor.internal", _spki(rekor), START)],
@@ -105,15 +80,8 @@ def stack_targets() -> tuple[Target, ...]:
 def serve(directory: Path) -> Iterator[str]:
     """A static web server over `directory` (a path through REPO/current follows each flip)."""
     handler = functools.partial(_QuietHandler, directory=str(directory))
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    with serving(ThreadingHTTPServer(("127.0.0.1", 0), handler)) as url:
+        yield url
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

@@ -30,14 +30,6 @@ from provisioner.trust.targets import Target
 from tests.provisioner.trust.material import client, fetch, serve, stack_targets
 
 
-@pytest.fixture
-def repo(tmp_path: Path) -> Path:
-    path = tmp_path / "repo"
-    init_repository(path, threshold=2, keys=3)
-    build(path, stack_targets())
-    return path
-
-
 def served(repo: Path) -> Path:
     return repo / "current" / "repository"
 
