@@ -13,7 +13,6 @@ from offline.cli import main as offline_cli
 from provisioner.cli import bundle as bundle_cli
 from provisioner.cli import trust as trust_cli
 
-
 # The operator's command families, added to the verifier's parser.
 EXTENSIONS = (bundle_cli.register, trust_cli.register)
 

@@ -82,6 +82,19 @@ def build(
     and timestamp even when nothing else changed (a refresh); `resign_targets` the targets."""
     layout = RepoLayout(path)
     now = (now or datetime.now(UTC)).replace(microsecond=0)
+    load_root_chain(layout)  # a directory that is not a repository gets no lock file
+    with layout.writing():
+        return _build(layout, targets, resign_targets, resign_online, online_password, now)
+
+
+def _build(
+    layout: RepoLayout,
+    targets: Sequence[Target] | None,
+    resign_targets: bool,
+    resign_online: bool,
+    online_password: bytes | None,
+    now: datetime,
+) -> BuildResult:
     root_md = load_root_chain(layout)
     root = root_md.signed
     policy = load_policy(layout.policy)
@@ -89,7 +102,9 @@ def build(
     previous = read_published(layout, root)
     if targets is None:
         if previous is None:
-            raise UsageError(f"{path}: nothing is published yet; build with --target or --from")
+            raise UsageError(
+                f"{layout.path}: nothing is published yet; build with --target or --from"
+            )
         targets = previous.files
     wanted = check_targets(targets)
     new_root = previous is None or previous.root_version != root.version

@@ -118,48 +118,43 @@ def rotate_root(
     ones made in `new_root_keys`, at `threshold`. It is signed by a threshold of the current
     root's keys and of its own, so a client pinned to any earlier root follows it."""
     layout = RepoLayout(path)
-    current = load_root_chain(
-        layout, now=datetime.min.replace(tzinfo=UTC)
-    )  # rotating an expired root is the cure
+    # Checked whatever its expiry: signing the next root is the cure for an expired one.
+    current = load_root_chain(layout, now=datetime.min.replace(tzinfo=UTC))
     policy = load_policy(layout.policy)
-    old = signers_for(
-        root_keys.directory,
-        "root",
-        _keyids(current.signed, "root"),
-        current.signed.roles["root"].threshold,
-        root_keys.password,
-    )
-    old.require_threshold(f"root keys in {root_keys.directory}")
-    # A copy read from bytes: to_dict() shares its lists with the current root.
-    root = Metadata[Root].from_bytes(current.to_bytes()).signed
-    root.version += 1
-    root.expires = policy.expires("root", now or datetime.now(UTC))
-    signers: list[CryptoSigner] = list(old.signers)
     if new_keys is not None:
         if new_root_keys is None or new_root_keys.directory == root_keys.directory:
             raise UsageError("new root keys need a directory of their own (--new-root-keys DIR)")
         if not 1 <= new_keys <= MAX_ROOT_KEYS:
             raise UsageError(f"--new-keys {new_keys}: a root has 1 to {MAX_ROOT_KEYS} keys")
-        for keyid in _keyids(root, "root"):
-            root.revoke_key(keyid, "root")
-        made = [
-            make_key(new_root_keys.directory / f"root-{i}.key", new_root_keys.password)
-            for i in range(1, new_keys + 1)
-        ]
-        for key in made:
-            root.add_key(key, "root")
-        signers += [
-            load_signer(new_root_keys.directory / f"root-{i}.key", new_root_keys.password)
-            for i in range(1, new_keys + 1)
-        ]
-    count = len(root.roles["root"].keyids)
-    threshold = threshold if threshold is not None else min(root.roles["root"].threshold, count)
+    count = new_keys if new_keys is not None else len(current.signed.roles["root"].keyids)
+    threshold = threshold or min(current.signed.roles["root"].threshold, count)
     if not 1 <= threshold <= count:
         raise UsageError(f"--threshold {threshold}: must be 1 to the number of root keys ({count})")
-    root.roles["root"].threshold = threshold
-    metadata = Metadata(root)
-    _sign_root(metadata, signers, previous=current.signed)
-    atomic_write(layout.root_file(root.version), metadata.to_bytes(PRETTY), mode=0o644)
+    with layout.writing():
+        old = signers_for(
+            root_keys.directory,
+            "root",
+            _keyids(current.signed, "root"),
+            current.signed.roles["root"].threshold,
+            root_keys.password,
+        )
+        old.require_threshold(f"root keys in {root_keys.directory}")
+        # A copy read from bytes: to_dict() shares its lists with the current root.
+        root = Metadata[Root].from_bytes(current.to_bytes()).signed
+        root.version += 1
+        root.expires = policy.expires("root", now or datetime.now(UTC))
+        root.roles["root"].threshold = threshold
+        signers = list(old.signers)
+        if new_keys is not None and new_root_keys is not None:
+            for keyid in _keyids(root, "root"):
+                root.revoke_key(keyid, "root")
+            for i in range(1, new_keys + 1):
+                key_file = new_root_keys.directory / f"root-{i}.key"
+                root.add_key(make_key(key_file, new_root_keys.password), "root")
+                signers.append(load_signer(key_file, new_root_keys.password))
+        metadata = Metadata(root)
+        _sign_root(metadata, signers, previous=current.signed)
+        atomic_write(layout.root_file(root.version), metadata.to_bytes(PRETTY), mode=0o644)
     return metadata
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +19,19 @@ _GENERATION = re.compile(r"[0-9]{8}")
 @dataclass(frozen=True)
 class RepoLayout:
     path: Path
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """One writer at a time (build, refresh, rotate-root); a second one is refused."""
+        with open(self.path / ".lock", "a") as lock:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise UsageError(
+                    f"{self.path} is being changed by another airgap trust command; "
+                    f"run again when it has finished"
+                ) from None
+            yield
 
     @property
     def policy(self) -> Path:

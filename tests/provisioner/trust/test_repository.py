@@ -281,3 +281,24 @@ def test_a_layout_that_is_not_a_repository_is_refused(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="already holds a TUF repository"):
         init_repository(tmp_path / "repo")
     assert RepoLayout(tmp_path / "repo").current_generation() is None
+
+
+def test_a_second_writer_is_refused_while_one_changes_the_repository(repo: Path) -> None:
+    with RepoLayout(repo).writing():
+        with pytest.raises(UsageError, match="being changed by another airgap trust command"):
+            refresh(repo)
+        with pytest.raises(UsageError, match="being changed by another airgap trust command"):
+            rotate_root(repo, RootKeys(repo / "keys" / "root"))
+    assert refresh(repo).changed
+
+
+def test_a_threshold_above_the_new_keys_is_refused_before_any_key_is_made(
+    repo: Path, tmp_path: Path
+) -> None:
+    new_keys = RootKeys(tmp_path / "new-root-keys")
+    with pytest.raises(UsageError, match="--threshold 3: must be 1 to the number of root keys"):
+        rotate_root(
+            repo, RootKeys(repo / "keys" / "root"), new_root_keys=new_keys, new_keys=2, threshold=3
+        )
+    assert not new_keys.directory.exists()
+    assert not (repo / "roots" / "2.root.json").exists()
