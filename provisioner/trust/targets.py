@@ -78,6 +78,7 @@ def _check_content(target: Target) -> None:
         raise UsageError(f"{where} is larger than {MAX_TARGET_SIZE} bytes")
     if name == TRUSTED_ROOT:
         parse_trusted_root(data, Path(where))
+        _sigstore_reads(data, where, "TrustedRoot")
     elif name.startswith("signing_config"):
         if name != SIGNING_CONFIG:
             raise UsageError(
@@ -86,6 +87,7 @@ def _check_content(target: Target) -> None:
         document = decode_strict_json(data, where)
         if not isinstance(document, dict) or document.get("mediaType") != SIGNING_CONFIG_MEDIA_TYPE:
             raise UsageError(f"{where}: mediaType must be {SIGNING_CONFIG_MEDIA_TYPE}")
+        _sigstore_reads(data, where, "SigningConfig")
     elif name.endswith(".pub"):
         try:
             serialization.load_pem_public_key(data)
@@ -96,6 +98,20 @@ def _check_content(target: Target) -> None:
             x509.load_pem_x509_certificates(data)
         except ValueError:
             raise UsageError(f"{where} is not PEM certificates") from None
+
+
+def _sigstore_reads(data: bytes, where: str, message: str) -> None:
+    """sigstore-python's model of the document loads it: what a client will read, we publish."""
+    from sigstore_models.trustroot import v1
+
+    try:
+        getattr(v1, message).from_json(data)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        first = str(exc).splitlines()
+        detail = "; ".join(line.strip() for line in first[1:3]) or str(exc)
+        raise UsageError(
+            f"{where}: sigstore-python does not read it as a {message} ({detail})"
+        ) from None
 
 
 def parse_target_args(given: Iterable[str]) -> list[Target]:

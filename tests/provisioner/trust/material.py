@@ -38,7 +38,12 @@ def _spki(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 
 def signing_config(url: str = "http://fulcio.internal") -> bytes:
-    service = {"url": url, "majorApiVersion": 1, "validFor": {"start": "2026-01-01T00:00:00Z"}}
+    service = {
+        "url": url,
+        "majorApiVersion": 1,
+        "validFor": {"start": "2026-01-01T00:00:00Z"},
+        "operator": "airgap-tests",
+    }
     document: dict[str, Any] = {
         "mediaType": SIGNING_CONFIG_MEDIA_TYPE,
         "caUrls": [service],

@@ -13,6 +13,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from provisioner.trust.ceremony import init_repository
 from provisioner.trust.refresh import refresh
@@ -106,3 +107,22 @@ def test_cosign_refuses_the_repository_under_another_root(repo: Path, tmp_path: 
     assert "signature" in result.stderr.lower() or "threshold" in result.stderr.lower(), (
         result.stderr
     )
+
+
+def test_sigstore_python_reads_its_trust_config_from_the_served_repository(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sigstore.models import ClientTrustConfig
+
+    # sigstore-python keeps its TUF state in the user's data and cache directories.
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    with serve(repo / "current" / "repository") as url:
+        config = ClientTrustConfig.from_tuf(url, bootstrap_root=repo / "current" / "root.json")
+    # The Fulcio chain it trusts is the one the repository publishes, intermediate first.
+    published = {t.name: t.data for t in stack_targets()}
+    expected = [
+        *x509.load_pem_x509_certificates(published["fulcio_intermediate_v1.crt.pem"]),
+        *x509.load_pem_x509_certificates(published["fulcio_v1.crt.pem"]),
+    ]
+    assert config.trusted_root.get_fulcio_certs() == expected

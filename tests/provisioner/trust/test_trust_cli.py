@@ -141,6 +141,10 @@ def _bad_inputs(tmp_path: Path, material: Path) -> list[tuple[list[str], str]]:
     repo = str(tmp_path / "repo")
     other = str(tmp_path / "elsewhere")
     trusted_root = str(material / "trusted_root.json")
+    no_operator = tmp_path / "signing_config.v0.2.json"
+    document = json.loads((material / "signing_config.v0.2.json").read_text())
+    del document["caUrls"][0]["operator"]
+    no_operator.write_text(json.dumps(document))
     return [
         (["build", "--dir", other, "--from", str(material)], "run airgap trust init"),
         (["status", "--dir", other], "run airgap trust init"),
@@ -169,6 +173,18 @@ def _bad_inputs(tmp_path: Path, material: Path) -> list[tuple[list[str], str]]:
         (
             ["build", "--dir", repo, "--target", f"trusted_root.json={material}/rekor.pub"],
             "trusted_root.json",
+        ),
+        (
+            [
+                "build",
+                "--dir",
+                repo,
+                "--target",
+                f"trusted_root.json={trusted_root}",
+                "--target",
+                f"signing_config.v0.2.json={no_operator}",
+            ],
+            "sigstore-python does not read it as a SigningConfig (caUrls.0.operator",
         ),
         (["refresh", "--dir", repo], "nothing is published yet"),
         (["rotate-root", "--dir", repo, "--new-keys", "2"], "go together"),
