@@ -13,8 +13,11 @@ A repository directory holds everything the operator keeps, and the published re
         root.json               the root to pin (`cosign initialize --root`)
         tuf-root.secret.json    the `tuf-root` Secret policy-controller's TrustRoot mirrorFS reads
 
-Modules: `layout` (paths), `policy` (expiry), `keys` (key files and signers), `ceremony` (root
-keys and root metadata), `targets` (what is published and its Sigstore usage), `build`
-(a generation, checked then flipped), `client` (python-tuf's client over a directory: the
-check every build and status run), `secret` (the `tuf-root` export), `refresh`, `status`.
+Modules: `layout` (paths, the writer's lock), `policy` (expiry), `keys` (key files and
+signers), `ceremony` (root keys, root metadata, rotation), `targets` (what is published, checked
+and given its Sigstore usage), `files` (reading one metadata file), `published` (the current
+generation read back and checked against the root), `client` (python-tuf's client over a
+directory: the check every build and status run), `build` (a generation, checked then made
+current), `refresh`, `status`, `secret` (the `tuf-root` Secret) and `serving` (the repository as
+a ConfigMap for a static web server).
 """

@@ -126,3 +126,16 @@ def test_sigstore_python_reads_its_trust_config_from_the_served_repository(
         *x509.load_pem_x509_certificates(published["fulcio_v1.crt.pem"]),
     ]
     assert config.trusted_root.get_fulcio_certs() == expected
+
+
+def test_the_configmap_form_lays_out_the_served_repository_file_for_file(repo: Path) -> None:
+    from provisioner.trust.serving import configmap_files
+
+    served = repo / "current" / "repository"
+    data, items = configmap_files(served)
+    laid_out = {item["path"]: base64.b64decode(data[item["key"]]) for item in items}
+    on_disk = {
+        p.relative_to(served).as_posix(): p.read_bytes() for p in served.rglob("*") if p.is_file()
+    }
+    assert laid_out == on_disk
+    assert all("/" not in key for key in data)
