@@ -115,6 +115,12 @@ def register(commands: Any) -> None:
     rotate.add_argument(
         "--threshold", type=_positive, metavar="K", help="root keys needed from now on"
     )
+    rotate.add_argument(
+        "--new-online-keys",
+        action="store_true",
+        help="also replace the targets, snapshot and timestamp keys (the old ones are retired); "
+        f"password from ${ONLINE_PASSWORD_ENV}",
+    )
     _output(rotate)
     rotate.set_defaults(handler=run_rotate_root)
 
@@ -251,6 +257,8 @@ def run_rotate_root(args: argparse.Namespace) -> int:
         new_root_keys=new,
         new_keys=args.new_keys,
         threshold=args.threshold,
+        new_online_keys=args.new_online_keys,
+        online_password=_online_password(),
     ).signed
     summary: dict[str, Any] = {
         "repository": str(args.dir),

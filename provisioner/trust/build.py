@@ -99,7 +99,7 @@ def _build(
     root = root_md.signed
     policy = load_policy(layout.policy)
     _clean_partials(layout)
-    previous = read_published(layout, root)
+    previous = read_published(layout)
     if targets is None:
         if previous is None:
             raise UsageError(
@@ -107,9 +107,13 @@ def _build(
             )
         targets = previous.files
     wanted = check_targets(targets)
-    new_root = previous is None or previous.root_version != root.version
+    new_root = previous is None or previous.root.version != root.version
     new_targets = (
-        previous is None or resign_targets or _target_set(previous.files) != _target_set(wanted)
+        previous is None
+        or resign_targets
+        or _target_set(previous.files) != _target_set(wanted)
+        # The new root names another targets key: what the old one signed no longer counts.
+        or previous.root.roles["targets"].keyids != root.roles["targets"].keyids
     )
     if previous is not None and not (new_root or new_targets or resign_online):
         return _result(layout, previous.generation, previous, changed=False)
@@ -210,7 +214,7 @@ def _publish(
         shutil.rmtree(scratch, ignore_errors=True)
         raise
     _make_current(layout, generation)
-    published = read_published(layout, root)
+    published = read_published(layout)
     assert published is not None
     _prune(layout, keep={generation, previous.generation if previous else generation})
     return _result(layout, generation, published, changed=True)
@@ -257,7 +261,7 @@ def _result(
     layout: RepoLayout, generation: Path, published: Published, *, changed: bool
 ) -> BuildResult:
     roles = {
-        "root": _root_of(generation),
+        "root": published.root,
         "targets": published.targets.signed,
         "snapshot": published.snapshot.signed,
         "timestamp": published.timestamp.signed,
@@ -270,10 +274,6 @@ def _result(
         {role: signed.expires for role, signed in roles.items()},
         tuple(t.name for t in published.files),
     )
-
-
-def _root_of(generation: Path) -> Root:
-    return Metadata[Root].from_bytes(pinned_root(generation).read_bytes()).signed
 
 
 def _iso(moment: datetime) -> str:

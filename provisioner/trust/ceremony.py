@@ -8,6 +8,8 @@ would; `rotate_root` writes N+1 signed by a threshold of the old root's keys and
 
 from __future__ import annotations
 
+import os
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,7 @@ from securesystemslib.signer import CryptoSigner, Key
 from tuf.api.metadata import Metadata, Root
 from tuf.api.serialization.json import JSONSerializer
 
-from offline.atomicfile import atomic_write
+from offline.atomicfile import atomic_write, fsync_dir
 from offline.errors import UsageError, VerificationFailure
 from provisioner.trust.files import read_metadata
 from provisioner.trust.keys import load_signer, make_key, signers_for
@@ -112,11 +114,17 @@ def rotate_root(
     new_root_keys: RootKeys | None = None,
     new_keys: int | None = None,
     threshold: int | None = None,
+    new_online_keys: bool = False,
+    online_password: bytes | None = None,
     now: datetime | None = None,
 ) -> Metadata[Root]:
     """roots/N+1.root.json with a fresh expiry: the same root keys, or (with `new_keys`) new
     ones made in `new_root_keys`, at `threshold`. It is signed by a threshold of the current
-    root's keys and of its own, so a client pinned to any earlier root follows it."""
+    root's keys and of its own, so a client pinned to any earlier root follows it.
+
+    `new_online_keys` also replaces the targets, snapshot and timestamp keys (after a loss or
+    a leak): the old ones move to keys/online/retired-N/, and the next build signs every role
+    again with the new ones."""
     layout = RepoLayout(path)
     # Checked whatever its expiry: signing the next root is the cure for an expired one.
     current = load_root_chain(layout, now=datetime.min.replace(tzinfo=UTC))
@@ -152,10 +160,30 @@ def rotate_root(
                 key_file = new_root_keys.directory / f"root-{i}.key"
                 root.add_key(make_key(key_file, new_root_keys.password), "root")
                 signers.append(load_signer(key_file, new_root_keys.password))
+        staging = layout.online_keys / f".new-{root.version}"
+        if new_online_keys:
+            shutil.rmtree(staging, ignore_errors=True)
+            for role in ONLINE_ROLES:
+                for keyid in _keyids(root, role):
+                    root.revoke_key(keyid, role)
+                root.add_key(make_key(staging / f"{role}.key", online_password), role)
         metadata = Metadata(root)
         _sign_root(metadata, signers, previous=current.signed)
         atomic_write(layout.root_file(root.version), metadata.to_bytes(PRETTY), mode=0o644)
+        if new_online_keys:
+            _swap_online_keys(layout, staging, layout.online_keys / f"retired-{root.version - 1}")
     return metadata
+
+
+def _swap_online_keys(layout: RepoLayout, staging: Path, retired: Path) -> None:
+    """The new online keys into place, the old ones kept (never deleted) in `retired`."""
+    retired.mkdir(mode=0o700)
+    for role in ONLINE_ROLES:
+        for suffix in (".key", ".pub"):
+            os.replace(layout.online_keys / f"{role}{suffix}", retired / f"{role}{suffix}")
+            os.replace(staging / f"{role}{suffix}", layout.online_keys / f"{role}{suffix}")
+    staging.rmdir()
+    fsync_dir(layout.online_keys)
 
 
 def _sign_root(

@@ -1,4 +1,5 @@
-"""The published generation read back and checked against the root, whatever its expiry: a
+"""The published generation read back and checked against the root it was published under
+(its newest served root, which must be the same bytes as roots/N.root.json), whatever its expiry: a
 refresh must be able to renew an expired timestamp, so expiry is left to `status` and to
 clients, while every signature, every version link and every target's bytes are checked. A
 file changed in place (metadata or a target) is refused here, before anything is signed
@@ -22,7 +23,7 @@ from provisioner.trust.targets import Target
 @dataclass(frozen=True)
 class Published:
     generation: Path
-    root_version: int  # the newest root the generation serves
+    root: Root  # the newest root the generation serves: its online keys signed the rest
     targets: Metadata[Targets]
     targets_bytes: bytes
     snapshot: Metadata[Snapshot]
@@ -30,11 +31,23 @@ class Published:
     files: tuple[Target, ...]
 
 
-def read_published(layout: RepoLayout, root: Root) -> Published | None:
+def read_published(layout: RepoLayout) -> Published | None:
+    """The current generation, checked; None before the first build. The caller has checked
+    the chain in roots/ (ceremony.load_root_chain)."""
     generation = layout.current_generation()
     if generation is None:
         return None
     repo = repository_dir(generation)
+    served = sorted(int(p.name.split(".")[0]) for p in repo.glob("*.root.json"))
+    if not served or served != list(range(1, len(served) + 1)):
+        raise VerificationFailure(f"{repo}: served root versions {served} do not run 1, 2, ...")
+    for version in served:
+        if (repo / f"{version}.root.json").read_bytes() != layout.root_file(version).read_bytes():
+            raise VerificationFailure(
+                f"{repo}/{version}.root.json changed without a rebuild (it differs from "
+                f"{layout.root_file(version)})"
+            )
+    root = read_metadata(layout.root_file(served[-1]), Root)[0].signed
     timestamp, _ = _role(repo / "timestamp.json", Timestamp, root, None)
     snapshot, _ = _role(
         repo / f"{timestamp.signed.snapshot_meta.version}.snapshot.json",
@@ -60,16 +73,7 @@ def read_published(layout: RepoLayout, root: Root) -> Published | None:
                 f"the signed targets metadata); run airgap trust build with the intended file"
             ) from None
         files.append(Target(name, data))
-    served_roots = sorted(int(p.name.split(".")[0]) for p in repo.glob("*.root.json"))
-    return Published(
-        generation,
-        served_roots[-1] if served_roots else 0,
-        targets,
-        targets_bytes,
-        snapshot,
-        timestamp,
-        tuple(files),
-    )
+    return Published(generation, root, targets, targets_bytes, snapshot, timestamp, tuple(files))
 
 
 def _role(

@@ -24,7 +24,8 @@ def refresh(
 ) -> BuildResult:
     layout = RepoLayout(path)
     now = now or datetime.now(UTC)
-    previous = read_published(layout, load_root_chain(layout).signed)
+    load_root_chain(layout)
+    previous = read_published(layout)
     if previous is None:
         raise UsageError(f"{path}: nothing is published yet; run airgap trust build first")
     policy = load_policy(layout.policy)

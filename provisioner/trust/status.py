@@ -62,7 +62,7 @@ def trust_status(path: Path, *, warn_days: int = 7, now: datetime | None = None)
     now = now or datetime.now(UTC)
     # The root chain is checked whatever its expiry, so that an expired root is reported here.
     root = load_root_chain(layout, now=datetime.min.replace(tzinfo=UTC)).signed
-    published = read_published(layout, root)
+    published = read_published(layout)
     if published is None:
         raise UsageError(f"{path}: nothing is published yet; run airgap trust build")
     roles = tuple(
@@ -83,7 +83,7 @@ def trust_status(path: Path, *, warn_days: int = 7, now: datetime | None = None)
             warnings.append(
                 f"{role.role} version {role.version} expires on {day}: {_remedy(role.role)}"
             )
-    if published.root_version != root.version:
+    if published.root.version != root.version:
         problems.append(f"root version {root.version} is not published yet: run airgap trust build")
     try:
         fetch_all_targets(repository_dir(published.generation), layout.root_file(1).read_bytes())

@@ -14,6 +14,7 @@ from tuf.api.exceptions import (
     ExpiredMetadataError,
     LengthOrHashMismatchError,
     RepositoryError,
+    UnsignedMetadataError,
 )
 from tuf.api.metadata import Metadata, Root, Targets, Timestamp
 from tuf.api.serialization.json import JSONSerializer
@@ -302,3 +303,34 @@ def test_a_threshold_above_the_new_keys_is_refused_before_any_key_is_made(
         )
     assert not new_keys.directory.exists()
     assert not (repo / "roots" / "2.root.json").exists()
+
+
+def test_new_online_keys_retire_the_old_ones_and_every_role_is_signed_again(
+    repo: Path, tmp_path: Path
+) -> None:
+    online = repo / "keys" / "online"
+    old_targets_key = (online / "targets.key").read_bytes()
+    state = tmp_path / "client"
+    with serve(served(repo)) as url:
+        client(url, state, first_root(repo))
+        rotated = rotate_root(repo, RootKeys(repo / "keys" / "root"), new_online_keys=True)
+        assert (online / "retired-1" / "targets.key").read_bytes() == old_targets_key
+        assert (online / "targets.key").read_bytes() != old_targets_key
+        result = build(repo, stack_targets())
+        assert result.versions == {"root": 2, "targets": 2, "snapshot": 2, "timestamp": 2}
+        updater = client(url, state)
+        assert fetch(updater, "ctfe.pub") == next(
+            t.data for t in stack_targets() if t.name == "ctfe.pub"
+        )
+    # What the retired key signs no longer counts for a client that trusts root 2.
+    targets = Metadata[Targets].from_file(str(served(repo) / "2.targets.json"))
+    targets.sign(load_signer(online / "retired-1" / "targets.key", None))
+    with pytest.raises(UnsignedMetadataError):
+        rotated.signed.verify_delegate("targets", targets.signed_bytes, targets.signatures)
+
+
+def test_a_served_root_changed_in_place_is_refused(repo: Path) -> None:
+    path = served(repo) / "1.root.json"
+    path.write_bytes(path.read_bytes().replace(b'"version": 1', b'"version":1'))
+    with pytest.raises(VerificationFailure, match=r"1\.root\.json changed without a rebuild"):
+        refresh(repo)

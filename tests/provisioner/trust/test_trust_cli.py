@@ -65,7 +65,7 @@ def test_the_operator_path_from_init_to_refresh(
     assert json.loads(out)["roles"]["timestamp"]["version"] == 2
 
 
-def test_a_root_rotation_on_the_command_line_is_published_by_the_next_build(
+def test_a_rotation_of_root_and_online_keys_is_published_by_the_next_build(
     capsys: pytest.CaptureFixture[str], tmp_path: Path, material: Path
 ) -> None:
     repo = str(tmp_path / "repo")
@@ -83,6 +83,7 @@ def test_a_root_rotation_on_the_command_line_is_published_by_the_next_build(
         new,
         "--threshold",
         "2",
+        "--new-online-keys",
         "--output",
         "json",
     )
@@ -91,7 +92,8 @@ def test_a_root_rotation_on_the_command_line_is_published_by_the_next_build(
     code, out, _ = run(capsys, "status", "--dir", repo)
     assert code == 1 and "FAIL root version 2 is not published yet" in out
     code, out, _ = run(capsys, "build", "--dir", repo, "--from", str(material), "--output", "json")
-    assert json.loads(out)["roles"]["root"]["version"] == 2
+    roles = json.loads(out)["roles"]
+    assert (roles["root"]["version"], roles["targets"]["version"]) == (2, 2)
     assert run(capsys, "status", "--dir", repo)[0] == 0
 
 
