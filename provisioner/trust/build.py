@@ -20,12 +20,13 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from securesystemslib.signer import Signer
 from tuf.api.metadata import Metadata, MetaFile, Root, Snapshot, TargetFile, Targets, Timestamp
 
 from offline.atomicfile import atomic_write, fsync_dir
@@ -33,6 +34,7 @@ from offline.errors import UsageError, VerificationFailure
 from provisioner.trust.ceremony import PRETTY, load_root_chain, online_signer
 from provisioner.trust.client import fetch_all_targets
 from provisioner.trust.layout import (
+    ONLINE_ROLES,
     RepoLayout,
     pinned_root,
     repository_dir,
@@ -107,17 +109,27 @@ def _build(
             )
         targets = previous.files
     wanted = check_targets(targets)
-    new_root = previous is None or previous.root.version != root.version
+    if previous is None:
+        return _publish(layout, root_md, policy, None, wanted, True, online_password, now)
     new_targets = (
-        previous is None
-        or resign_targets
+        resign_targets
         or _target_set(previous.files) != _target_set(wanted)
         # The new root names another targets key: what the old one signed no longer counts.
         or previous.root.roles["targets"].keyids != root.roles["targets"].keyids
+        # A snapshot must never outlive the targets it names.
+        or previous.targets.signed.expires <= policy.expires("snapshot", now)
     )
-    if previous is not None and not (new_root or new_targets or resign_online):
+    new_root = previous.root.version != root.version
+    if not (new_root or new_targets or resign_online or _stale(previous, policy, now)):
         return _result(layout, previous.generation, previous, changed=False)
     return _publish(layout, root_md, policy, previous, wanted, new_targets, online_password, now)
+
+
+def _stale(previous: Published, policy: ExpiryPolicy, now: datetime) -> bool:
+    """Published online metadata with less than half a timestamp period left: a build signs
+    it again rather than call an about-to-expire repository unchanged."""
+    horizon = now + timedelta(days=policy.timestamp / 2)
+    return min(previous.timestamp.signed.expires, previous.snapshot.signed.expires) <= horizon
 
 
 def _publish(
@@ -131,10 +143,7 @@ def _publish(
     now: datetime,
 ) -> BuildResult:
     root = root_md.signed
-    signers = {
-        role: online_signer(layout, root, role, online_password)
-        for role in ("targets", "snapshot", "timestamp")
-    }
+    signers = {role: online_signer(layout, root, role, online_password) for role in ONLINE_ROLES}
     layout.generations.mkdir(exist_ok=True)
     scratch = Path(tempfile.mkdtemp(dir=layout.generations, prefix=".partial-"))
     try:
@@ -146,68 +155,18 @@ def _publish(
         for target in wanted:
             digest = hashlib.sha256(target.data).hexdigest()
             (repo / "targets" / f"{digest}.{target.name}").write_bytes(target.data)
-
-        if new_targets or previous is None:
-            version = previous.targets.signed.version + 1 if previous else 1
-            signed = Targets(version=version, expires=policy.expires("targets", now))
-            for target in wanted:
-                info = TargetFile.from_data(target.name, target.data, ["sha256"])
-                if target.custom is not None:
-                    info.unrecognized_fields["custom"] = target.custom
-                signed.targets[target.name] = info
-            targets_md = Metadata(signed)
-            targets_md.sign(signers["targets"])
-            targets_bytes = targets_md.to_bytes(PRETTY)
+        if new_targets:
+            targets = _targets(wanted, previous, policy.expires("targets", now), signers["targets"])
         else:
-            targets_md, targets_bytes = previous.targets, previous.targets_bytes
-        targets_version = targets_md.signed.version
-        (repo / f"{targets_version}.targets.json").write_bytes(targets_bytes)
-
-        snapshot = Metadata(
-            Snapshot(
-                version=previous.snapshot.signed.version + 1 if previous else 1,
-                expires=policy.expires("snapshot", now),
-                meta={
-                    "targets.json": MetaFile.from_data(targets_version, targets_bytes, ["sha256"])
-                },
-            )
-        )
-        snapshot.sign(signers["snapshot"])
-        snapshot_bytes = snapshot.to_bytes(PRETTY)
-        (repo / f"{snapshot.signed.version}.snapshot.json").write_bytes(snapshot_bytes)
-
-        timestamp = Metadata(
-            Timestamp(
-                version=previous.timestamp.signed.version + 1 if previous else 1,
-                expires=policy.expires("timestamp", now),
-                snapshot_meta=MetaFile.from_data(
-                    snapshot.signed.version, snapshot_bytes, ["sha256"]
-                ),
-            )
-        )
-        timestamp.sign(signers["timestamp"])
-        (repo / "timestamp.json").write_bytes(timestamp.to_bytes(PRETTY))
-
-        root_bytes = layout.root_file(root.version).read_bytes()
-        atomic_write(pinned_root(scratch), root_bytes)
-        # What we publish, a client accepts: pinned to the first root, every target fetched.
-        served = fetch_all_targets(repo, layout.root_file(1).read_bytes())
-        if served != {t.name: t.data for t in wanted}:
-            raise VerificationFailure(
-                f"the built repository serves other targets than given: {sorted(served)}"
-            )
-        secret = tuf_root_secret(root_bytes, repository_archive(repo))
-        atomic_write(
-            secret_file(scratch), (json.dumps(secret, indent=2) + "\n").encode(), mode=0o600
-        )
-        _sync_tree(scratch)
-
-        generation = layout.generation(timestamp.signed.version)
+            assert previous is not None
+            targets = previous.targets_bytes
+        timestamp_version = _snapshot_and_timestamp(repo, targets, previous, policy, now, signers)
+        _export(layout, scratch, wanted)
+        generation = layout.generation(timestamp_version)
         if layout.current_generation() == generation:
             raise UsageError(f"{generation} is already current; timestamp versions went back")
-        shutil.rmtree(
-            generation, ignore_errors=True
-        )  # a leftover of a build killed after its rename
+        # A leftover of a build killed between its rename and the flip of `current`.
+        shutil.rmtree(generation, ignore_errors=True)
         os.rename(scratch, generation)
         fsync_dir(layout.generations)
     except BaseException:
@@ -218,6 +177,72 @@ def _publish(
     assert published is not None
     _prune(layout, keep={generation, previous.generation if previous else generation})
     return _result(layout, generation, published, changed=True)
+
+
+def _targets(
+    wanted: list[Target], previous: Published | None, expires: datetime, signer: Signer
+) -> bytes:
+    signed = Targets(
+        version=previous.targets.signed.version + 1 if previous else 1, expires=expires
+    )
+    for target in wanted:
+        info = TargetFile.from_data(target.name, target.data, ["sha256"])
+        if target.custom is not None:
+            info.unrecognized_fields["custom"] = target.custom
+        signed.targets[target.name] = info
+    metadata = Metadata(signed)
+    metadata.sign(signer)
+    return metadata.to_bytes(PRETTY)
+
+
+def _snapshot_and_timestamp(
+    repo: Path,
+    targets: bytes,
+    previous: Published | None,
+    policy: ExpiryPolicy,
+    now: datetime,
+    signers: Mapping[str, Signer],
+) -> int:
+    """Writes N.targets.json, the snapshot naming it and the timestamp naming that; returns
+    the timestamp's version."""
+    targets_version = Metadata[Targets].from_bytes(targets).signed.version
+    (repo / f"{targets_version}.targets.json").write_bytes(targets)
+    snapshot = Metadata(
+        Snapshot(
+            version=previous.snapshot.signed.version + 1 if previous else 1,
+            expires=policy.expires("snapshot", now),
+            meta={"targets.json": MetaFile.from_data(targets_version, targets, ["sha256"])},
+        )
+    )
+    snapshot.sign(signers["snapshot"])
+    snapshot_bytes = snapshot.to_bytes(PRETTY)
+    (repo / f"{snapshot.signed.version}.snapshot.json").write_bytes(snapshot_bytes)
+    timestamp = Metadata(
+        Timestamp(
+            version=previous.timestamp.signed.version + 1 if previous else 1,
+            expires=policy.expires("timestamp", now),
+            snapshot_meta=MetaFile.from_data(snapshot.signed.version, snapshot_bytes, ["sha256"]),
+        )
+    )
+    timestamp.sign(signers["timestamp"])
+    (repo / "timestamp.json").write_bytes(timestamp.to_bytes(PRETTY))
+    return timestamp.signed.version
+
+
+def _export(layout: RepoLayout, scratch: Path, wanted: list[Target]) -> None:
+    """Checked by a client, then the root to pin and the tuf-root Secret beside it."""
+    repo = repository_dir(scratch)
+    # What we publish, a client accepts: pinned to the first root, every target fetched.
+    served = fetch_all_targets(repo, layout.root_file(1).read_bytes())
+    if served != _target_set(wanted):
+        raise VerificationFailure(
+            f"the built repository serves other targets than given: {sorted(served)}"
+        )
+    root_bytes = layout.root_file(layout.root_versions()[-1]).read_bytes()
+    atomic_write(pinned_root(scratch), root_bytes)
+    secret = tuf_root_secret(root_bytes, repository_archive(repo))
+    atomic_write(secret_file(scratch), (json.dumps(secret, indent=2) + "\n").encode(), mode=0o600)
+    _sync_tree(scratch)
 
 
 def _make_current(layout: RepoLayout, generation: Path) -> None:
@@ -235,8 +260,8 @@ def _clean_partials(layout: RepoLayout) -> None:
 
 
 def _prune(layout: RepoLayout, keep: set[Path]) -> None:
-    """Older generations go; the previous one stays, so a client between two fetches still
-    finds the snapshot its timestamp named."""
+    """Older generations go; the previous one stays, for a web server or an installer that
+    resolved the old link a moment ago."""
     for generation in layout.generations.iterdir():
         if generation not in keep and not generation.name.startswith("."):
             shutil.rmtree(generation, ignore_errors=True)

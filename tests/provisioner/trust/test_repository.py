@@ -125,6 +125,19 @@ def test_an_unchanged_build_publishes_nothing_and_a_changed_one_bumps_versions(
         assert fetch(updater, "rekor.pub") == next(t.data for t in changed if t.name == "rekor.pub")
 
 
+def test_an_unchanged_build_signs_again_a_timestamp_with_under_half_its_period_left(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    init_repository(repo)  # timestamps last 14 days
+    build(repo, stack_targets(), now=datetime.now(UTC) - timedelta(days=6))
+    assert not build(repo, stack_targets()).changed  # 8 days left
+    build(repo, stack_targets(), resign_online=True, now=datetime.now(UTC) - timedelta(days=8))
+    again = build(repo, stack_targets())  # 6 days left: not called unchanged
+    assert again.changed
+    assert (again.versions["targets"], again.versions["timestamp"]) == (1, 3)
+
+
 def test_after_refresh_a_client_sees_new_versions_and_the_same_targets(
     repo: Path, tmp_path: Path
 ) -> None:
