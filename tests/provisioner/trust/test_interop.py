@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 
-from provisioner.trust.ceremony import init_repository
+from provisioner.trust.build import build
+from provisioner.trust.ceremony import RootKeys, init_repository, rotate_root
 from provisioner.trust.refresh import refresh
 from tests.provisioner.trust.material import client, fetch, serve, stack_targets
 from tests.tools import go_tool
@@ -139,3 +140,22 @@ def test_the_configmap_form_lays_out_the_served_repository_file_for_file(repo: P
     }
     assert laid_out == on_disk
     assert all("/" not in key for key in data)
+
+
+@pytest.mark.slow
+def test_cosign_pinned_to_the_first_root_follows_a_rotation_of_every_key(
+    repo: Path, tmp_path: Path
+) -> None:
+    rotate_root(
+        repo,
+        RootKeys(repo / "keys" / "root"),
+        new_root_keys=RootKeys(tmp_path / "new-root-keys"),
+        new_keys=2,
+        new_online_keys=True,
+    )
+    build(repo, stack_targets())
+    with serve(repo / "current" / "repository") as url:
+        result = _cosign_initialize(url, repo / "roots" / "1.root.json", tmp_path / "home")
+    assert result.returncode == 0, result.stderr
+    roots = list((tmp_path / "home" / "tuf").rglob("root.json"))
+    assert roots and all(json.loads(p.read_text())["signed"]["version"] == 2 for p in roots)
