@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -144,19 +145,21 @@ def _output(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", choices=("text", "json"), default="text")
 
 
+def _password(env: str) -> bytes | None:
+    value = os.environ.get(env)
+    return value.encode() if value else None
+
+
 def _root_keys_of(args: argparse.Namespace, directory: Path | None = None) -> Any:
     from provisioner.trust.ceremony import RootKeys
-    from provisioner.trust.keys import password
     from provisioner.trust.layout import RepoLayout
 
     where = directory or args.root_keys or RepoLayout(args.dir).default_root_keys
-    return RootKeys(where, password(ROOT_PASSWORD_ENV))
+    return RootKeys(where, _password(ROOT_PASSWORD_ENV))
 
 
 def _online_password() -> bytes | None:
-    from provisioner.trust.keys import password
-
-    return password(ONLINE_PASSWORD_ENV)
+    return _password(ONLINE_PASSWORD_ENV)
 
 
 def run_init(args: argparse.Namespace) -> int:

@@ -1,11 +1,10 @@
 """TUF key files: Ed25519 PKCS#8 PEM, private keys 0600 and never overwritten, optionally
-encrypted with a password from the environment ($AIRGAP_TUF_ROOT_KEY_PASSWORD for root keys,
-$AIRGAP_TUF_ONLINE_KEY_PASSWORD for the online roles' keys). The key files and the bundle
-keys are written by one function (provisioner.bundle.signing.generate_key)."""
+encrypted with a password (the command line takes it from the environment, never from a flag).
+The key files and the bundle keys are written by one function
+(provisioner.bundle.signing.generate_key)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,14 +12,6 @@ from securesystemslib.signer import CryptoSigner, SSlibKey
 
 from offline.errors import UsageError
 from provisioner.bundle.signing import generate_key, load_private_key
-
-ROOT_PASSWORD_ENV = "AIRGAP_TUF_ROOT_KEY_PASSWORD"
-ONLINE_PASSWORD_ENV = "AIRGAP_TUF_ONLINE_KEY_PASSWORD"
-
-
-def password(env: str) -> bytes | None:
-    value = os.environ.get(env)
-    return value.encode() if value else None
 
 
 def make_key(path: Path, key_password: bytes | None) -> SSlibKey:
