@@ -183,7 +183,7 @@ def pull_chart(
             archive = _local_archive(source, source.path, out, command, timeout)
         else:
             args = _pull_args(source, out, ca_file=ca_file, plain_http=plain_http)
-            _run(source, command.run(args), timeout)
+            _run(source.label, command.run(args), timeout)
             archive = _single_archive(source, out)
         digest = _file_digest(archive)
         if source.digest is not None and digest != source.digest:
@@ -208,31 +208,16 @@ def render_images(
 ) -> list[ChartImage]:
     """Every container image of the chart rendered with the source's values, sorted, one entry
     per (image, resource, container). Hooks (Jobs, test Pods) are rendered too: they run."""
-    program = resolve_helm(helm)
     values = merged_values(source)
-    try:
-        json.dumps(values)  # what pyhelm3 sends helm on stdin
-    except (TypeError, ValueError) as exc:
-        raise UsageError(f"{source.label}: values cannot be given to helm: {exc}") from exc
-    with tempfile.TemporaryDirectory(prefix="airgap-helm-") as home:
-        command = _Helm(program, Path(home) / "helm-home")
-
-        async def template() -> list[Any]:
-            documents = await command.template(
-                source.release or source.name,
-                Path(chart_tgz),
-                values,
-                namespace=source.namespace,
-            )
-            # pyhelm3 returns a lazy yaml.load_all: parse everything inside the error handling.
-            return list(documents)
-
-        try:
-            documents = _run(source, template(), timeout)
-        except yaml.YAMLError as exc:
-            raise ChartError(
-                f"{source.label}: helm's output is not YAML: {_one_line(exc)}"
-            ) from exc
+    documents = template_chart(
+        Path(chart_tgz),
+        values,
+        release=source.release or source.name,
+        namespace=source.namespace,
+        label=source.label,
+        helm=helm,
+        timeout=timeout,
+    )
     chart = f"{source.name}-{source.version}"
     found = {
         ChartImage(image=image, resource=resource, container=container, chart=chart)
@@ -242,12 +227,44 @@ def render_images(
     return sorted(found)
 
 
+def template_chart(
+    chart: Path,
+    values: Mapping[str, Any],
+    *,
+    release: str,
+    namespace: str | None,
+    label: str,
+    helm: str | os.PathLike[str] | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> list[Any]:
+    """`helm template` of `chart` (a directory or an archive) with `values`: every rendered
+    object, hooks included. helm checks the values against the chart's values.schema.json;
+    its refusal, like any failure, is a one-line ChartError starting with `label`."""
+    program = resolve_helm(helm)
+    try:
+        json.dumps(values)  # what pyhelm3 sends helm on stdin
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"{label}: values cannot be given to helm: {exc}") from exc
+    with tempfile.TemporaryDirectory(prefix="airgap-helm-") as home:
+        command = _Helm(program, Path(home) / "helm-home")
+
+        async def template() -> list[Any]:
+            documents = await command.template(release, chart, values, namespace=namespace)
+            # pyhelm3 returns a lazy yaml.load_all: parse everything inside the error handling.
+            return list(documents)
+
+        try:
+            return _run(label, template(), timeout)
+        except yaml.YAMLError as exc:
+            raise ChartError(f"{label}: helm's output is not YAML: {_one_line(exc)}") from exc
+
+
 def merged_values(source: ChartSource) -> dict[str, Any]:
     """The source's values files merged in order, then its inline values, as helm merges them."""
     merged: dict[str, Any] = {}
     for path in source.values_files:
-        merged = _merge(merged, _read_values_file(source, path))
-    return _merge(merged, dict(source.values))
+        merged = merge_values(merged, _read_values_file(source, path))
+    return merge_values(merged, dict(source.values))
 
 
 # --- helm through pyhelm3 ------------------------------------------------------------------
@@ -288,14 +305,14 @@ class _Helm(pyhelm3.Command):  # type: ignore[misc]  # pyhelm3 has no type infor
         return result
 
 
-def _run(source: ChartSource, coroutine: Coroutine[Any, Any, _T], timeout: float) -> _T:
+def _run(label: str, coroutine: Coroutine[Any, Any, _T], timeout: float) -> _T:
     """Run one helm coroutine to its end; helm's failures become one-line ChartErrors."""
     try:
         return asyncio.run(asyncio.wait_for(coroutine, timeout))
     except TimeoutError as exc:
-        raise ChartError(f"{source.label}: helm did not finish within {timeout:g} s") from exc
+        raise ChartError(f"{label}: helm did not finish within {timeout:g} s") from exc
     except pyhelm3.errors.Error as exc:
-        raise ChartError(f"{source.label}: {_helm_reason(exc.stderr, exc.returncode)}") from exc
+        raise ChartError(f"{label}: {_helm_reason(exc.stderr, exc.returncode)}") from exc
 
 
 def _helm_reason(stderr: bytes, returncode: int) -> str:
@@ -334,7 +351,7 @@ def _local_archive(
     source: ChartSource, path: Path, out: Path, command: _Helm, timeout: float
 ) -> Path:
     if path.is_dir():
-        _run(source, command.run(["package", str(path), "--destination", str(out)]), timeout)
+        _run(source.label, command.run(["package", str(path), "--destination", str(out)]), timeout)
         return _single_archive(source, out)
     if not path.is_file():
         raise UsageError(f"{source.label}: no such chart directory or .tgz file")
@@ -438,13 +455,13 @@ def _read_values_file(source: ChartSource, path: Path) -> dict[str, Any]:
     return document
 
 
-def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+def merge_values(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
     """helm's mergeMaps: mappings merge recursively, anything else (null too) replaces."""
     out = dict(base)
     for key, value in override.items():
         current = out.get(key)
         if isinstance(value, Mapping) and isinstance(current, Mapping):
-            out[key] = _merge(current, value)
+            out[key] = merge_values(current, value)
         else:
             out[key] = value
     return out

@@ -111,6 +111,8 @@ class NodeNamespace:
     _undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     saved_sysctls: dict[str, str] = field(default_factory=dict)
     host_iptables: list[str] = field(default_factory=list)
+    # The anchor of a namespace another process made and runs (`python -m tests.cluster run`).
+    attached_anchor: int | None = None
 
     @property
     def netns_path(self) -> Path:
@@ -259,14 +261,23 @@ class NodeNamespace:
     def enter_unguarded(self) -> list[str]:
         """The nsenter prefix into the node's network and mount namespaces (no route check:
         for the setup steps that build the namespace the guard checks)."""
-        if self.anchor is None or self.anchor.poll() is not None:
-            raise GuardRefused(f"cluster namespace {self.name} has no running anchor process")
         return [
             "nsenter",
             f"--net={self.netns_path}",
-            f"--mount=/proc/{self.anchor.pid}/ns/mnt",
+            f"--mount=/proc/{self._anchor_pid()}/ns/mnt",
             "--",
         ]
+
+    def _anchor_pid(self) -> int:
+        """The anchor's PID, once it proves to be alive inside this very network namespace."""
+        pid = self.anchor.pid if self.anchor is not None else self.attached_anchor
+        try:
+            inside = os.readlink(f"/proc/{pid}/ns/net") == f"net:[{self.netns_path.stat().st_ino}]"
+        except OSError:
+            inside = False
+        if pid is None or not inside or _zombie(pid):
+            raise GuardRefused(f"cluster namespace {self.name} has no running anchor process")
+        return pid
 
     def enter(self, command: Sequence[str]) -> list[str]:
         """`command` run inside the node's namespaces, behind the guard."""
