@@ -57,7 +57,9 @@ def register(commands: Any) -> None:
         help="root keys needed to sign (default 1)",
     )
     _root_keys(init)
-    for role, default in (("root", 365), ("targets", 180), ("snapshot", 30), ("timestamp", 14)):
+    from provisioner.stack.site import DEFAULT_EXPIRY_DAYS
+
+    for role, default in DEFAULT_EXPIRY_DAYS.items():
         init.add_argument(
             f"--{role}-days",
             type=_positive,
@@ -95,9 +97,9 @@ def register(commands: Any) -> None:
     status.add_argument(
         "--warn-days",
         type=int,
-        default=7,
         metavar="D",
-        help="not ok when a role expires within D days (default 7)",
+        help="not ok when a role expires within D days (default: half each role's period, "
+        "at most 30 days)",
     )
     _output(status)
     status.set_defaults(handler=run_status)

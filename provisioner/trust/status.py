@@ -13,6 +13,7 @@ from offline.errors import UsageError, VerificationFailure
 from provisioner.trust.ceremony import load_root_chain
 from provisioner.trust.client import fetch_all_targets
 from provisioner.trust.layout import RepoLayout, repository_dir
+from provisioner.trust.policy import load_policy
 from provisioner.trust.published import read_published
 
 
@@ -55,13 +56,17 @@ class TrustStatus:
         }
 
 
-def trust_status(path: Path, *, warn_days: int = 7, now: datetime | None = None) -> TrustStatus:
-    if warn_days < 0:
+def trust_status(
+    path: Path, *, warn_days: float | None = None, now: datetime | None = None
+) -> TrustStatus:
+    """`warn_days` None: each role by its policy's warning window (ExpiryPolicy.warn_days)."""
+    if warn_days is not None and warn_days < 0:
         raise UsageError(f"--warn-days {warn_days}: must not be negative")
     layout = RepoLayout(path)
     now = now or datetime.now(UTC)
     # The root chain is checked whatever its expiry, so that an expired root is reported here.
     root = load_root_chain(layout, now=datetime.min.replace(tzinfo=UTC)).signed
+    policy = load_policy(layout.policy)
     published = read_published(layout)
     if published is None:
         raise UsageError(f"{path}: nothing is published yet; run airgap trust build")
@@ -79,7 +84,7 @@ def trust_status(path: Path, *, warn_days: int = 7, now: datetime | None = None)
         day = role.expires.strftime("%Y-%m-%d %H:%M UTC")
         if role.days_left <= 0:
             problems.append(f"{role.role} version {role.version} expired on {day}")
-        elif role.days_left <= warn_days:
+        elif role.days_left <= (policy.warn_days(role.role) if warn_days is None else warn_days):
             warnings.append(
                 f"{role.role} version {role.version} expires on {day}: {_remedy(role.role)}"
             )

@@ -9,9 +9,15 @@ from pathlib import Path
 import pytest
 
 from offline.errors import UsageError
+from provisioner.stack.site import DEFAULT_EXPIRY_DAYS
 from provisioner.trust.build import build
 from provisioner.trust.policy import ExpiryPolicy, load_policy, save_policy
 from tests.provisioner.trust.material import stack_targets
+
+
+def test_the_defaults_are_the_site_configurations() -> None:
+    assert ExpiryPolicy().to_json()["expiresDays"] == DEFAULT_EXPIRY_DAYS
+    assert ExpiryPolicy.from_days({**DEFAULT_EXPIRY_DAYS, "timestamp": 2}).timestamp == 2
 
 
 def test_the_policy_reads_back_as_written(tmp_path: Path) -> None:
@@ -29,7 +35,8 @@ def test_the_policy_reads_back_as_written(tmp_path: Path) -> None:
         ({"root": 365, "targets": 180, "snapshot": 30, "timestamp": 1.5}, "timestamp: 1.5"),
         ({"root": 365, "targets": 180, "snapshot": 30, "timestamp": True}, "timestamp: True"),
         ({"root": 99999, "targets": 180, "snapshot": 30, "timestamp": 14}, "root: 99999"),
-        ({"root": 365, "targets": 180, "snapshot": 30, "timestamp": 31}, "must not exceed"),
+        ({"root": 365, "targets": 180, "snapshot": 30, "timestamp": 31}, "longer than snapshot's"),
+        ({"root": 365, "targets": 400, "snapshot": 30, "timestamp": 1}, "longer than root's 365"),
     ],
 )
 def test_a_malformed_policy_is_refused(tmp_path: Path, days: dict[str, object], words: str) -> None:

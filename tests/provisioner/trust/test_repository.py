@@ -129,7 +129,7 @@ def test_an_unchanged_build_signs_again_a_timestamp_with_under_half_its_period_l
     tmp_path: Path,
 ) -> None:
     repo = tmp_path / "repo"
-    init_repository(repo)  # timestamps last 14 days
+    init_repository(repo, policy=ExpiryPolicy(root=365, targets=180, snapshot=30, timestamp=14))
     build(repo, stack_targets(), now=datetime.now(UTC) - timedelta(days=6))
     assert not build(repo, stack_targets()).changed  # 8 days left
     build(repo, stack_targets(), resign_online=True, now=datetime.now(UTC) - timedelta(days=8))
@@ -347,3 +347,16 @@ def test_a_served_root_changed_in_place_is_refused(repo: Path) -> None:
     path.write_bytes(path.read_bytes().replace(b'"version": 1', b'"version":1'))
     with pytest.raises(VerificationFailure, match=r"1\.root\.json changed without a rebuild"):
         refresh(repo)
+
+
+def test_status_warns_by_default_when_a_role_has_under_half_its_period_left(
+    tmp_path: Path,
+) -> None:
+    repo = tmp_path / "repo"
+    init_repository(repo)  # the site defaults: a timestamp lasts one day
+    build(repo, stack_targets(), now=datetime.now(UTC) - timedelta(hours=11))
+    assert trust_status(repo).ok  # 13 hours left
+    build(repo, stack_targets(), resign_online=True, now=datetime.now(UTC) - timedelta(hours=13))
+    report = trust_status(repo)  # 11 hours left
+    assert not report.problems
+    assert [w.split(" expires")[0] for w in report.warnings] == ["timestamp version 2"]

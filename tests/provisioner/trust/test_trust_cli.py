@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from provisioner.cli.main import main
+from provisioner.stack.site import DEFAULT_EXPIRY_DAYS
 from tests.provisioner.trust.material import stack_targets
 
 PASSWORD = "correct horse battery staple"
@@ -40,7 +41,7 @@ def test_the_operator_path_from_init_to_refresh(
     assert code == 0
     init = json.loads(out)
     assert init["threshold"] == 2 and len(init["keyids"]) == 3
-    assert init["policy"] == {"root": 365, "targets": 180, "snapshot": 30, "timestamp": 14}
+    assert init["policy"] == DEFAULT_EXPIRY_DAYS
 
     code, out, _ = run(capsys, "build", "--dir", repo, "--from", str(material), "--output", "json")
     assert code == 0
