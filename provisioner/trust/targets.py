@@ -100,17 +100,17 @@ def _check_content(target: Target) -> None:
             raise UsageError(f"{where} is not PEM certificates") from None
 
 
-def _sigstore_reads(data: bytes, where: str, message: str) -> None:
+def _sigstore_reads(data: bytes, where: str, model: str) -> None:
     """sigstore-python's model of the document loads it: what a client will read, we publish."""
     from sigstore_models.trustroot import v1
 
     try:
-        getattr(v1, message).from_json(data)
+        getattr(v1, model).from_json(data)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        first = str(exc).splitlines()
-        detail = "; ".join(line.strip() for line in first[1:3]) or str(exc)
+        lines = str(exc).splitlines()
+        detail = "; ".join(line.strip() for line in lines[1:3]) or str(exc)
         raise UsageError(
-            f"{where}: sigstore-python does not read it as a {message} ({detail})"
+            f"{where}: sigstore-python does not read it as a {model} ({detail})"
         ) from None
 
 
