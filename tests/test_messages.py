@@ -85,7 +85,7 @@ def _commands() -> dict[str, bool]:
     import argparse
 
     from offline.cli.main import build_parser
-    from provisioner.cli import bundle as bundle_cli
+    from provisioner.cli.main import EXTENSIONS
 
     found: dict[str, bool] = {}
 
@@ -98,7 +98,7 @@ def _commands() -> dict[str, bool]:
                     )
                     walk(sub, f"{prefix}{name} ")
 
-    walk(build_parser((bundle_cli.register,)), "")
+    walk(build_parser(EXTENSIONS), "")
     return found
 
 

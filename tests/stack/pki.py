@@ -115,3 +115,43 @@ def fulcio_root(
 
 def cert_pem(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.PEM)
+
+
+def issue(
+    issuer_key: ec.EllipticCurvePrivateKey,
+    issuer: x509.Certificate,
+    common_name: str,
+    *,
+    ca: bool,
+    eku: list[x509.ObjectIdentifier],
+) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
+    """A certificate for a new key, issued by `issuer` (a CA or a leaf, with these EKUs)."""
+    key = ec_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
+        .issuer_name(issuer.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(issuer.not_valid_before_utc + dt.timedelta(hours=1))
+        .not_valid_after(issuer.not_valid_after_utc)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
+    )
+    if eku:
+        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=True)
+    return key, builder.sign(issuer_key, hashes.SHA256())
+
+
+def ca_and_tsa_chain(
+    not_before: dt.datetime,
+) -> tuple[x509.Certificate, x509.Certificate, x509.Certificate]:
+    """A Fulcio root, an intermediate under it, and a TSA signing certificate under that."""
+    root_key = ec_key()
+    root = fulcio_root(root_key, not_before=not_before)
+    inter_key, intermediate = issue(
+        root_key, root, "fulcio intermediate", ca=True, eku=[ExtendedKeyUsageOID.CODE_SIGNING]
+    )
+    _, tsa_leaf = issue(
+        inter_key, intermediate, "tsa", ca=False, eku=[ExtendedKeyUsageOID.TIME_STAMPING]
+    )
+    return root, intermediate, tsa_leaf

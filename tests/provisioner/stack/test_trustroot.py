@@ -16,9 +16,8 @@ from typing import Any
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from offline.errors import UsageError
 from offline.trust.root import parse_trusted_root
@@ -47,30 +46,6 @@ def der(cert: x509.Certificate) -> bytes:
     return cert.public_bytes(serialization.Encoding.DER)
 
 
-def issue(
-    issuer_key: ec.EllipticCurvePrivateKey,
-    issuer: x509.Certificate,
-    common_name: str,
-    *,
-    ca: bool,
-    eku: list[x509.ObjectIdentifier],
-) -> tuple[ec.EllipticCurvePrivateKey, x509.Certificate]:
-    key = pki.ec_key()
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(issuer.not_valid_before_utc + dt.timedelta(hours=1))
-        .not_valid_after(issuer.not_valid_after_utc)
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=0 if ca else None), critical=True)
-    )
-    if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(eku), critical=True)
-    return key, builder.sign(issuer_key, hashes.SHA256())
-
-
 @dataclass(frozen=True)
 class Material:
     rekor: ec.EllipticCurvePrivateKey
@@ -82,14 +57,7 @@ class Material:
 
 @pytest.fixture(scope="module")
 def material() -> Material:
-    root_key = pki.ec_key()
-    root = pki.fulcio_root(root_key, not_before=START)
-    inter_key, intermediate = issue(
-        root_key, root, "fulcio intermediate", ca=True, eku=[ExtendedKeyUsageOID.CODE_SIGNING]
-    )
-    _, tsa_leaf = issue(
-        inter_key, intermediate, "tsa", ca=False, eku=[ExtendedKeyUsageOID.TIME_STAMPING]
-    )
+    root, intermediate, tsa_leaf = pki.ca_and_tsa_chain(START)
     return Material(pki.ec_key(), pki.ec_key(), root, intermediate, tsa_leaf)
 
 
