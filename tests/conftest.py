@@ -11,7 +11,12 @@ import pytest
 # registries (`docker_registry`: TLS and htpasswd, no referrers API; `referrers_registry`:
 # go-containerregistry's, with the API), each started once per session when a test asks; the
 # real disconnected Kubernetes node (`cluster`, tests/cluster), likewise.
-pytest_plugins = ["tests.stack.fixtures", "tests.registries", "tests.cluster.fixtures"]
+pytest_plugins = [
+    "tests.stack.fixtures",
+    "tests.registries",
+    "tests.cluster.fixtures",
+    "tests.cluster.stack_fixtures",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 # shared/ sits beside the checkout (in CI and on developer machines); AIRGAP_SHARED overrides.
