@@ -4,14 +4,23 @@ each is tried on the cluster the way its chart runs it (entrypoint, env, args, p
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from offline.oci.layout import OCILayout
 from tests.cluster.node import Cluster
-from tests.cluster.stack_images import IMAGES, StackImages, build_stack_images
+from tests.cluster.stack_images import (
+    IMAGES,
+    StackImages,
+    build_stack_images,
+    push,
+    write_authfile,
+)
+from tests.registries import RegistryServer
 
 NS = "stack-images"
 Images = Mapping[str, str]
@@ -34,6 +43,36 @@ def test_the_go_servers_run_as_nonroot_like_upstreams_images(stack_images: Stack
         manifest = _blob(stack_images, stack_images.digests[stack_images.image(name).name])
         config = _blob(stack_images, manifest["config"]["digest"])
         assert config["config"]["User"] == "65532", name
+
+
+def test_a_push_to_a_loopback_registry_keeps_every_digest(
+    stack_images: StackImages, docker_registry: RegistryServer, tmp_path: Path
+) -> None:
+    # The connected side: a registry on the host's loopback, under the upstream paths.
+    assert docker_registry.credentials is not None
+    authfile = write_authfile(
+        tmp_path / "auth.json",
+        docker_registry.host,
+        docker_registry.credentials.username,
+        docker_registry.credentials.password,
+    )
+
+    def run(argv: Sequence[str]) -> str:
+        return subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+
+    pushed = push(
+        stack_images,
+        docker_registry.host,
+        run,
+        authfile=authfile,
+        cert_dir=docker_registry.cert_dir,
+    )
+    client = docker_registry.client()
+    for image in IMAGES:
+        digest = stack_images.digests[image.name]
+        assert pushed[image.name] == f"{docker_registry.host}/{image.repository}@{digest}"
+        tag = stack_images.content_tag(image)
+        assert client.repository(image.repository).resolve(tag).digest == digest
 
 
 def test_a_rebuild_gives_the_same_digests(stack_images: StackImages) -> None:
