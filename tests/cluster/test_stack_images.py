@@ -20,6 +20,7 @@ from tests.cluster.stack_images import (
     push,
     write_authfile,
 )
+from tests.cluster.workloads import namespace, pod_spec, run_to_completion, service_account
 from tests.registries import RegistryServer
 
 NS = "stack-images"
@@ -81,37 +82,7 @@ def test_a_rebuild_gives_the_same_digests(stack_images: StackImages) -> None:
 
 @pytest.fixture(scope="module")
 def ns(cluster: Cluster, internal_stack_images: Images) -> str:
-    cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}])
-    cluster.wait_until(
-        f"service account in {NS}",
-        lambda: cluster.succeeds(["kubectl", "-n", NS, "get", "sa", "default"]),
-    )
-    cluster.pull_secret(NS)
-    return NS
-
-
-def _pod_spec(containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
-    return {"imagePullSecrets": [{"name": "internal-registry"}], "containers": containers, **extra}
-
-
-def _run_to_completion(cluster: Cluster, name: str, spec: dict[str, Any]) -> str:
-    """Run a pod that must succeed (restartPolicy Never); its logs, every container's."""
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": name, "namespace": NS},
-        "spec": {"restartPolicy": "Never", **spec},
-    }
-    cluster.apply([pod])
-    cluster.kubectl(
-        "-n",
-        NS,
-        "wait",
-        "--for=jsonpath={.status.phase}=Succeeded",
-        f"pod/{name}",
-        "--timeout=120s",
-    )
-    return cluster.kubectl("-n", NS, "logs", f"pod/{name}", "--all-containers")
+    return namespace(cluster, NS)
 
 
 def _deploy(
@@ -133,7 +104,7 @@ def _deploy(
                     "selector": {"matchLabels": labels},
                     "template": {
                         "metadata": {"labels": labels},
-                        "spec": _pod_spec([container], volumes=volumes or []),
+                        "spec": pod_spec([container], volumes=volumes or []),
                     },
                 },
             },
@@ -195,10 +166,11 @@ def mysql(cluster: Cluster, ns: str, internal_stack_images: Images) -> str:
 def test_db_server_is_ready_and_serves_the_app_user_its_database_over_the_service(
     cluster: Cluster, mysql: str, internal_stack_images: Images
 ) -> None:
-    logs = _run_to_completion(
+    logs = run_to_completion(
         cluster,
+        NS,
         "mysql-client",
-        _pod_spec(
+        pod_spec(
             [
                 {
                     "name": "client",
@@ -225,10 +197,11 @@ def test_createdb_creates_trillians_tables_with_the_charts_arguments(
 ) -> None:
     # The trillian chart's createdb Job: --db_name and --mysql_uri with the user's password.
     password = "app-s3cret"
-    logs = _run_to_completion(
+    logs = run_to_completion(
         cluster,
+        NS,
         "createdb",
-        _pod_spec(
+        pod_spec(
             [
                 {
                     "name": "createdb",
@@ -269,10 +242,11 @@ def test_redis_answers_ping_from_another_pod(
             "livenessProbe": ping,
         },
     )
-    logs = _run_to_completion(
+    logs = run_to_completion(
         cluster,
+        NS,
         "redis-client",
-        _pod_spec(
+        pod_spec(
             [
                 {
                     "name": "ping",
@@ -304,7 +278,7 @@ def test_each_go_server_image_runs_its_program_as_the_entrypoint(
         {"name": f"p{i}", "image": internal_stack_images[name], "args": args}
         for i, (name, (args, _)) in enumerate(PROGRAMS.items())
     ]
-    _run_to_completion(cluster, "programs", _pod_spec(containers))
+    run_to_completion(cluster, NS, "programs", pod_spec(containers))
     for i, (name, (_, expected)) in enumerate(PROGRAMS.items()):
         logs = cluster.kubectl("-n", ns, "logs", "pod/programs", "-c", f"p{i}")
         assert expected in logs, name
@@ -314,10 +288,11 @@ def test_netcat_waits_for_an_open_port_as_the_trillian_chart_runs_it(
     cluster: Cluster, mysql: str, internal_stack_images: Images
 ) -> None:
     netcat = internal_stack_images["docker.io/subfuzion/netcat"]
-    logs = _run_to_completion(
+    logs = run_to_completion(
         cluster,
+        NS,
         "netcat",
-        _pod_spec(
+        pod_spec(
             [
                 {
                     "name": "open",
@@ -352,7 +327,7 @@ def test_curl_waits_for_a_configmap_key_as_the_ctlog_chart_runs_it(
                 "metadata": {"name": "ctlog-config", "namespace": ns},
                 "data": {"treeID": "42"},
             },
-            _role_binding(
+            service_account(
                 ns, "curl", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get"]}]
             ),
         ]
@@ -363,10 +338,11 @@ def test_curl_waits_for_a_configmap_key_as_the_ctlog_chart_runs_it(
         f'curl --fail --header "Authorization: Bearer $(cat {sa}/token)" '
         f"--cacert {sa}/ca.crt --max-time 10 {api}"
     )
-    logs = _run_to_completion(
+    logs = run_to_completion(
         cluster,
+        NS,
         "curl",
-        _pod_spec(
+        pod_spec(
             [
                 {
                     "name": "found",
@@ -390,33 +366,6 @@ def test_curl_waits_for_a_configmap_key_as_the_ctlog_chart_runs_it(
     assert "status=22" in logs.split()
 
 
-def _role_binding(ns: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
-    """A service account `name` with a Role of `rules` (one List object)."""
-    meta = {"name": name, "namespace": ns}
-    subject = {"kind": "ServiceAccount", "name": name, "namespace": ns}
-    role_ref = {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
-    return {
-        "apiVersion": "v1",
-        "kind": "List",
-        "items": [
-            {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta},
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "Role",
-                "metadata": meta,
-                "rules": rules,
-            },
-            {
-                "apiVersion": "rbac.authorization.k8s.io/v1",
-                "kind": "RoleBinding",
-                "metadata": meta,
-                "subjects": [subject],
-                "roleRef": role_ref,
-            },
-        ],
-    }
-
-
 def test_kubectl_deletes_the_leases_as_policy_controllers_cleanup_hook_runs_it(
     cluster: Cluster, ns: str, internal_stack_images: Images
 ) -> None:
@@ -428,7 +377,7 @@ def test_kubectl_deletes_the_leases_as_policy_controllers_cleanup_hook_runs_it(
                 "metadata": {"name": "webhook-leader", "namespace": ns},
                 "spec": {"holderIdentity": "someone"},
             },
-            _role_binding(
+            service_account(
                 ns,
                 "leases-cleanup",
                 [
@@ -441,10 +390,11 @@ def test_kubectl_deletes_the_leases_as_policy_controllers_cleanup_hook_runs_it(
             ),
         ]
     )
-    logs = _run_to_completion(
+    logs = run_to_completion(
         cluster,
+        NS,
         "leases-cleanup",
-        _pod_spec(
+        pod_spec(
             [
                 {
                     "name": "kubectl",
