@@ -20,16 +20,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.cluster.node import PULL_SECRET, Cluster
 from tests.cluster.workloads import namespace, pod_spec, run_to_completion, service_account
 from tests.conftest import SHARED
+from tests.stack import pki
 
 CHARTS = SHARED / "upstream" / "sigstore-helm-charts"
 TRILLIAN = "trillian-system"
 REKOR = "rekor-system"
+FULCIO = "fulcio-system"
 LOG_SERVER = f"trillian-log-server.{TRILLIAN}:8091"
 Images = Mapping[str, str]
 
@@ -273,3 +276,58 @@ def test_rekor_serves_its_log_on_its_tree_with_the_key_given_to_it(
         )
         == rekor
     )
+
+
+@pytest.fixture(scope="module")
+def fulcio(
+    cluster: Cluster, internal_stack_images: Images, tmp_path_factory: pytest.TempPathFactory
+) -> bytes:
+    """A `helm install --wait` of the fulcio chart with its file CA given to it (createcerts
+    off, as an air-gapped install does); the CA's certificate (PEM)."""
+    namespace(cluster, FULCIO)
+    password = pki.password()
+    key = pki.ec_key()
+    private, certificate = pki.pkcs8_pem(key, password), pki.cert_pem(pki.fulcio_root(key))
+    cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "fulcio-server-secret", "namespace": FULCIO},
+                "stringData": {
+                    "private": private.decode(),
+                    "cert": certificate.decode(),
+                    "password": password,
+                },
+            }
+        ]
+    )
+    directory = tmp_path_factory.mktemp("fulcio")
+    chart = directory / "fulcio"
+    shutil.copytree(CHARTS / "fulcio", chart)
+    shutil.copytree(CHARTS / "ctlog-0.2.66", chart / "charts" / "ctlog")
+    values = {
+        "imagePullSecrets": [{"name": PULL_SECRET}],
+        "server": {
+            "image": _image(cluster, internal_stack_images, "ghcr.io/sigstore/fulcio"),
+            "ingress": {"http": {"enabled": False}, "grpc": {"enabled": False}},
+        },
+        "createcerts": {"enabled": False},
+        "ctlog": {"enabled": False},
+    }
+    _helm_install(cluster, "fulcio", chart, FULCIO, values, directory)
+    return certificate
+
+
+def test_fulcio_serves_the_root_it_was_given(
+    cluster: Cluster, fulcio: bytes, internal_stack_images: Images
+) -> None:
+    url = f"http://fulcio-server.{FULCIO}.svc/api/v1/rootCert"
+    get = {
+        "name": "get",
+        "image": internal_stack_images["docker.io/curlimages/curl"],
+        "command": ["curl", "--fail", "--silent", "--max-time", "10", url],
+    }
+    logs = run_to_completion(cluster, FULCIO, "get-root", pod_spec([get]))
+    served = x509.load_pem_x509_certificates(logs.encode())
+    assert served == [x509.load_pem_x509_certificate(fulcio)]
