@@ -12,6 +12,7 @@ chart's log server name.
 
 from __future__ import annotations
 
+import base64
 import json
 import secrets
 import shutil
@@ -33,6 +34,8 @@ CHARTS = SHARED / "upstream" / "sigstore-helm-charts"
 TRILLIAN = "trillian-system"
 REKOR = "rekor-system"
 FULCIO = "fulcio-system"
+CTLOG = "ctlog-system"
+CT_PREFIX = "sigstorescaffolding"
 LOG_SERVER = f"trillian-log-server.{TRILLIAN}:8091"
 Images = Mapping[str, str]
 
@@ -331,3 +334,103 @@ def test_fulcio_serves_the_root_it_was_given(
     logs = run_to_completion(cluster, FULCIO, "get-root", pod_spec([get]))
     served = x509.load_pem_x509_certificates(logs.encode())
     assert served == [x509.load_pem_x509_certificate(fulcio)]
+
+
+def _ct_config(tree: str, password: str) -> str:
+    """ct_server's LogMultiConfig as scaffolding's createctconfig writes it into `ctlog-secret`
+    (the chart passes only --log_config=/ctfe-keys/config): one log on the trillian backend."""
+    return (
+        "backends {\n"
+        "  backend {\n"
+        '    name: "trillian"\n'
+        f'    backend_spec: "{LOG_SERVER}"\n'
+        "  }\n"
+        "}\n"
+        "log_configs {\n"
+        "  config {\n"
+        f"    log_id: {tree}\n"
+        f'    prefix: "{CT_PREFIX}"\n'
+        '    roots_pem_file: "/ctfe-keys/fulcio-0"\n'
+        "    private_key {\n"
+        "      [type.googleapis.com/keyspb.PEMKeyFile] {\n"
+        '        path: "/ctfe-keys/private"\n'
+        f'        password: "{password}"\n'
+        "      }\n"
+        "    }\n"
+        '    ext_key_usages: "CodeSigning"\n'
+        '    log_backend_name: "trillian"\n'
+        "  }\n"
+        "}\n"
+    )
+
+
+@pytest.fixture(scope="module")
+def ctlog(
+    cluster: Cluster,
+    trillian: str,
+    internal_stack_images: Images,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> bytes:
+    """The ctlog chart installed as an air-gapped install must: createctconfig off, its tree made
+    by the chart's createtree Job (the stand-in), then `ctlog-secret` written from that tree ID
+    and keys made here, and the server rolled out; the Fulcio root it accepts (PEM)."""
+    namespace(cluster, CTLOG)
+    values = {
+        "imagePullSecrets": [{"name": PULL_SECRET}],
+        "server": {
+            "image": _image(
+                cluster, internal_stack_images, "ghcr.io/sigstore/scaffolding/ct_server"
+            )
+        },
+        "createtree": {
+            "image": _image(
+                cluster, internal_stack_images, "ghcr.io/sigstore/scaffolding/createtree"
+            )
+        },
+        "createctconfig": {"enabled": False},
+        "trillian": {"namespace": TRILLIAN, "logServer": {"name": "trillian-log-server"}},
+    }
+    values_file = tmp_path_factory.mktemp("ctlog") / "values.json"
+    values_file.write_text(json.dumps(values))
+    cluster.run(
+        ["helm", "install", "ctlog", str(CHARTS / "ctlog"), "-n", CTLOG, "-f", str(values_file)]
+    )
+    cluster.kubectl(
+        "-n", CTLOG, "wait", "--for=condition=complete", "job/ctlog-createtree", "--timeout=120s"
+    )
+    tree = cluster.kubectl_json("-n", CTLOG, "get", "configmap", "ctlog-config")["data"]["treeID"]
+    password = pki.password()
+    key = pki.ec_key()
+    fulcio_key = pki.ec_key()
+    root = pki.cert_pem(pki.fulcio_root(fulcio_key))
+    cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "ctlog-secret", "namespace": CTLOG},
+                "stringData": {
+                    "config": _ct_config(tree, password),
+                    "private": pki.legacy_encrypted_pem(key, password).decode(),
+                    "public": pki.public_pem(key).decode(),
+                    "fulcio-0": root.decode(),
+                },
+            }
+        ]
+    )
+    cluster.kubectl("-n", CTLOG, "rollout", "status", "deployment/ctlog", "--timeout=180s")
+    return root
+
+
+def test_the_ct_log_accepts_the_fulcio_root_it_was_given(
+    cluster: Cluster, ctlog: bytes, internal_stack_images: Images
+) -> None:
+    url = f"http://ctlog.{CTLOG}.svc/{CT_PREFIX}/ct/v1/get-roots"
+    get = {
+        "name": "get",
+        "image": internal_stack_images["docker.io/curlimages/curl"],
+        "command": ["curl", "--fail", "--silent", "--max-time", "10", url],
+    }
+    logs = run_to_completion(cluster, CTLOG, "get-roots", pod_spec([get]))
+    der = x509.load_pem_x509_certificate(ctlog).public_bytes(serialization.Encoding.DER)
+    assert json.loads(logs) == {"certificates": [base64.b64encode(der).decode()]}
