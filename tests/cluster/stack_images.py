@@ -32,6 +32,7 @@ import fcntl
 import hashlib
 import json
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -212,8 +213,8 @@ def push(
     name -> reference by digest; raises if the registry holds another digest than the layout."""
     auth = [] if authfile is None else [str(authfile)]
     certs = [] if cert_dir is None else [str(cert_dir)]
-    pushed = {}
-    for image in IMAGES:
+
+    def copy(image: StackImage) -> str:
         tagged = f"docker://{registry}/{image.repository}:{images.content_tag(image)}"
         source = f"oci:{images.layout}:{image.name}"
         run(
@@ -224,23 +225,18 @@ def push(
                 *(source, tagged),
             ]
         )
-        manifest = run(
-            [
-                "skopeo",
-                "inspect",
-                "--raw",
-                *_flag("--authfile", auth),
-                *_flag("--cert-dir", certs),
-                tagged,
-            ]
-        )
+        inspect = ["skopeo", "inspect", "--raw", *_flag("--authfile", auth)]
+        manifest = run([*inspect, *_flag("--cert-dir", certs), tagged])
         digest = f"sha256:{hashlib.sha256(manifest.encode()).hexdigest()}"
         if digest != images.digests[image.name]:
             raise StackImagesError(
                 f"{tagged} holds {digest}, the layout has {images.digests[image.name]}"
             )
-        pushed[image.name] = images.reference(image.name, registry)
-    return pushed
+        return images.reference(image.name, registry)
+
+    # Four copies at a time: each mostly waits on the registry.
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        return dict(zip((i.name for i in IMAGES), pool.map(copy, IMAGES), strict=True))
 
 
 def write_authfile(path: Path, registry: str, username: str, password: str) -> Path:
@@ -254,3 +250,24 @@ def write_authfile(path: Path, registry: str, username: str, password: str) -> P
 
 def _flag(name: str, values: Sequence[str]) -> list[str]:
     return [part for value in values for part in (name, value)]
+
+
+def compressed_size(images: StackImages, name: str) -> int:
+    """What a pull of image `name` transfers: its layers, gzipped."""
+    digest = images.digests[name].split(":", 1)[1]
+    manifest = json.loads((images.layout / "blobs" / "sha256" / digest).read_bytes())
+    return sum(int(layer["size"]) for layer in manifest["layers"])
+
+
+def main() -> None:
+    """Build the layout (what `.ci/setup` does, so the tests find it made) and list it."""
+    started = time.monotonic()
+    images = build_stack_images()
+    print(f"{images.layout}: {len(images.digests)} images in {time.monotonic() - started:.1f} s")
+    for name, digest in images.digests.items():
+        size = compressed_size(images, name) / 1e6
+        print(f"  {name:64} {digest[:19]}  {size:5.1f} MB")
+
+
+if __name__ == "__main__":
+    main()
