@@ -112,7 +112,8 @@ def unpack(debs: Iterable[Deb], root: Path) -> None:
 
 def check_libraries(root: Path, programs: Sequence[str]) -> None:
     """Every shared library of `programs` (paths inside `root`) resolves inside `root`: the
-    rootfs's own ld.so lists them with only the rootfs's library directories to search."""
+    rootfs's own ld.so lists them, searching the rootfs's library directories first; a library
+    found nowhere, or only in the host's directories (the loader's defaults), is an error."""
     loader = root / LOADER
     search = ":".join(str(root / d) for d in LIBRARY_DIRS)
     problems = []
