@@ -123,6 +123,42 @@ def decode_json(
         raise error(f"{name}: not valid JSON ({exc})") from exc
 
 
+def decode_strict_json(data: bytes, name: str) -> Any:
+    """A document airgap writes and signs (a bundle manifest, a parts list, an import record):
+    UTF-8 only, and nothing that two readers could take differently: a key twice, NaN or
+    Infinity, a string with an unpaired surrogate (a JSON "\\ud800" escape: it can be neither
+    written back as UTF-8 nor used as a file name)."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UsageError(f"{name}: not UTF-8") from None
+    document = decode_json(
+        text, name, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant
+    )
+    try:
+        json.dumps(document, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise UsageError(
+            f"{name}: a string holds an unpaired surrogate (\\ud800-\\udfff)"
+        ) from None
+    except RecursionError:
+        raise UsageError(f"{name}: not valid JSON (nested too deeply)") from None
+    return document
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"field {key!r} appears twice")
+        result[key] = value
+    return result
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
 def parse_json_object(data: bytes | str, name: str) -> dict[str, Any]:
     document = decode_json(data, name)
     if not isinstance(document, dict):

@@ -68,13 +68,35 @@ class StrictReader:
                 self.fail(path, f"missing {key}")
         return value
 
-    def items(self, value: object, path: str, read: Callable[[object, str], _T]) -> list[_T]:
-        """A non-empty list, each item read by `read(item, path_of_item)`."""
+    def table(self, value: object, path: str) -> dict[str, Any]:
+        """A mapping whose keys are data (names, kinds), not fields: any key is allowed."""
+        if not isinstance(value, dict):
+            self.fail(path, f"expected a mapping; got {describe(value)}")
+        return value
+
+    def items(
+        self,
+        value: object,
+        path: str,
+        read: Callable[[object, str], _T],
+        *,
+        allow_empty: bool = False,
+    ) -> list[_T]:
+        """A list (non-empty unless `allow_empty`), each item read by `read(item, path_of_item)`.
+        Absent (None) is not a list here: a field that must be there must be a list."""
         if not isinstance(value, list):
             self.fail(path, f"expected a list; got {describe(value)}")
-        if not value:
+        if not value and not allow_empty:
             self.fail(path, "is empty")
         return [read(item, at(path, index)) for index, item in enumerate(value)]
+
+    def unique(self, values: list[str], path: str) -> None:
+        """Fail naming the first value listed twice."""
+        seen: set[str] = set()
+        for value in values:
+            if value in seen:
+                self.fail(path, f"{value!r} is listed twice")
+            seen.add(value)
 
     def sequence(self, value: object, path: str) -> list[Any]:
         """A list that may be empty; absent (None) is the empty list."""

@@ -1,7 +1,7 @@
 """The images a chart's values.yaml describes, read by the sigstore charts' key conventions:
-the tests' oracle for the shipped stack spec (tests/test_stack_spec.py), which checks it
-against the upstream charts' values without running helm. `bundle create` never needs this: it
-renders every chart with helm and reads the images off the rendered objects
+the tests' oracle for the shipped stack spec (tests/provisioner/create/test_stack_spec.py),
+which checks it against the upstream charts' values without running helm. `bundle create` never
+needs this: it renders every chart with helm and reads the images off the rendered objects
 (provisioner/create/chart_images.py)."""
 
 from __future__ import annotations

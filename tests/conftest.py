@@ -16,6 +16,7 @@ pytest_plugins = [
     "tests.registries",
     "tests.cluster.fixtures",
     "tests.cluster.stack_fixtures",
+    "tests.cluster.connected",
 ]
 
 REPO = Path(__file__).resolve().parent.parent

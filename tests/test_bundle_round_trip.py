@@ -15,9 +15,7 @@ from offline.errors import VerificationFailure
 from provisioner.bundle.signing import load_public_key
 from provisioner.importer.importer import import_bundle
 from tests.bundle_sites import create, operator_key, registry_options, write_spec
-from tests.registries import RegistryServer
-from tests.stack import SigstoreStack
-from tests.test_verify_images import (
+from tests.offline.images.test_verify_images import (
     SIGNER,
     Cosign,
     Image,
@@ -27,6 +25,8 @@ from tests.test_verify_images import (
     write_docker_config,
     write_predicates,
 )
+from tests.registries import RegistryServer
+from tests.stack import SigstoreStack
 from tests.tools import go_tool
 
 pytestmark = [pytest.mark.slow, pytest.mark.stack]

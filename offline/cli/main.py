@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from offline.cli.options import flag_remedy
 from offline.errors import AirgapError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -47,7 +48,7 @@ def main(argv: Sequence[str] | None = None, extensions: Sequence[Extension] = ()
     try:
         return handler(args)
     except AirgapError as exc:
-        print(f"airgap: {exc}", file=sys.stderr)
+        print(f"airgap: {exc}{flag_remedy(exc)}", file=sys.stderr)
         return exc.exit_code
     except FileNotFoundError as exc:
         print(f"airgap: no such file: {exc.filename}", file=sys.stderr)

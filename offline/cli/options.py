@@ -8,6 +8,7 @@ host AIRGAP_REGISTRY_HOST names (offline.oci.registry_auth)."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,6 +37,20 @@ def add_registry_options(parser: argparse.ArgumentParser) -> None:
         help="reach this registry host over plain HTTP, and accept a token service on it "
         "over plain HTTP (repeatable); credentials go over plain HTTP only to hosts named here",
     )
+
+
+def flag_remedy(error: BaseException | None) -> str:
+    """What the command line adds to a library error that one of its flags overrides (the
+    library says what is wrong in its own terms, and names no flags). A wrapped error keeps
+    the library's as its cause or context, so the chain is searched."""
+    registry_http = sys.modules.get("offline.oci.registry_http")
+    if registry_http is None:  # no registry was reached: none refused plain HTTP
+        return ""
+    while error is not None:
+        if isinstance(error, registry_http.PlainHttpRefused) and error.host:
+            return f" (--allow-http-registry {error.host})"
+        error = error.__cause__ or error.__context__
+    return ""
 
 
 def registry_options(args: argparse.Namespace) -> RegistryOptions:

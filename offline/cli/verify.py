@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from offline.cli.options import (
     add_registry_options,
     add_trusted_root_option,
+    flag_remedy,
     registry_options,
 )
 from offline.errors import UsageError
@@ -176,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
                 )
                 print(f"OK   {shown} ({r.signed} signed{extra}): {summary}")
             else:
-                print(f"FAIL {r.reference}: {r.first_failure()}")
+                print(f"FAIL {r.reference}: {r.first_failure()}{flag_remedy(r.error)}")
         for r in results:
             for c in r.checks:
                 if c.ok and c.reason.startswith("warning: "):

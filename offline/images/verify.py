@@ -72,6 +72,8 @@ class ImageResult:
     signed: str = ""  # "index", "image", or "every platform manifest"
     checks: list[Check] = field(default_factory=list)
     environment_error: bool = False  # the image could not be read or named, rather than failing
+    # What ended the run of this image early, for a caller that adds its own remedy to it.
+    error: AirgapError | None = field(default=None, repr=False, compare=False)
 
     @property
     def verified(self) -> bool:
@@ -138,6 +140,7 @@ class ImageVerifier:
             result.fail("reference", str(exc))
         except AirgapError as exc:
             result.environment_error = True
+            result.error = exc
             result.fail("registry", str(exc))
         except Exception as exc:  # one image's input must not end the run for the others
             # A bug reached by this image's input: a failure of this image, never a pass, and

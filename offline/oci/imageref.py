@@ -173,11 +173,19 @@ def _split_registry(name: str) -> tuple[str, str]:
         registry, repository = DEFAULT_REGISTRY, name
     else:
         registry, repository = first, rest
-    if registry == "index.docker.io":
-        registry = DEFAULT_REGISTRY
+    registry = normalize_registry(registry)
     if registry == DEFAULT_REGISTRY and "/" not in repository:
         repository = f"library/{repository}"
     return registry, repository
+
+
+def normalize_registry(host: str) -> str:
+    """Docker Hub's other name is docker.io."""
+    return DEFAULT_REGISTRY if host == "index.docker.io" else host
+
+
+def is_valid_registry(host: str) -> bool:
+    return _REGISTRY.fullmatch(host) is not None
 
 
 def is_valid_repository(name: str) -> bool:

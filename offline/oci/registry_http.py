@@ -13,7 +13,7 @@ Credentials and tokens go only where they belong (offline.oci.registry_auth): an
 header only to the registry's own origin (scheme, host and port: never to a redirect target or
 an upload location elsewhere); the registry's credentials to a token service on its own host,
 another host's realm only that host's own credentials and only over HTTPS; a plain-HTTP realm is
-refused unless its host was allowed plain HTTP (--allow-http-registry).
+refused unless its host was allowed plain HTTP (RegistryOptions.insecure_http_hosts).
 
 Why one module of some 600 lines: the retry loop and the token flow are one request's life. A
 401 inside the retry loop starts the token flow, which fetches through the same session with
@@ -80,6 +80,15 @@ class RegistryError(AirgapError):
 
 class RegistryAuthError(RegistryError):
     """Missing or refused credentials, or access denied."""
+
+
+class PlainHttpRefused(RegistryAuthError):
+    """A plain-HTTP token service on a host the caller did not allow plain HTTP; `host` is
+    what to allow (a command line names its own flag for that)."""
+
+    def __init__(self, message: str, host: str = "") -> None:  # "": a wrapper's copy
+        super().__init__(message)
+        self.host = host
 
 
 class RegistryUnavailable(RegistryError, EnvironmentFailure):
@@ -443,13 +452,14 @@ class Transport:
                 self._message(repository, what, f"the token service {realm!r} is not an https URL")
             )
         if scheme == "http" and netloc not in self._http_hosts:
-            raise RegistryAuthError(
+            raise PlainHttpRefused(
                 self._message(
                     repository,
                     what,
-                    f"the token service {_safe(realm)} is plain HTTP; allow its host with "
-                    f"--allow-http-registry {netloc} if that is really meant",
-                )
+                    f"the token service {_safe(realm)} is plain HTTP, and {netloc} is not "
+                    "allowed plain HTTP: allow it only if that is really meant",
+                ),
+                netloc,
             )
         owner = realm_credentials_host(self.host, scheme, netloc)
         if owner == self.host:

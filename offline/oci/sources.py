@@ -15,7 +15,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
-from offline.oci.imageref import ImageRef, LayoutRef, parse_reference
+from offline.errors import UsageError
+from offline.oci.imageref import (
+    ImageRef,
+    LayoutRef,
+    is_valid_registry,
+    is_valid_repository,
+    normalize_registry,
+    parse_reference,
+)
 from offline.oci.layout import OCILayout
 from offline.oci.manifest import Descriptor
 from offline.oci.registry import Registry, Repository
@@ -34,6 +42,24 @@ class RegistryOptions:
     insecure_http_hosts: frozenset[str] = frozenset()
     retry: RetryPolicy | None = None
     timeouts: Timeouts | None = None
+    # Where to fetch the images of a registry from instead, by its host: `host[:port][/prefix]`
+    # (a pull-through cache or a copy of it). Images keep their names; digests are checked as
+    # for any registry, so a mirror can serve only the bytes a digest names.
+    mirrors: Mapping[str, str] = field(default_factory=dict)
+
+
+def parse_mirror(text: str) -> tuple[str, str]:
+    """`UPSTREAM=MIRROR[/PREFIX]` (e.g. `ghcr.io=mirror.internal:5000/ghcr`) as a pair."""
+    upstream, sep, mirror = text.partition("=")
+    host, _, prefix = mirror.partition("/")
+    if not sep or not is_valid_registry(upstream) or not is_valid_registry(host):
+        raise UsageError(
+            f"registry mirror {text!r}: expected UPSTREAM=MIRROR[/PREFIX], "
+            "e.g. ghcr.io=mirror.internal:5000/ghcr"
+        )
+    if prefix and not is_valid_repository(prefix):
+        raise UsageError(f"registry mirror {text!r}: {prefix!r} is not a repository path")
+    return normalize_registry(upstream), f"{host}/{prefix}" if prefix else host
 
 
 @dataclass(frozen=True)
@@ -71,7 +97,11 @@ class Sources:
             return self._registries[host]
 
     def repository(self, ref: ImageRef) -> Repository:
-        return self.registry(ref.registry).repository(ref.repository)
+        mirror = self.options.mirrors.get(ref.registry)
+        if mirror is None:
+            return self.registry(ref.registry).repository(ref.repository)
+        host, _, prefix = mirror.partition("/")
+        return self.registry(host).repository(f"{prefix}/{ref.repository}".lstrip("/"))
 
     def layout(self, path: Path) -> OCILayout:
         with self._lock:

@@ -5,7 +5,6 @@ signed."""
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any, cast
 from offline.atomicfile import atomic_write
 from offline.canonical_json import canonical_json
 from offline.errors import UsageError, VerificationFailure
+from offline.inputs import decode_strict_json
 from offline.strict import StrictReader
 from provisioner.archive.names import (
     COMPRESSIONS,
@@ -29,7 +29,6 @@ from provisioner.bundle.detached import (
     sign_detached,
     verify_detached,
 )
-from provisioner.bundle.manifest import check_unicode, no_duplicate_keys
 
 FORMAT = "airgap-parts/v1"
 MAX_PARTS_LIST_SIZE = 16 * 1024 * 1024
@@ -72,15 +71,7 @@ class PartsList:
     @classmethod
     def from_bytes(cls, data: bytes, where: str) -> PartsList:
         """Strict: exact fields and types, unique plain part names, sizes that add up."""
-        try:
-            document = json.loads(data.decode("utf-8"), object_pairs_hook=no_duplicate_keys)
-        except UnicodeDecodeError:
-            raise UsageError(f"{where} is not UTF-8") from None
-        except ValueError as exc:  # JSONDecodeError too
-            raise UsageError(f"{where} is not valid JSON ({exc})") from None
-        except RecursionError:
-            raise UsageError(f"{where} is not valid JSON (nested too deeply)") from None
-        check_unicode(document, where)
+        document = decode_strict_json(data, where)
         read = StrictReader(where)
         keys = ("format", "compression", "size", "sha256", "tarSize", "manifestSha256", "parts")
         top = read.mapping(document, "", keys)

@@ -27,18 +27,19 @@ serialization is canonical (sorted keys, no whitespace, UTF-8), so the signed by
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar
 
 from offline.canonical_json import canonical_json
 from offline.errors import UsageError
-from offline.oci.digests import SHA256_HEX, is_digest
+from offline.inputs import decode_strict_json
+from offline.oci.digests import is_digest
+from offline.strict import StrictReader, at, describe
 
 FORMAT = "airgap-bundle/v2"
 MANIFEST_FILE = "airgap-bundle.json"
@@ -56,92 +57,55 @@ MAX_SEQUENCE = 2**63 - 1
 # bounded by offline.oci.manifest.MAX_MANIFEST_SIZE instead).
 MAX_BUNDLE_MANIFEST_SIZE = 256 * 1024 * 1024
 _CREATED_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-
-def check_unicode(document: object, where: str) -> None:
-    """Refuse a string holding an unpaired surrogate (a JSON "\\ud800" escape): it can be
-    neither written back as UTF-8 nor used as a file name."""
-    try:
-        json.dumps(document, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise UsageError(
-            f"{where}: a string holds an unpaired surrogate (\\ud800-\\udfff)"
-        ) from None
+_FIELDS = (
+    "format",
+    "created",
+    "name",
+    "sequence",
+    "layout",
+    "images",
+    "blobs",
+    "charts",
+    "files",
+    "onTarget",
+)
+_E = TypeVar("_E")
 
 
 # ----------------------------------------------------------------------------- field checks
-def json_object(value: object, where: str, required: tuple[str, ...]) -> dict[str, Any]:
-    """`value` as a JSON object with exactly the `required` keys."""
-    if not isinstance(value, dict):
-        raise UsageError(f"{where} is not a JSON object")
-    for key in required:
-        if key not in value:
-            raise UsageError(f"{where}: missing field {key!r}")
-    for key in value:
-        if key not in required:
-            raise UsageError(f"{where}: unknown field {key!r}")
-    return value
-
-
-def _str(value: object, where: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise UsageError(f"{where} is not a non-empty string")
-    return value
-
-
-def json_size(value: object, where: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise UsageError(f"{where} is not a non-negative integer")
-    return value
-
-
-def _digest(value: object, where: str) -> str:
+# The structure (fields, types, lists) is the one strict reader's (offline.strict); these are
+# the manifest's own kinds of value, failing in its words: `WHERE: path: what is wrong`.
+def _digest(read: StrictReader, value: object, path: str) -> str:
     if not isinstance(value, str) or not is_digest(value):
-        raise UsageError(f"{where} {value!r} is not sha256: followed by 64 lowercase hex digits")
+        read.fail(path, f"expected sha256: and 64 lowercase hex digits; got {describe(value)}")
     return value
 
 
-def _list(value: object, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise UsageError(f"{where} is not a list")
-    return value
-
-
-def check_bundle_path(value: object, where: str) -> str:
+def _bundle_path(read: StrictReader, value: object, path: str) -> str:
     """A relative POSIX path inside the bundle: no `..`, no absolute path, no empty part."""
-    text = _str(value, where)
+    text = read.string(value, path)
     if "\\" in text or "\x00" in text:
-        raise UsageError(f"{where} {text!r} contains a backslash or NUL")
-    path = PurePosixPath(text)
-    if path.is_absolute() or str(path) != text:
-        raise UsageError(f"{where} {text!r} is not a normalized relative path")
-    if any(part in ("", ".", "..") for part in path.parts):
-        raise UsageError(f"{where} {text!r} leaves the bundle directory")
+        read.fail(path, f"{text!r} contains a backslash or NUL")
+    parts = PurePosixPath(text)
+    if parts.is_absolute() or str(parts) != text:
+        read.fail(path, f"{text!r} is not a normalized relative path")
+    if any(part in ("", ".", "..") for part in parts.parts):
+        read.fail(path, f"{text!r} leaves the bundle directory")
     return text
+
+
+def _created(read: StrictReader, value: object, path: str) -> datetime:
+    text = read.string(value, path)
+    try:
+        return datetime.strptime(text, _CREATED_FORMAT).replace(tzinfo=UTC)
+    except ValueError:
+        read.fail(path, f"expected a UTC time like 2026-01-31T12:00:00Z; got {describe(value)}")
 
 
 def format_created(created: datetime) -> str:
     if created.tzinfo is None:
         raise UsageError("created time has no time zone")
     return created.astimezone(UTC).strftime(_CREATED_FORMAT)
-
-
-def _parse_created(value: object, where: str) -> datetime:
-    text = _str(value, where)
-    try:
-        parsed = datetime.strptime(text, _CREATED_FORMAT).replace(tzinfo=UTC)
-    except ValueError:
-        raise UsageError(f"{where} {text!r} is not a UTC time like 2026-01-31T12:00:00Z") from None
-    return parsed
-
-
-def require_unique(values: list[str], where: str) -> None:
-    """A UsageError naming the first value listed twice (the spec and the manifest alike)."""
-    seen: set[str] = set()
-    for value in values:
-        if value in seen:
-            raise UsageError(f"{where}: {value!r} is listed twice")
-        seen.add(value)
 
 
 # ------------------------------------------------------------------------------- entries
@@ -162,16 +126,16 @@ class GraphNode:
         }
 
     @classmethod
-    def from_json(cls, value: object, where: str) -> GraphNode:
-        document = json_object(value, where, ("digest", "mediaType", "references"))
-        references = tuple(
-            _digest(r, f"{where}.references[{i}]")
-            for i, r in enumerate(_list(document["references"], f"{where}.references"))
+    def from_json(cls, read: StrictReader, value: object, path: str) -> GraphNode:
+        document = read.mapping(value, path, ("digest", "mediaType", "references"))
+        here = at(path, "references")
+        references = read.items(
+            document["references"], here, lambda v, p: _digest(read, v, p), allow_empty=True
         )
         return cls(
-            digest=_digest(document["digest"], f"{where}.digest"),
-            media_type=_str(document["mediaType"], f"{where}.mediaType"),
-            references=references,
+            digest=_digest(read, document["digest"], at(path, "digest")),
+            media_type=read.string(document["mediaType"], at(path, "mediaType")),
+            references=tuple(references),
         )
 
 
@@ -198,27 +162,26 @@ class ImageEntry:
         }
 
     @classmethod
-    def from_json(cls, value: object, where: str) -> ImageEntry:
-        document = json_object(value, where, ("reference", "digest", "graph", "attachments"))
-        graph = tuple(
-            GraphNode.from_json(n, f"{where}.graph[{i}]")
-            for i, n in enumerate(_list(document["graph"], f"{where}.graph"))
+    def from_json(cls, read: StrictReader, value: object, path: str) -> ImageEntry:
+        document = read.mapping(value, path, ("reference", "digest", "graph", "attachments"))
+        graph = read.items(
+            document["graph"],
+            at(path, "graph"),
+            lambda v, p: GraphNode.from_json(read, v, p),
+            allow_empty=True,
         )
-        require_unique([n.digest for n in graph], f"{where}.graph")
-        raw_attachments = document["attachments"]
-        if not isinstance(raw_attachments, dict):
-            raise UsageError(f"{where}.attachments is not a JSON object")
+        read.unique([n.digest for n in graph], at(path, "graph"))
         attachments: dict[str, tuple[str, ...]] = {}
-        for kind, digests in raw_attachments.items():
-            here = f"{where}.attachments.{kind}"
-            _str(kind, f"{where}.attachments kind")
+        for kind, digests in read.table(document["attachments"], at(path, "attachments")).items():
+            here = at(at(path, "attachments"), kind)
+            read.string(kind, here)
             attachments[kind] = tuple(
-                _digest(d, f"{here}[{i}]") for i, d in enumerate(_list(digests, here))
+                read.items(digests, here, lambda v, p: _digest(read, v, p), allow_empty=True)
             )
         return cls(
-            reference=_str(document["reference"], f"{where}.reference"),
-            digest=_digest(document["digest"], f"{where}.digest"),
-            graph=graph,
+            reference=read.string(document["reference"], at(path, "reference")),
+            digest=_digest(read, document["digest"], at(path, "digest")),
+            graph=tuple(graph),
             attachments=MappingProxyType(attachments),
         )
 
@@ -238,11 +201,11 @@ class BlobEntry:
         return {"digest": self.digest, "size": self.size}
 
     @classmethod
-    def from_json(cls, value: object, where: str) -> BlobEntry:
-        document = json_object(value, where, ("digest", "size"))
+    def from_json(cls, read: StrictReader, value: object, path: str) -> BlobEntry:
+        document = read.mapping(value, path, ("digest", "size"))
         return cls(
-            digest=_digest(document["digest"], f"{where}.digest"),
-            size=json_size(document["size"], f"{where}.size"),
+            digest=_digest(read, document["digest"], at(path, "digest")),
+            size=read.integer(document["size"], at(path, "size")),
         )
 
 
@@ -264,13 +227,13 @@ class ChartEntry:
         }
 
     @classmethod
-    def from_json(cls, value: object, where: str) -> ChartEntry:
-        document = json_object(value, where, ("name", "version", "digest", "file"))
+    def from_json(cls, read: StrictReader, value: object, path: str) -> ChartEntry:
+        document = read.mapping(value, path, ("name", "version", "digest", "file"))
         return cls(
-            name=_str(document["name"], f"{where}.name"),
-            version=_str(document["version"], f"{where}.version"),
-            digest=_digest(document["digest"], f"{where}.digest"),
-            file=check_bundle_path(document["file"], f"{where}.file"),
+            name=read.string(document["name"], at(path, "name")),
+            version=read.string(document["version"], at(path, "version")),
+            digest=_digest(read, document["digest"], at(path, "digest")),
+            file=_bundle_path(read, document["file"], at(path, "file")),
         )
 
 
@@ -286,24 +249,20 @@ class FileEntry:
         return {"path": self.path, "sha256": self.sha256, "size": self.size}
 
     @classmethod
-    def from_json(cls, value: object, where: str) -> FileEntry:
-        document = json_object(value, where, ("path", "sha256", "size"))
-        sha256 = document["sha256"]
-        if not isinstance(sha256, str) or not SHA256_HEX.fullmatch(sha256):
-            raise UsageError(f"{where}.sha256 {sha256!r} is not 64 lowercase hex digits")
+    def from_json(cls, read: StrictReader, value: object, path: str) -> FileEntry:
+        document = read.mapping(value, path, ("path", "sha256", "size"))
         return cls(
-            path=check_bundle_path(document["path"], f"{where}.path"),
-            sha256=sha256,
-            size=json_size(document["size"], f"{where}.size"),
+            path=_bundle_path(read, document["path"], at(path, "path")),
+            sha256=read.hex_bytes(document["sha256"], at(path, "sha256")).hex(),
+            size=read.integer(document["size"], at(path, "size")),
         )
 
 
 # ------------------------------------------------------------------------------ manifest
 def check_name(value: object, where: str) -> str:
-    text = _str(value, where)
-    if not _NAME.fullmatch(text):
-        raise UsageError(f"{where} {text!r} is not letters, digits, '.', '_' or '-'")
-    return text
+    if not isinstance(value, str) or not _NAME.fullmatch(value):
+        raise UsageError(f"{where} {value!r} is not letters, digits, '.', '_' or '-'")
+    return value
 
 
 def check_sequence(value: object, where: str) -> int:
@@ -365,60 +324,30 @@ class BundleManifest:
                 f"{where} is format airgap-bundle/v1, whose index.json is not signed and which "
                 "has no sequence: create the bundle again with this version of airgap"
             )
-        document = json_object(
-            value,
-            where,
-            (
-                "format",
-                "created",
-                "name",
-                "sequence",
-                "layout",
-                "images",
-                "blobs",
-                "charts",
-                "files",
-                "onTarget",
-            ),
-        )
-        if document["format"] != FORMAT:
-            raise UsageError(f"{where}.format is {document['format']!r}, expected {FORMAT!r}")
-        layout = tuple(
-            FileEntry.from_json(v, f"{where}.layout[{i}]")
-            for i, v in enumerate(_list(document["layout"], f"{where}.layout"))
-        )
+        read = StrictReader(where)
+        document = read.mapping(value, "", _FIELDS)
+        read.choice(document["format"], "format", (FORMAT,))
+
+        def entries(key: str, entry: Callable[[StrictReader, object, str], _E]) -> tuple[_E, ...]:
+            return tuple(
+                read.items(document[key], key, lambda v, p: entry(read, v, p), allow_empty=True)
+            )
+
+        layout = entries("layout", FileEntry.from_json)
         if tuple(f.path for f in layout) != LAYOUT_FILES:
-            raise UsageError(f"{where}.layout does not list exactly {', '.join(LAYOUT_FILES)}")
-        images = tuple(
-            ImageEntry.from_json(v, f"{where}.images[{i}]")
-            for i, v in enumerate(_list(document["images"], f"{where}.images"))
-        )
-        blobs = tuple(
-            BlobEntry.from_json(v, f"{where}.blobs[{i}]")
-            for i, v in enumerate(_list(document["blobs"], f"{where}.blobs"))
-        )
-        charts = tuple(
-            ChartEntry.from_json(v, f"{where}.charts[{i}]")
-            for i, v in enumerate(_list(document["charts"], f"{where}.charts"))
-        )
-        files = tuple(
-            FileEntry.from_json(v, f"{where}.files[{i}]")
-            for i, v in enumerate(_list(document["files"], f"{where}.files"))
-        )
-        on_target = tuple(
-            BlobEntry.from_json(v, f"{where}.onTarget[{i}]")
-            for i, v in enumerate(_list(document["onTarget"], f"{where}.onTarget"))
-        )
-        require_unique([b.digest for b in blobs + on_target], f"{where}.blobs and onTarget")
-        require_unique(
-            [p for p in [c.file for c in charts] + [f.path for f in files]], f"{where} files"
-        )
+            read.fail("layout", f"does not list exactly {', '.join(LAYOUT_FILES)}")
+        blobs = entries("blobs", BlobEntry.from_json)
+        on_target = entries("onTarget", BlobEntry.from_json)
+        charts = entries("charts", ChartEntry.from_json)
+        files = entries("files", FileEntry.from_json)
+        read.unique([b.digest for b in blobs + on_target], "blobs and onTarget")
+        read.unique([c.file for c in charts] + [f.path for f in files], "charts and files")
         return cls(
-            created=_parse_created(document["created"], f"{where}.created"),
-            name=check_name(document["name"], f"{where}.name"),
-            sequence=check_sequence(document["sequence"], f"{where}.sequence"),
+            created=_created(read, document["created"], "created"),
+            name=check_name(document["name"], f"{where}: name"),
+            sequence=check_sequence(document["sequence"], f"{where}: sequence"),
             layout=layout,
-            images=images,
+            images=entries("images", ImageEntry.from_json),
             blobs=blobs,
             charts=charts,
             files=files,
@@ -427,36 +356,9 @@ class BundleManifest:
 
     @classmethod
     def from_bytes(cls, data: bytes, where: str = MANIFEST_FILE) -> BundleManifest:
-        """Parse `airgap-bundle.json`; duplicate keys and non-finite numbers are refused."""
-        try:
-            document = json.loads(
-                data.decode("utf-8"),
-                object_pairs_hook=no_duplicate_keys,
-                parse_constant=_no_constant,
-            )
-        except UnicodeDecodeError:
-            raise UsageError(f"{where} is not UTF-8") from None
-        except json.JSONDecodeError as exc:
-            raise UsageError(f"{where} is not valid JSON ({exc})") from None
-        except ValueError as exc:
-            raise UsageError(f"{where}: {exc}") from None
-        except RecursionError:
-            raise UsageError(f"{where} is not valid JSON (nested too deeply)") from None
-        check_unicode(document, where)
-        return cls.from_json(document, where)
+        """Parse `airgap-bundle.json`: strict JSON (offline.inputs.decode_strict_json), then
+        every field as written."""
+        return cls.from_json(decode_strict_json(data, where), where)
 
     def blob_sizes(self) -> dict[str, int]:
         return {b.digest: b.size for b in self.blobs}
-
-
-def no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ValueError(f"field {key!r} appears twice")
-        result[key] = value
-    return result
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")

@@ -53,7 +53,6 @@ from offline.oci.digests import SHA256_HEX, is_digest
 from offline.oci.imageref import ImageRef, parse_image_ref
 from offline.strict import StrictReader
 from offline.yamlfile import load_yaml
-from provisioner.bundle.manifest import require_unique
 
 API_VERSION = "airgap.dev/v1"
 KIND = "BundleSpec"
@@ -139,19 +138,19 @@ def parse_spec(document: object, path: Path) -> BundleSpec:
     images = tuple(
         _image(v, f"{where}: images[{i}]") for i, v in enumerate(_seq(top, "images", where))
     )
-    require_unique([str(i.ref) for i in images], f"{where}: images")
+    _unique([str(i.ref) for i in images], f"{where}: images")
     charts = tuple(
         _chart(v, f"{where}: charts[{i}]", base) for i, v in enumerate(_seq(top, "charts", where))
     )
-    require_unique([f"{c.name} {c.version}" for c in charts], f"{where}: charts")
+    _unique([f"{c.name} {c.version}" for c in charts], f"{where}: charts")
     files = tuple(
         _file(v, f"{where}: files[{i}]", base) for i, v in enumerate(_seq(top, "files", where))
     )
     trust = tuple(
         _file(v, f"{where}: trust[{i}]", base) for i, v in enumerate(_seq(top, "trust", where))
     )
-    require_unique([f.path for f in files], f"{where}: files")
-    require_unique([f.path for f in trust], f"{where}: trust")
+    _unique([f.path for f in files], f"{where}: files")
+    _unique([f.path for f in trust], f"{where}: trust")
     verify = _verify(top["verify"], f"{where}: verify", base) if "verify" in top else None
     allow = top.get("allowMissingAttachments", False)
     if not isinstance(allow, bool):
@@ -280,3 +279,7 @@ def _seq(entry: dict[str, Any], key: str, where: str) -> list[Any]:
 
 def _text(value: object, where: str) -> str:
     return StrictReader(where).string(value, "")
+
+
+def _unique(values: list[str], where: str) -> None:
+    StrictReader(where).unique(values, "")

@@ -11,6 +11,7 @@ holds is that wiring; the work (create, check, archive, import, push) lives in t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import re
@@ -127,6 +128,15 @@ def register(commands: Any) -> None:
         "--helm", metavar="PATH", help="helm executable (default: $AIRGAP_HELM or helm on PATH)"
     )
     add_registry_options(create)
+    create.add_argument(
+        "--registry-mirror",
+        action="append",
+        default=[],
+        metavar="UPSTREAM=MIRROR[/PREFIX]",
+        help="fetch the images of registry UPSTREAM from MIRROR instead (e.g. "
+        "ghcr.io=mirror.internal:5000/ghcr; repeatable); the bundle keeps the upstream names, "
+        "and every digest is checked as usual",
+    )
     create.add_argument("--output", choices=("text", "json"), default="text")
     create.set_defaults(handler=run_create)
 
@@ -310,6 +320,18 @@ def run_keygen(args: argparse.Namespace) -> int:
     return 0
 
 
+def _mirrors(given: list[str]) -> dict[str, str]:
+    from offline.oci.sources import parse_mirror
+
+    mirrors: dict[str, str] = {}
+    for text in given:
+        upstream, mirror = parse_mirror(text)
+        if upstream in mirrors:
+            raise UsageError(f"--registry-mirror: {upstream} is given two mirrors")
+        mirrors[upstream] = mirror
+    return mirrors
+
+
 def run_create(args: argparse.Namespace) -> int:
     _provisioner_extra()
     from provisioner.bundle.spec import load_spec
@@ -317,6 +339,7 @@ def run_create(args: argparse.Namespace) -> int:
     from provisioner.create.create import create_bundle
     from provisioner.progress import transfer_progress
 
+    options = dataclasses.replace(registry_options(args), mirrors=_mirrors(args.registry_mirror))
     spec = load_spec(args.spec)
     key = _signer(args)
     since = load_inventory(args.since) if args.since is not None else None
@@ -327,7 +350,7 @@ def run_create(args: argparse.Namespace) -> int:
             spec,
             args.out,
             signing_key=key,
-            options=registry_options(args),
+            options=options,
             since=since,
             helm=helm,
             progress=progress,

@@ -33,27 +33,25 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import hashlib
-import json
 import os
-import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from offline.atomicfile import atomic_write
 from offline.canonical_json import canonical_json
 from offline.errors import UsageError, VerificationFailure
+from offline.inputs import decode_strict_json, read_input
 from offline.oci.digests import SHA256_HEX
 from offline.oci.manifest import OCI_EMPTY, OCI_EMPTY_DATA, OCI_EMPTY_DIGEST, OCI_MANIFEST
 from offline.oci.registry import Registry
+from offline.strict import StrictReader, at
 from provisioner.bundle.manifest import (
     BundleManifest,
     check_name,
     check_sequence,
     format_created,
-    json_object,
 )
 from provisioner.bundle.sequence import state_dir
 from provisioner.copy.inventory import Target
@@ -161,20 +159,13 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _load(path: Path, target: Target) -> dict[str, Imported]:
+    if not os.path.lexists(path):
+        return {}  # nothing imported yet; a dangling link is there, and refused below
+    # Not through a link: whoever can place one could point the record at another file.
+    data = read_input(path, "the import record", _MAX_RECORD_SIZE, follow_symlinks=False)
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise UsageError(f"cannot read the import record {path} ({exc.strerror})") from None
-    with os.fdopen(fd, "rb") as f:
-        info = os.fstat(f.fileno())
-        if not stat.S_ISREG(info.st_mode) or info.st_size > _MAX_RECORD_SIZE:
-            raise UsageError(f"the import record {path} is not a regular file of a sane size")
-        data = f.read()
-    try:
-        return _parse(json.loads(data), _record_target(path, target))
-    except (ValueError, UsageError) as exc:
+        return _parse(decode_strict_json(data, "record"), _record_target(path, target))
+    except UsageError as exc:
         raise UsageError(
             f"the import record {path} is damaged ({exc}): restore it; it is what keeps older "
             "bundles out of the target"
@@ -186,26 +177,22 @@ def _record_target(path: Path, target: Target) -> str:
     return "layout" if path.name == LAYOUT_RECORD else target_key(target)
 
 
-def _parse(document: Any, expected_target: str) -> dict[str, Imported]:
-    top = json_object(document, "record", ("format", "target", "bundles"))
-    if top["format"] != FORMAT:
-        raise UsageError(f"format is {top['format']!r}, not {FORMAT}")
+def _parse(document: object, expected_target: str) -> dict[str, Imported]:
+    read = StrictReader("record")
+    top = read.mapping(document, "", ("format", "target", "bundles"))
+    read.choice(top["format"], "format", (FORMAT,))
     if top["target"] != expected_target:
-        raise UsageError(f"it is the record of {top['target']!r}, not {expected_target!r}")
-    if not isinstance(top["bundles"], dict):
-        raise UsageError("bundles is not a JSON object")
+        read.fail("target", f"the record of {top['target']!r}, not of {expected_target!r}")
     records: dict[str, Imported] = {}
-    for name, value in top["bundles"].items():
-        where = f"bundles.{name}"
-        check_name(name, "bundle name")
-        entry = json_object(value, where, ("sequence", "manifestSha256", "imported"))
-        digest = entry["manifestSha256"]
-        if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
-            raise UsageError(f"{where}.manifestSha256 is not 64 lowercase hex digits")
-        at = entry["imported"]
-        if not isinstance(at, str):
-            raise UsageError(f"{where}.imported is not a string")
-        records[name] = Imported(check_sequence(entry["sequence"], f"{where}.sequence"), digest, at)
+    for name, value in read.table(top["bundles"], "bundles").items():
+        here = at("bundles", name)
+        check_name(name, f"{read.where}: bundle name")
+        entry = read.mapping(value, here, ("sequence", "manifestSha256", "imported"))
+        records[name] = Imported(
+            check_sequence(entry["sequence"], f"{read.where}: {at(here, 'sequence')}"),
+            read.hex_bytes(entry["manifestSha256"], at(here, "manifestSha256")).hex(),
+            read.string(entry["imported"], at(here, "imported")),
+        )
     return records
 
 
@@ -260,17 +247,17 @@ class _RegistryRecord:
             if not isinstance(text, str) or not text.isdigit() or len(text) > 19:
                 raise UsageError(f"sequence {text!r} is not a number")
             sequence = check_sequence(int(text), "sequence")
-            digest, at = annotations.get(_SHA_KEY), annotations.get(_AT_KEY)
+            digest, when = annotations.get(_SHA_KEY), annotations.get(_AT_KEY)
             if not isinstance(digest, str) or not SHA256_HEX.fullmatch(digest):
                 raise UsageError("its manifest SHA-256 is not 64 lowercase hex digits")
-            if not isinstance(at, str):
+            if not isinstance(when, str):
                 raise UsageError("its import time is not a string")
         except UsageError as exc:
             raise UsageError(
                 f"{where} is damaged ({exc}): restore it, or delete that tag if this host's "
                 "record is to count alone"
             ) from None
-        return Imported(sequence, digest, at)
+        return Imported(sequence, digest, when)
 
     def put(self, name: str, imported: Imported) -> None:
         self.repository.push_blob(OCI_EMPTY_DATA, OCI_EMPTY_DIGEST, len(OCI_EMPTY_DATA))

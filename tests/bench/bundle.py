@@ -71,8 +71,12 @@ from offline.oci.manifest import OCI_MANIFEST
 from offline.oci.registry import Repository
 from provisioner.bundle.signing import generate_key
 from tests.bundle_sites import write_spec
+from tests.offline.images.test_verify_images import (
+    isolated_env,
+    write_docker_config,
+    write_predicates,
+)
 from tests.registries import RegistryServer, start_docker_registry, start_referrers_registry
-from tests.test_verify_images import isolated_env, write_docker_config, write_predicates
 from tests.tools import go_tool
 
 REPO = Path(__file__).resolve().parents[2]

@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.test_conformance import CASES, protocol_args
+from tests.offline.sigstore.test_conformance import CASES, protocol_args
 
 
 def _airgap_in_process(cases: list[Path]) -> Callable[[], None]:

@@ -41,9 +41,7 @@ from pathlib import Path
 
 from offline.oci.store import ImageSink
 from tests.oci_images import make_image, push_image
-from tests.registries import RegistryServer, start_docker_registry, start_referrers_registry
-from tests.stack import SigstoreStack
-from tests.test_verify_images import (
+from tests.offline.images.test_verify_images import (
     SIGNER,
     Cosign,
     airgap,
@@ -52,6 +50,8 @@ from tests.test_verify_images import (
     write_docker_config,
     write_predicates,
 )
+from tests.registries import RegistryServer, start_docker_registry, start_referrers_registry
+from tests.stack import SigstoreStack
 
 SINGLE_RUNS = 5
 

@@ -15,6 +15,7 @@ from collections.abc import Generator, Iterator
 
 import pytest
 
+from tests.cluster.network import reap_abandoned
 from tests.cluster.node import Cluster, ClusterError
 
 _clusters: list[Cluster] = []
@@ -23,6 +24,8 @@ _clusters: list[Cluster] = []
 def new_cluster(tmp_path_factory: pytest.TempPathFactory, label: str = "node") -> Cluster:
     if os.geteuid() != 0:
         pytest.fail("the cluster tests need root (network namespaces, mounts, cgroups)")
+    # A run killed before its teardown leaves its cluster behind: remove it first.
+    reap_abandoned()
     # One namespace name per test process and cluster, so concurrent runs never meet.
     name = f"airgap{os.getpid()}{label[:4]}"
     return Cluster(name, tmp_path_factory.mktemp(f"cluster-{label}"))

@@ -21,17 +21,25 @@ after a failed start too, and `leftovers` lists what a teardown failed to remove
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import functools
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
+import threading
 import time
 import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
+_CLONE_NEWNET = 0x40000000
+_libc = ctypes.CDLL(None, use_errno=True)
 
 # The exit status of the guard when the node IP is not local where the command would run.
 GUARD_REFUSED = 97
@@ -103,6 +111,8 @@ class NodeNamespace:
     _undo: list[tuple[str, Callable[[], None]]] = field(default_factory=list)
     saved_sysctls: dict[str, str] = field(default_factory=dict)
     host_iptables: list[str] = field(default_factory=list)
+    # The anchor of a namespace another process made and runs (`python -m tests.cluster run`).
+    attached_anchor: int | None = None
 
     @property
     def netns_path(self) -> Path:
@@ -251,14 +261,23 @@ class NodeNamespace:
     def enter_unguarded(self) -> list[str]:
         """The nsenter prefix into the node's network and mount namespaces (no route check:
         for the setup steps that build the namespace the guard checks)."""
-        if self.anchor is None or self.anchor.poll() is not None:
-            raise GuardRefused(f"cluster namespace {self.name} has no running anchor process")
         return [
             "nsenter",
             f"--net={self.netns_path}",
-            f"--mount=/proc/{self.anchor.pid}/ns/mnt",
+            f"--mount=/proc/{self._anchor_pid()}/ns/mnt",
             "--",
         ]
+
+    def _anchor_pid(self) -> int:
+        """The anchor's PID, once it proves to be alive inside this very network namespace."""
+        pid = self.anchor.pid if self.anchor is not None else self.attached_anchor
+        try:
+            inside = os.readlink(f"/proc/{pid}/ns/net") == f"net:[{self.netns_path.stat().st_ino}]"
+        except OSError:
+            inside = False
+        if pid is None or not inside or _zombie(pid):
+            raise GuardRefused(f"cluster namespace {self.name} has no running anchor process")
+        return pid
 
     def enter(self, command: Sequence[str]) -> list[str]:
         """`command` run inside the node's namespaces, behind the guard."""
@@ -275,6 +294,41 @@ class NodeNamespace:
             f'namespace" >&2; exit {GUARD_REFUSED}; }}; exec "$@"'
         )
         return ["sh", "-c", script, "guard", *command]
+
+    def call_inside(self, function: Callable[[], T]) -> T:
+        """`function()` run in a thread of this process that has entered the node's network
+        namespace (a network namespace is per thread: the rest of the process stays on the
+        host), once the node IP proves local there. For library code under test that talks to
+        the cluster in-process (kubernetes and helm clients); sockets it opens stay inside."""
+        outcome: list[T] = []
+        failure: list[BaseException] = []
+
+        def body() -> None:
+            try:
+                fd = os.open(self.netns_path, os.O_RDONLY)
+                try:
+                    if _libc.setns(fd, _CLONE_NEWNET) != 0:
+                        error = ctypes.get_errno()
+                        raise OSError(error, f"setns into {self.name}: {os.strerror(error)}")
+                finally:
+                    os.close(fd)
+                with socket.socket() as probe:
+                    try:
+                        probe.bind((self.addresses.node_ip, 0))
+                    except OSError as exc:
+                        raise GuardRefused(
+                            f"refused: {self.addresses.node_ip} is not local in {self.name}"
+                        ) from exc
+                outcome.append(function())
+            except BaseException as exc:
+                failure.append(exc)
+
+        thread = threading.Thread(target=body, name=f"in-{self.name}")
+        thread.start()
+        thread.join()
+        if failure:
+            raise failure[0]
+        return outcome[0]
 
     # ---- teardown -------------------------------------------------------------------------
 
@@ -367,3 +421,27 @@ def _zombie(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+# Test clusters are named `airgap<PID of the test process><label>`.
+_CLUSTER_NAME = re.compile(r"airgap(\d+)[a-z]*")
+
+
+def reap_abandoned() -> list[str]:
+    """Remove the namespaces, processes, cgroups and host routes of test clusters whose test
+    process is gone (killed before its teardown ran); the names of those removed."""
+    reaped = []
+    for line in run(["ip", "netns", "list"], check=False).splitlines():
+        name = line.split()[0] if line.strip() else ""
+        match = _CLUSTER_NAME.fullmatch(name)
+        if match is None or Path(f"/proc/{match.group(1)}").exists():
+            continue
+        abandoned = NodeNamespace(name, Path("/nonexistent"))
+        abandoned.netns_inode = abandoned.netns_path.stat().st_ino
+        abandoned.kill_processes_inside()
+        abandoned._remove_cgroups()
+        run(["ip", "netns", "del", name], check=False)
+        for cidr in abandoned.addresses.routed_off_the_machine:
+            abandoned._del_route(["unreachable", cidr, "metric", str(abandoned.route_metric)])
+        reaped.append(name)
+    return reaped

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tests.cluster import configs
 from tests.cluster.binaries import NodeBinaries, find_binaries
@@ -36,6 +36,7 @@ from tests.cluster.pki import NODE_NAME, ClusterPKI, make_cluster_pki
 from tests.stack.procs import ProcessManager, StackError
 from tests.tools import go_program_from_source
 
+T = TypeVar("T")
 PROBE_SOURCE = Path(__file__).parents[1] / "tools" / "cluster-probe"
 REGISTRY_USER = "airgap-site"
 PULL_SECRET = "internal-registry"
@@ -123,6 +124,11 @@ class Cluster:
                 f"{(result.stderr or result.stdout).strip()[-2000:]}"
             )
         return result
+
+    def call(self, function: Callable[[], T]) -> T:
+        """`function()` run in-process from inside the node's network namespace (see
+        `NodeNamespace.call_inside`): for library code that talks to the cluster itself."""
+        return self.namespace.call_inside(function)
 
     def output(self, command: Sequence[str], **kwargs: Any) -> str:
         return self.run(command, **kwargs).stdout
@@ -441,6 +447,16 @@ class Cluster:
     def leftovers(self) -> list[str]:
         return self.namespace.leftovers()
 
+    def resident_memory(self) -> dict[str, int]:
+        """Resident set size in bytes: each component, and `pods` for every other process in
+        the namespace or its cgroups (shims and containers)."""
+        components = {p.pid: name for name, p in self.processes.processes.items()}
+        sizes: dict[str, int] = {}
+        for pid in self.namespace.processes_inside():
+            name = components.get(pid, "pods")
+            sizes[name] = sizes.get(name, 0) + _rss(pid)
+        return sizes
+
     def diagnose(self) -> str:
         """Tails of every component's log, the pods, and `kubectl describe` of what is not
         ready: what a failing test shows."""
@@ -472,6 +488,17 @@ class Cluster:
         except (GuardRefused, subprocess.TimeoutExpired, ValueError) as exc:
             parts.append(f"(no kubectl diagnosis: {exc})")
         return "\n".join(parts)
+
+
+def _rss(pid: int) -> int:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    return 0
 
 
 def _yaml_stream(objects: list[dict[str, Any]]) -> str:

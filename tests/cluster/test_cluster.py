@@ -269,3 +269,29 @@ def test_a_public_image_name_is_never_pulled_from_outside(cluster: Cluster, work
     # Resolving docker.io fails inside the node: no route to any nameserver, or anywhere.
     assert "docker.io" in failure
     assert "network is unreachable" in failure
+
+
+def test_the_diagnosis_shows_every_component_log_and_describes_what_is_not_ready(
+    cluster: Cluster, workloads: str
+) -> None:
+    cluster.apply(
+        _pod("stuck", workloads, f"{cluster.registry}/cluster/absent:1", pull_secret=True)
+    )
+    _pull_failure(cluster, workloads, "stuck")
+
+    diagnosis = cluster.diagnose()
+
+    for component in ("etcd", "kube-apiserver", "kubelet", "containerd", "registry"):
+        assert f"---- {component} (" in diagnosis
+    assert f"---- describe pod {workloads}/stuck ----" in diagnosis
+    assert "absent:1" in diagnosis
+
+
+def test_the_cluster_with_its_workloads_stays_under_two_gib_resident(
+    cluster: Cluster, workloads: str
+) -> None:
+    sizes = cluster.resident_memory()
+    assert {"kube-apiserver", "etcd", "kubelet", "containerd", "pods"} <= set(sizes)
+    total = sum(sizes.values())
+    print({name: size // 2**20 for name, size in sizes.items()}, total // 2**20, "MiB")
+    assert total < 2 * 2**30

@@ -11,6 +11,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.cluster.fixtures import new_cluster
 from tests.cluster.network import (
@@ -19,6 +20,7 @@ from tests.cluster.network import (
     GuardRefused,
     NamespaceError,
     NodeNamespace,
+    reap_abandoned,
     run,
 )
 from tests.cluster.node import Cluster, ClusterError
@@ -120,3 +122,44 @@ def test_the_leftover_check_sees_everything_a_live_namespace_holds(tmp_path: Pat
     assert held.count("host route unreachable") == 3
     assert "cgroup /sys/fs/cgroup/memory/airgap-leftover-check" in held
     assert namespace.leftovers() == []
+
+
+def test_a_cluster_whose_test_process_died_is_reaped_by_the_next_run(tmp_path: Path) -> None:
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    abandoned = NodeNamespace(f"airgap{gone.pid}reap", tmp_path / "state")
+    abandoned.create()
+    sleeper = subprocess.Popen([*abandoned.enter(["sleep", "1000"])])
+    assert abandoned.leftovers() != []
+
+    assert abandoned.name in reap_abandoned()
+
+    sleeper.wait(10)
+    assert abandoned.anchor is not None
+    abandoned.anchor.wait(10)  # reaped by the kill; collected here, its parent
+    assert abandoned.leftovers() == []
+
+
+def test_library_code_reaches_the_cluster_in_process_only_through_call(cluster: Cluster) -> None:
+    def version() -> str:
+        response = requests.get(
+            f"https://{cluster.node_ip}:6443/version",
+            verify=str(cluster.pki.ca),
+            cert=(str(cluster.pki.cert("admin")), str(cluster.pki.key("admin"))),
+            timeout=10,
+        )
+        response.raise_for_status()
+        return str(response.json()["gitVersion"])
+
+    assert cluster.call(version).startswith("v1.34.")
+    # The calling thread never left the host's namespace: there, the same request fails at once.
+    with pytest.raises(requests.ConnectionError, match="No route to host"):
+        version()
+
+
+def test_call_refuses_where_the_node_ip_is_not_local(cluster: Cluster) -> None:
+    elsewhere = dataclasses.replace(cluster.namespace, addresses=Addresses(node_ip="10.201.0.2"))
+    ran = []
+    with pytest.raises(GuardRefused, match=r"10\.201\.0\.2 is not local"):
+        elsewhere.call_inside(lambda: ran.append(1))
+    assert ran == []

@@ -30,7 +30,7 @@ from offline.trust.root import parse_trusted_root
 from tests.bundle_factory import KeySigner, legacy_bundle
 from tests.conftest import REPO, TESTDATA
 from tests.fuzz.mutations import MISSING, as_number, get, leniently_decoded
-from tests.test_policy import GOOD
+from tests.offline.policy.test_policy import GOOD
 from tests.tlog_fixture import TestLog, trusted_root_document
 
 CONFORMANCE = TESTDATA / "conformance"
@@ -297,7 +297,8 @@ def checkpoint_seed(name: str) -> CheckpointSeed:
 
 
 # ------------------------------------------------------------------ operator-side documents
-# A policy file using every feature (tests/test_policy.py); it names keys/release.pub.
+# A policy file using every feature (tests/offline/policy/test_policy.py); it names
+# keys/release.pub.
 POLICY_SEED = GOOD
 
 
@@ -313,7 +314,7 @@ def write_policy_keys(site: Path) -> None:
 
 
 def bundle_manifest_seed() -> dict[str, Any]:
-    from tests.test_bundle_manifest import document
+    from tests.provisioner.bundle.test_bundle_manifest import document
 
     seed = document()
     seed["onTarget"] = [{"digest": "sha256:" + "4" * 64, "size": 5}]  # a delta bundle

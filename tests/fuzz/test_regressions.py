@@ -385,7 +385,7 @@ def test_a_tsa_certificate_openssl_cannot_read_fails_verification_without_a_pani
 def test_verify_bundle_answers_hostile_bundles_with_one_line(
     tmp_path: Path, edit: Any, exit_code: int
 ) -> None:
-    from tests.test_conformance import CASES_DIR, protocol_args, run_airgap
+    from tests.offline.sigstore.test_conformance import CASES_DIR, protocol_args, run_airgap
 
     case = CASES_DIR / "happy-path-v0.1"
     bundle = _bundle("happy-path-v0.1")

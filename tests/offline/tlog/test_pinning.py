@@ -14,6 +14,7 @@ import pytest
 
 from offline.cli.main import main
 from tests.bundle_factory import KeySigner, LoggedSignature
+from tests.conftest import REPO
 from tests.tlog_fixture import TestLog, Witness
 
 
@@ -325,7 +326,7 @@ def test_a_misspelled_checkpoints_environment_variable_is_bad_input_not_pinning_
 def test_the_readme_refused_example_stays_refused_without_its_inclusion_proof(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    examples = Path(__file__).parents[1] / "offline" / "examples"
+    examples = REPO / "offline" / "examples"
     trusted_root = str(examples / "trusted_root.json")
     store = tmp_path / "checkpoints"
     store.mkdir()

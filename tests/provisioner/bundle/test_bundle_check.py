@@ -494,4 +494,4 @@ def test_manifest_that_parses_badly_after_signing_is_reported(bundle: Bundle) ->
     data = b'{"format":"airgap-bundle/v2"}'
     (bundle.path / MANIFEST_FILE).write_bytes(data)
     (bundle.path / SIGNATURE_FILE).write_bytes(sign_manifest(data, bundle.private))
-    assert problem(bundle) == "airgap-bundle.json: missing field 'created'"
+    assert problem(bundle) == "airgap-bundle.json: missing created"

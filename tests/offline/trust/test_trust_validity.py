@@ -18,7 +18,7 @@ from offline.trust.certs import CertificateFailure
 from offline.trust.root import parse_trusted_root
 from tests.bundle_factory import KeySigner
 from tests.conftest import TESTDATA
-from tests.test_conformance import protocol_args, run_airgap
+from tests.offline.sigstore.test_conformance import protocol_args, run_airgap
 from tests.tlog_fixture import TestLog, trusted_root
 
 CASES = TESTDATA / "conformance"

@@ -37,6 +37,7 @@ from provisioner.bundle.signing import PrivateKey, load_public_key
 from provisioner.bundle.spec import load_spec
 from provisioner.create.create import create_bundle
 from tests.bundle_sites import operator_key, sha256_file, write_spec
+from tests.conftest import REPO
 from tests.stack import SigstoreStack, pki
 
 pytestmark = pytest.mark.stack
@@ -45,7 +46,7 @@ SUBJECT = "system:serviceaccount:release:bundler"
 OTHER_SUBJECT = "system:serviceaccount:release:someone-else"
 CLIENT_TRUST_CONFIG = "application/vnd.dev.sigstore.clienttrustconfig.v0.1+json"
 KEYLESS_NAME = f"{MANIFEST_FILE}.sigstore.json"
-PUBLIC_GOOD_ROOT = Path(__file__).parent.parent / "offline" / "examples" / "trusted_root.json"
+PUBLIC_GOOD_ROOT = REPO / "offline" / "examples" / "trusted_root.json"
 
 
 def client_trust_config(stack: SigstoreStack, path: Path) -> Path:

@@ -27,7 +27,7 @@ from offline.policy.policy_file import (
     parse_duration,
     parse_policy,
 )
-from tests.test_signers import BUILDER, K8S_ISSUER, fulcio_cert
+from tests.offline.trust.test_signers import BUILDER, K8S_ISSUER, fulcio_cert
 
 GOOD = """\
 apiVersion: airgap.dev/v1

@@ -168,3 +168,20 @@ def test_a_fifo_in_place_of_the_record_is_refused_not_waited_on(tmp_path: Path) 
     os.mkfifo(layout / LAYOUT_RECORD)
     with pytest.raises(UsageError, match="not a regular file"):
         ImportRecords(parse_target(f"oci:{layout}")).check(*manifest(1), allow_rollback=False)
+
+
+@pytest.mark.parametrize("dangling", [False, True], ids=["to a record", "dangling"])
+def test_a_link_in_place_of_the_record_is_refused_not_followed(
+    tmp_path: Path, dangling: bool
+) -> None:
+    """A link could point the record at any file (or at none, to read as nothing imported)."""
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    ImportRecords(parse_target(f"oci:{elsewhere}")).remember(*manifest(200))
+    target = tmp_path / "absent" if dangling else elsewhere / LAYOUT_RECORD
+    (layout / LAYOUT_RECORD).symlink_to(target)
+    with pytest.raises(UsageError, match=r"import record .* is not a regular file") as caught:
+        ImportRecords(parse_target(f"oci:{layout}")).check(*manifest(100), allow_rollback=False)
+    assert caught.value.exit_code == 2

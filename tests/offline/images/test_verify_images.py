@@ -42,6 +42,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 from offline.images.attachments import AIRGAP_PROOF_TYPE, SIGSTORE_BUNDLE_TYPES
 from offline.oci.digests import cosign_tag, fallback_tag
 from offline.oci.registry import Repository
+from tests.conftest import REPO
 from tests.oci_images import make_image, make_index, push_image, push_index
 from tests.registries import RegistryServer
 from tests.stack import SigstoreStack, pki
@@ -51,7 +52,6 @@ from tests.tools import go_tool
 
 pytestmark = pytest.mark.stack
 
-REPO = Path(__file__).resolve().parent.parent
 SIGNER = "system:serviceaccount:release:signer"
 OTHER = "system:serviceaccount:release:someone-else"
 ATTESTATIONS = ("spdxjson", "cyclonedx", "slsaprovenance1")

@@ -39,8 +39,8 @@ from provisioner.importer.importer import RollbackRefused, default_journal_path,
 from provisioner.importer.journal import JOURNAL_FORMAT, target_key
 from provisioner.importer.record import LAYOUT_RECORD
 from tests.bundle_sites import registry_options
+from tests.provisioner.bundle.test_bundle_check import Bundle, build_bundle
 from tests.registries import RegistryServer
-from tests.test_bundle_check import Bundle, build_bundle
 
 
 @pytest.fixture

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from offline.oci.registry import Registry
 from offline.oci.registry_auth import (
@@ -23,7 +25,8 @@ from offline.oci.registry_auth import (
     Credentials,
     basic_header,
 )
-from offline.oci.registry_http import RegistryAuthError, RetryPolicy
+from offline.oci.registry_http import PlainHttpRefused, RegistryAuthError, RetryPolicy
+from provisioner.cli.main import main as airgap
 from tests.loopback_http import Answer, LoopbackServer, Script, Seen
 from tests.registries import TestCA, make_test_ca
 
@@ -146,9 +149,11 @@ def test_a_plain_http_token_service_is_refused_for_an_https_registry(ca: TestCA)
         LoopbackServer(bearer_registry(f"{realm.url}/token"), tls=ca) as server,
     ):
         registry = _registry(server, ca, credentials=REGISTRY_CREDENTIALS)
-        with pytest.raises(RegistryAuthError, match="is plain HTTP; allow its host with"):
+        with pytest.raises(PlainHttpRefused, match="is not allowed plain HTTP") as caught:
             registry.repository("team/app").list_tags()
     assert realm.seen == []
+    assert caught.value.host == realm.host
+    assert "--" not in str(caught.value)  # the library names what to allow, not a flag
 
 
 def test_the_registrys_own_token_service_over_plain_http_is_refused_for_an_https_registry(
@@ -171,7 +176,7 @@ def test_a_plain_http_token_service_needs_its_host_allowed(ca: TestCA) -> None:
         LoopbackServer(bearer_registry(f"{realm.url}/token")) as server,
     ):
         refused = _registry(server, ca, credentials=REGISTRY_CREDENTIALS)
-        with pytest.raises(RegistryAuthError, match=f"--allow-http-registry {realm.host}"):
+        with pytest.raises(PlainHttpRefused, match=f"{realm.host} is not allowed plain HTTP"):
             refused.repository("team/app").list_tags()
         assert realm.seen == []
         allowed = _registry(
@@ -180,6 +185,37 @@ def test_a_plain_http_token_service_needs_its_host_allowed(ca: TestCA) -> None:
         assert allowed.repository("team/app").list_tags() == ["v1"]
     # Allowed plain HTTP, but still another host: not the registry's credentials.
     assert realm.authorizations() == []
+
+
+def test_the_command_line_names_the_flag_that_allows_a_plain_http_token_service(
+    ca: TestCA, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The library says what is refused; the command line adds its flag, on both paths an
+    error takes: up to the command (inventory), and into an image's result (verify)."""
+    key = tmp_path / "cosign.pub"
+    key.write_bytes(
+        ec.generate_private_key(ec.SECP256R1())
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    ca_flags = ["--registry-ca", str(ca.ca_cert)]
+    with (
+        LoopbackServer(token_service, address="127.0.0.2") as realm,
+        LoopbackServer(bearer_registry(f"{realm.url}/token"), tls=ca) as server,
+    ):
+        allowed = "allow it only if that is really meant"
+        flag = f"is not allowed plain HTTP: {allowed} (--allow-http-registry {realm.host})\n"
+        inventory = ["bundle", "inventory", "--registry", server.host, "--repository", "team/app"]
+        assert airgap([*inventory, "-o", str(tmp_path / "inventory.json"), *ca_flags]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("airgap: ") and err.endswith(flag), err
+        assert err.count("\n") == 1
+
+        verify = ["verify", "--key", str(key), "--insecure-ignore-tlog", *ca_flags]
+        assert airgap([*verify, f"{server.host}/team/app:v1"]) == 2
+        out, err = capsys.readouterr()
+        assert out.startswith("FAIL ") and out.endswith(flag), (out, err)
+    assert realm.seen == []
 
 
 @pytest.mark.parametrize("realm", ["ftp://127.0.0.2/token", "https://user@127.0.0.2/token", "/t"])

@@ -1,0 +1,274 @@
+"""The installer's view of the cluster, through the `kubernetes` client: namespaces and secrets
+made once and compared afterwards, and waits on real readiness that explain themselves.
+
+    kube = Kube.from_kubeconfig(Path("~/.kube/config"), context=None)
+    kube.ensure_namespace("rekor-system")
+    kube.wait_ready(Workload("Deployment", "rekor-system", "rekor-server"), timeout=300)
+
+A workload that does not become ready raises `StepNotReady`: one line naming the object and the
+most telling reason (a container's waiting reason, the newest warning event), and `details` with
+its events and the last log lines of each of its pods' containers, for the operator to read.
+Secret values never appear in either.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from offline.errors import EnvironmentFailure, UsageError
+
+POLL_SECONDS = 1.0
+# A container that crashes right after it starts counts as ready for a moment (without a
+# readiness probe): ready means ready for this long with no container restarting meanwhile.
+SETTLE_SECONDS = 3.0
+LOG_LINES = 20
+WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+
+
+class StepNotReady(EnvironmentFailure):
+    """A workload did not become ready in time; `details` holds its events and pod logs."""
+
+    def __init__(self, message: str, details: str) -> None:
+        super().__init__(message)
+        self.details = details
+
+
+class ClusterUnreachable(EnvironmentFailure):
+    """The API server did not answer (or refused our credentials)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    kind: str
+    namespace: str
+    name: str
+
+    def __post_init__(self) -> None:
+        if self.kind not in WORKLOAD_KINDS:
+            raise UsageError(f"cannot wait for a {self.kind}: one of {', '.join(WORKLOAD_KINDS)}")
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.kind.lower()} {self.name}"
+
+
+class Kube:
+    """Typed calls on one cluster. Built from a kubeconfig; every API error that is not ours to
+    explain becomes `ClusterUnreachable` with the API's own reason."""
+
+    def __init__(self, api_client: Any) -> None:
+        from kubernetes import client
+
+        self.api_client = api_client
+        self.core = client.CoreV1Api(api_client)
+        self.apps = client.AppsV1Api(api_client)
+        self.batch = client.BatchV1Api(api_client)
+
+    @classmethod
+    def from_kubeconfig(cls, kubeconfig: Path | None, context: str | None = None) -> Kube:
+        from kubernetes import config
+        from kubernetes.config.config_exception import ConfigException
+
+        new_client: Any = config.new_client_from_config  # untyped upstream
+        try:
+            api_client = new_client(
+                config_file=None if kubeconfig is None else str(kubeconfig), context=context
+            )
+        except (ConfigException, OSError) as exc:
+            raise UsageError(f"kubeconfig {kubeconfig or '(default)'}: {exc}") from exc
+        return cls(api_client)
+
+    # ---- objects made once ----------------------------------------------------------------
+
+    def ensure_namespace(self, name: str) -> str:
+        """'created' or 'unchanged'."""
+        if self._read(lambda: self.core.read_namespace(name)) is not None:
+            return "unchanged"
+        body: Any = {"metadata": {"name": name}}  # the client serializes plain dicts as well
+        self._call(lambda: self.core.create_namespace(body))
+        return "created"
+
+    def read_secret_data(self, namespace: str, name: str) -> dict[str, bytes] | None:
+        """The secret's data, decoded; None when there is no such secret."""
+        import base64
+
+        secret = self._read(lambda: self.core.read_namespaced_secret(name, namespace))
+        if secret is None:
+            return None
+        return {k: base64.b64decode(v) for k, v in (secret.data or {}).items()}
+
+    def create_secret(self, manifest: Mapping[str, Any]) -> None:
+        """Create a secret that must not exist yet (a key is never replaced)."""
+        namespace = manifest["metadata"]["namespace"]
+        body: Any = dict(manifest)
+        self._call(lambda: self.core.create_namespaced_secret(namespace, body))
+
+    # ---- readiness ------------------------------------------------------------------------
+
+    def wait_ready(self, workload: Workload, timeout: float) -> None:
+        """Poll until `workload` is ready (a Job: complete); `StepNotReady` at the deadline or
+        as soon as a Job has failed for good."""
+        deadline = time.monotonic() + timeout
+        settled: tuple[float, int] | None = None  # since when ready, with how many restarts
+        while True:
+            state = self._readiness(workload)
+            now = time.monotonic()
+            if state == "ready":
+                if workload.kind == "Job":
+                    return
+                restarts = self._restarts(workload)
+                if settled is None or settled[1] != restarts:
+                    settled = (now, restarts)
+                elif now - settled[0] >= SETTLE_SECONDS:
+                    return
+            else:
+                settled = None
+            if state == "failed" or now > deadline:
+                raise self.not_ready(workload, "failed" if state == "failed" else f"{timeout:.0f}s")
+            time.sleep(POLL_SECONDS)
+
+    def _readiness(self, w: Workload) -> str:
+        if w.kind == "Job":
+            job = self._read(lambda: self.batch.read_namespaced_job_status(w.name, w.namespace))
+            if job is None:
+                return "absent"
+            for condition in job.status.conditions or []:
+                if condition.status == "True" and condition.type in ("Complete", "Failed"):
+                    return "ready" if condition.type == "Complete" else "failed"
+            return "waiting"
+        read = {
+            "Deployment": self.apps.read_namespaced_deployment_status,
+            "StatefulSet": self.apps.read_namespaced_stateful_set_status,
+            "DaemonSet": self.apps.read_namespaced_daemon_set_status,
+        }[w.kind]
+        found = self._read(lambda: read(w.name, w.namespace))
+        if found is None:
+            return "absent"
+        status, spec = found.status, found.spec
+        if (found.metadata.generation or 0) > (status.observed_generation or 0):
+            return "waiting"  # the controller has not seen the latest spec yet
+        if w.kind == "DaemonSet":
+            wanted, ready = status.desired_number_scheduled, status.number_ready
+            current = status.updated_number_scheduled
+        else:
+            wanted, ready = spec.replicas, status.ready_replicas
+            current = status.updated_replicas
+        return (
+            "ready"
+            if wanted is not None and (ready or 0) == wanted == (current or 0)
+            else "waiting"
+        )
+
+    def _restarts(self, workload: Workload) -> int:
+        return sum(
+            status.restart_count
+            for pod in self._pods_of(workload)
+            for status in pod.status.container_statuses or []
+        )
+
+    # ---- diagnosis ------------------------------------------------------------------------
+
+    def not_ready(self, workload: Workload, after: str) -> StepNotReady:
+        pods = self._pods_of(workload)
+        events = self._events(workload.namespace, [workload.name, *(p.metadata.name for p in pods)])
+        reason = _telling_reason(pods, events)
+        message = f"{workload} is not ready ({'failed' if after == 'failed' else 'after ' + after})"
+        if reason:
+            message += f": {reason}"
+        details = [f"events of {workload} and its pods:"]
+        details += [f"  {e}" for e in events] or ["  (none)"]
+        for pod in pods:
+            for container in pod.spec.containers:
+                lines = self._log_tail(workload.namespace, pod.metadata.name, container.name)
+                if not lines:  # restarting: what the crashed run said
+                    lines = self._log_tail(
+                        workload.namespace, pod.metadata.name, container.name, previous=True
+                    )
+                details.append(f"last log lines of {pod.metadata.name}/{container.name}:")
+                details += [f"  {line}" for line in lines] or ["  (none)"]
+        return StepNotReady(message, "\n".join(details))
+
+    def _pods_of(self, w: Workload) -> list[Any]:
+        if w.kind == "Job":
+            selector = f"job-name={w.name}"
+        else:
+            read = {
+                "Deployment": self.apps.read_namespaced_deployment,
+                "StatefulSet": self.apps.read_namespaced_stateful_set,
+                "DaemonSet": self.apps.read_namespaced_daemon_set,
+            }[w.kind]
+            found = self._read(lambda: read(w.name, w.namespace))
+            if found is None or not found.spec.selector.match_labels:
+                return []
+            selector = ",".join(f"{k}={v}" for k, v in found.spec.selector.match_labels.items())
+        listed = self._call(
+            lambda: self.core.list_namespaced_pod(w.namespace, label_selector=selector)
+        )
+        return list(listed.items)
+
+    def _events(self, namespace: str, names: Iterable[str]) -> list[str]:
+        wanted = set(names)
+        listed = self._call(lambda: self.core.list_namespaced_event(namespace))
+        events = [e for e in listed.items if e.involved_object.name in wanted]
+        events.sort(key=lambda e: e.last_timestamp or e.event_time or e.metadata.creation_timestamp)
+        return [
+            f"{e.type} {e.reason} {e.involved_object.kind.lower()}/{e.involved_object.name}: "
+            f"{(e.message or '').strip()}"
+            for e in events
+        ]
+
+    def _log_tail(
+        self, namespace: str, pod: str, container: str, previous: bool = False
+    ) -> list[str]:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            text = self.core.read_namespaced_pod_log(
+                pod, namespace, container=container, tail_lines=LOG_LINES, previous=previous
+            )
+        except ApiException:
+            return []  # not started yet: the events say why
+        return str(text).splitlines()[-LOG_LINES:]
+
+    # ---- calls ----------------------------------------------------------------------------
+
+    def _read(self, call: Callable[[], Any]) -> Any:
+        from kubernetes.client.exceptions import ApiException
+
+        try:
+            return self._call(call, passthrough=True)
+        except ApiException as exc:
+            if exc.status == 404:
+                return None
+            raise ClusterUnreachable(f"the API server refused: {exc.status} {exc.reason}") from exc
+
+    def _call(self, call: Callable[[], Any], passthrough: bool = False) -> Any:
+        from kubernetes.client.exceptions import ApiException
+        from urllib3.exceptions import HTTPError
+
+        try:
+            return call()
+        except ApiException as exc:
+            if passthrough:
+                raise
+            raise ClusterUnreachable(f"the API server refused: {exc.status} {exc.reason}") from exc
+        except (HTTPError, OSError) as exc:
+            raise ClusterUnreachable(f"the API server did not answer: {exc}") from exc
+
+
+def _telling_reason(pods: list[Any], events: list[str]) -> str:
+    """The one reason an operator most needs: a container stuck waiting or crashing, else the
+    newest warning event."""
+    for pod in pods:
+        for status in pod.status.container_statuses or []:
+            waiting = status.state.waiting if status.state else None
+            if waiting is not None and waiting.reason not in (None, "ContainerCreating"):
+                detail = (waiting.message or "").strip().splitlines()
+                return f"pod {pod.metadata.name}: {waiting.reason}" + (
+                    f" ({detail[0][:200]})" if detail else ""
+                )
+    warnings = [e for e in events if e.startswith("Warning ")]
+    return warnings[-1][:300] if warnings else ""

@@ -1,0 +1,1 @@
+"""Tests of offline/, in one folder per subpackage (tlog/, oci/, trust/, ...)."""

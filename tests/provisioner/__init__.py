@@ -1,0 +1,1 @@
+"""Tests of provisioner/, in one folder per subpackage (bundle/, archive/, create/, ...)."""
