@@ -1,6 +1,6 @@
 """Images written straight into an OCI image layout (offline.oci.layout.OCILayout), no daemon.
 
-A layer is a tar made here deterministically (sorted names, mtime 0, no user or group names),
+A layer is a tar made here deterministically (sorted names, mtime 0, everything root's),
 gzipped with no timestamp, so its digest follows from its content alone. Making a layer can
 cost seconds (a 90 MB program, a Debian rootfs), so each is cached by a recipe: a string that
 names everything the layer is made of (versions, file identities, the code that made it); the
@@ -65,13 +65,16 @@ class ImageConfig:
 
 
 def _normalise(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    # Root-owned as Debian's data.tar has it, whoever unpacked the packages (dpkg-deb -x run by
+    # a user gives the files to that user).
     info.mtime = 0
+    info.uid = info.gid = 0
     info.uname = info.gname = ""
     return info
 
 
 def tar_tree(root: Path, out: IO[bytes]) -> None:
-    """`root`'s content as a layer: every entry, sorted, owners kept by number, mtime 0."""
+    """`root`'s content as a layer: every entry, sorted, root-owned, mtime 0."""
     with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
         for directory, dirs, files in os.walk(root):
             dirs.sort()

@@ -1,5 +1,5 @@
 """The pieces the stack's images are built from, checked on the host: the library check sees a
-library missing from a Debian rootfs, layers do not depend on file times, and the init
+library missing from a Debian rootfs, layers do not depend on file times or owners, and the init
 containers' nc and curl stand-ins answer as the charts' scripts expect (exit codes included)."""
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def test_the_library_check_finds_a_library_missing_from_the_rootfs(tmp_path: Pat
         debian_rootfs.check_libraries(root, REDIS_PROGRAMS)
 
 
-def test_a_layer_does_not_depend_on_file_times(tmp_path: Path) -> None:
+def test_a_layer_does_not_depend_on_file_times_or_owners(tmp_path: Path) -> None:
     (tmp_path / "etc").mkdir()
     (tmp_path / "etc" / "f").write_text("content")
     (tmp_path / "link").symlink_to("etc/f")
@@ -45,6 +45,7 @@ def test_a_layer_does_not_depend_on_file_times(tmp_path: Path) -> None:
     first = layer()
     os.utime(tmp_path / "etc" / "f", (1, 1))
     os.utime(tmp_path / "etc", (2, 2))
+    os.chown(tmp_path / "etc" / "f", 1234, 1234)  # as a user's dpkg-deb -x leaves them
     assert layer() == first
 
 
