@@ -59,6 +59,18 @@ def _helm_install(
     )  # fmt: skip
 
 
+def _fetch(cluster: Cluster, images: Images, ns: str, name: str, *urls: str) -> str:
+    """GET each of `urls` in turn from pod `name` (the curl image, as the charts' init
+    containers run it), each failing on an HTTP error; the bodies, one a line."""
+    curls = [f"curl --fail --silent --max-time 10 {url}" for url in urls]
+    get = {
+        "name": "get",
+        "image": images["docker.io/curlimages/curl"],
+        "command": ["sh", "-c", " && echo && ".join(curls)],
+    }
+    return run_to_completion(cluster, ns, name, pod_spec([get]))
+
+
 @pytest.fixture(scope="module")
 def trillian(
     cluster: Cluster, internal_stack_images: Images, tmp_path_factory: pytest.TempPathFactory
@@ -253,32 +265,15 @@ def test_rekor_serves_its_log_on_its_tree_with_the_key_given_to_it(
     cluster: Cluster, rekor: bytes, internal_stack_images: Images
 ) -> None:
     server = f"http://rekor-server.{REKOR}.svc/api/v1/log"
-    curl = f"curl --fail --silent --max-time 10 {server}"
-    logs = run_to_completion(
-        cluster,
-        REKOR,
-        "get-log",
-        pod_spec(
-            [
-                {
-                    "name": "get",
-                    "image": internal_stack_images["docker.io/curlimages/curl"],
-                    "command": ["sh", "-c", f"{curl} && echo && {curl}/publicKey"],
-                }
-            ]
-        ),
-    )
+    logs = _fetch(cluster, internal_stack_images, REKOR, "get-log", server, f"{server}/publicKey")
     log_info, public_pem = logs.split("\n", 1)
     tree = cluster.kubectl_json("-n", REKOR, "get", "configmap", "rekor-config")["data"]["treeID"]
     info = json.loads(log_info)
     assert (info["treeID"], info["treeSize"]) == (tree, 0)
-    served = serialization.load_pem_public_key(public_pem.encode())
-    assert (
-        served.public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-        == rekor
+    served = serialization.load_pem_public_key(public_pem.encode()).public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
+    assert served == rekor
 
 
 @pytest.fixture(scope="module")
@@ -326,12 +321,7 @@ def test_fulcio_serves_the_root_it_was_given(
     cluster: Cluster, fulcio: bytes, internal_stack_images: Images
 ) -> None:
     url = f"http://fulcio-server.{FULCIO}.svc/api/v1/rootCert"
-    get = {
-        "name": "get",
-        "image": internal_stack_images["docker.io/curlimages/curl"],
-        "command": ["curl", "--fail", "--silent", "--max-time", "10", url],
-    }
-    logs = run_to_completion(cluster, FULCIO, "get-root", pod_spec([get]))
+    logs = _fetch(cluster, internal_stack_images, FULCIO, "get-root", url)
     served = x509.load_pem_x509_certificates(logs.encode())
     assert served == [x509.load_pem_x509_certificate(fulcio)]
 
@@ -426,11 +416,6 @@ def test_the_ct_log_accepts_the_fulcio_root_it_was_given(
     cluster: Cluster, ctlog: bytes, internal_stack_images: Images
 ) -> None:
     url = f"http://ctlog.{CTLOG}.svc/{CT_PREFIX}/ct/v1/get-roots"
-    get = {
-        "name": "get",
-        "image": internal_stack_images["docker.io/curlimages/curl"],
-        "command": ["curl", "--fail", "--silent", "--max-time", "10", url],
-    }
-    logs = run_to_completion(cluster, CTLOG, "get-roots", pod_spec([get]))
+    logs = _fetch(cluster, internal_stack_images, CTLOG, "get-roots", url)
     der = x509.load_pem_x509_certificate(ctlog).public_bytes(serialization.Encoding.DER)
     assert json.loads(logs) == {"certificates": [base64.b64encode(der).decode()]}
