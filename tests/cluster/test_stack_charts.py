@@ -1,13 +1,16 @@
-"""The upstream trillian (0.3.16) and rekor (1.8.4) charts install on the cluster with only the
-images built here, each named by digest in the internal registry: Trillian's database gets its
-tables, the createtree stand-in makes a tree as the rekor and ctlog charts' Jobs do, and Rekor
-serves its log with the signing key given to it.
+"""The upstream charts of the stack (trillian 0.3.16, rekor 1.8.4, fulcio 2.11.0, ctlog 0.2.67,
+policy-controller 0.10.6) install on the cluster with only the images built here, each named by
+digest in the internal registry: Trillian's database gets its tables, the createtree stand-in
+makes a tree as the rekor and ctlog charts' Jobs do, Rekor serves its log with the signing key
+given to it, Fulcio and the CT log serve the root given to them, and policy-controller runs and
+is uninstalled through its kubectl hook.
 
 What differs from the charts' defaults is what an air-gapped install must give
-(../shared/reference/cluster-stack.md §2, §2b): every image, the pull secret, a volume for the
-database's claim (no provisioner), the database passwords, the signing key, the trillian
-subchart vendored into rekor's (helm wants it even disabled), and the standalone trillian
-chart's log server name.
+(../shared/reference/cluster-stack.md §2, §2b, §3): every image and the pull secret; a volume
+for the database's claim (no provisioner) and the database passwords; Rekor's signing key, the
+trillian subchart vendored into rekor's (helm wants it even disabled) and the standalone trillian
+chart's log server name; Fulcio's CA (createcerts off); the CT log's `ctlog-secret`, written from
+the tree its createtree Job made (createctconfig off); policy-controller's -disable-tuf.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from tests.cluster.node import PULL_SECRET, Cluster
+from tests.cluster.stack_images import StackImages
 from tests.cluster.workloads import namespace, pod_spec, run_to_completion, service_account
 from tests.conftest import SHARED
 from tests.stack import pki
@@ -36,6 +40,7 @@ REKOR = "rekor-system"
 FULCIO = "fulcio-system"
 CTLOG = "ctlog-system"
 CT_PREFIX = "sigstorescaffolding"
+POLICY = "cosign-system"
 LOG_SERVER = f"trillian-log-server.{TRILLIAN}:8091"
 Images = Mapping[str, str]
 
@@ -419,3 +424,36 @@ def test_the_ct_log_accepts_the_fulcio_root_it_was_given(
     logs = _fetch(cluster, internal_stack_images, CTLOG, "get-roots", url)
     der = x509.load_pem_x509_certificate(ctlog).public_bytes(serialization.Encoding.DER)
     assert json.loads(logs) == {"certificates": [base64.b64encode(der).decode()]}
+
+
+def test_policy_controller_runs_and_its_uninstall_hook_clears_its_leases(
+    cluster: Cluster,
+    stack_images: StackImages,
+    internal_stack_images: Images,
+    tmp_path: Path,
+) -> None:
+    # The webhook (by digest) serves its TLS probes; the post-delete hook runs kubectl (the
+    # chart names it by tag: the content tag) to delete the knative leases, without which a
+    # reinstalled webhook never gets its certificate.
+    namespace(cluster, POLICY)
+    webhook = internal_stack_images["ghcr.io/sigstore/policy-controller/policy-controller"]
+    kubectl = stack_images.image("cgr.dev/chainguard/kubectl")
+    repository, digest = webhook.split("@")
+    values = {
+        "imagePullSecrets": [{"name": PULL_SECRET}],
+        "webhook": {
+            "image": {"repository": repository, "version": digest},
+            "extraArgs": {"disable-tuf": "true"},  # no public TUF repository here
+        },
+        "leasescleanup": {
+            "image": {
+                "repository": f"{cluster.registry}/{kubectl.repository}",
+                "version": stack_images.content_tag(kubectl),
+            }
+        },
+    }
+    chart = CHARTS / "policy-controller"
+    _helm_install(cluster, "policy-controller", chart, POLICY, values, tmp_path)
+    assert cluster.kubectl_json("-n", POLICY, "get", "leases")["items"]
+    cluster.run(["helm", "uninstall", "policy-controller", "-n", POLICY, "--wait"], timeout=300)
+    assert cluster.kubectl_json("-n", POLICY, "get", "leases")["items"] == []
