@@ -15,6 +15,7 @@ pytest_plugins = [
     "tests.stack.fixtures",
     "tests.registries",
     "tests.cluster.fixtures",
+    "tests.cluster.stack_fixtures",
     "tests.cluster.connected",
 ]
 

@@ -22,6 +22,11 @@ def cluster_pins() -> dict[str, str]:
     return pins
 
 
+def cluster_tool(name: str, program: str) -> Path:
+    """Program `program` of the set `name` in cluster-tools.txt (e.g. policy-controller)."""
+    return _built(name) / program
+
+
 def _built(name: str) -> Path:
     version = cluster_pins()[name]
     directory = tools_cache() / f"{name}-{version}"

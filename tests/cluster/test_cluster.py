@@ -10,22 +10,13 @@ import time
 import pytest
 
 from tests.cluster.node import Cluster
-
-
-def _namespace(cluster: Cluster, name: str) -> str:
-    cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}])
-    cluster.wait_until(
-        f"service account in {name}",
-        lambda: cluster.succeeds(["kubectl", "-n", name, "get", "sa", "default"]),
-    )
-    cluster.pull_secret(name)
-    return name
+from tests.cluster.workloads import namespace
 
 
 @pytest.fixture(scope="module")
 def workloads(cluster: Cluster) -> str:
     """A namespace with a web Deployment (2 replicas) behind a Service, and a client pod."""
-    ns = _namespace(cluster, "workloads")
+    ns = namespace(cluster, "workloads")
     probe = cluster.images["probe"]
     cluster.apply(
         f"""

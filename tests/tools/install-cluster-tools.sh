@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the Kubernetes node the cluster tests run (tests/cluster/): the control plane, kubelet,
 # kube-proxy and kubectl of one Kubernetes release, and etcd, into a cache outside the repository,
-# one directory per program set and version, so a later run with the same pins builds nothing.
+# one directory per program set and version, so a later run with the same pins builds nothing;
+# and policy-controller's webhook, which the stack's images (tests/cluster/stack_images.py) carry.
 #
 #   tests/tools/install-cluster-tools.sh            # every set below
 #   AIRGAP_TOOLS_CACHE=DIR                          # default: ~/.cache/airgap/go-tools (shared with
@@ -16,6 +17,7 @@ CACHE=${AIRGAP_TOOLS_CACHE:-$HOME/.cache/airgap/go-tools}
 pin() { awk -v name="$1" '$1 == name { print $2 }' "$(dirname "$0")/cluster-tools.txt"; }
 KUBERNETES=$(pin kubernetes)
 ETCD=$(pin etcd)
+POLICY_CONTROLLER=$(pin policy-controller)
 
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 if ! go env GOSUMDB | grep -q off && ! timeout 10 go list -m -json golang.org/x/text@v0.3.0 >/dev/null 2>&1; then
@@ -34,7 +36,7 @@ build_set() {
     echo "$name $version: cached in $dir/bin"
     return
   fi
-  echo "$name $version: building (cold: Kubernetes takes about 15 minutes on two cores)"
+  echo "$name $version: building (cold, on two cores: Kubernetes about 15 minutes, policy-controller about 4)"
   rm -rf "$dir.partial"
   mkdir -p "$dir.partial/bin" "$dir.partial/src"
   if ! (cd "$dir.partial/src" && "$build" "$dir.partial/bin") >"$dir.partial/build.log" 2>&1; then
@@ -81,5 +83,26 @@ build_etcd() {
   go build -trimpath -ldflags "-s -w" -o "$bin/etcdctl" go.etcd.io/etcd/etcdctl/v3
 }
 
+# policy-controller's go.mod has replace directives, so `go install ...@version` refuses it: a
+# throwaway module copies them (read from the published go.mod, not written here).
+build_policy_controller() {
+  local bin=$1 module=github.com/sigstore/policy-controller
+  go mod init airgap-policy-controller-build
+  local gomod replace
+  gomod=$(go mod download -json "$module@$POLICY_CONTROLLER" | sed -n 's/.*"GoMod": *"\([^"]*\)".*/\1/p')
+  for replace in $(go mod edit -json "$gomod" | python3 -c '
+import json, sys
+def side(m):
+    return m["Path"] + ("@" + m["Version"] if m.get("Version") else "")
+for r in json.load(sys.stdin).get("Replace") or []:
+    print(side(r["Old"]) + "=" + side(r["New"]))'); do
+    go mod edit -replace="$replace"
+  done
+  go get "$module/cmd/webhook@$POLICY_CONTROLLER"
+  go build -trimpath -ldflags "-s -w -X sigs.k8s.io/release-utils/version.gitVersion=$POLICY_CONTROLLER" \
+    -o "$bin/policy-controller" "$module/cmd/webhook"
+}
+
 build_set etcd "$ETCD" build_etcd
 build_set kubernetes "$KUBERNETES" build_kubernetes
+build_set policy-controller "$POLICY_CONTROLLER" build_policy_controller

@@ -1,0 +1,3 @@
+module airgap.test/curl
+
+go 1.26

@@ -1,0 +1,3 @@
+module airgap.test/nc
+
+go 1.26

@@ -1,0 +1,3 @@
+module airgap.test/scaffolding-createtree
+
+go 1.26
