@@ -31,6 +31,7 @@ from provisioner.stack.trusted_root import (
     TransparencyLog,
     TrustedRootSpec,
 )
+from provisioner.trust.targets import Target, sigstore_targets
 
 DATABASE_USER = "trillian"
 DATABASE_NAME = "trillian"
@@ -117,17 +118,18 @@ class PublicMaterial:
         certificates = x509.load_pem_x509_certificates(self.fulcio_chain)
         return certificates[-1].public_bytes(serialization.Encoding.PEM)
 
-    def tuf_targets(self) -> dict[str, bytes]:
-        """The files a Sigstore TUF repository publishes, by the target names clients (cosign,
+    def tuf_targets(self, trusted_root: bytes, signing_config: bytes | None = None) -> list[Target]:
+        """What the site's TUF repository publishes (`airgap trust build`): the trusted root,
+        the signing config, and these public files under the names clients (cosign,
         sigstore-go) and the scaffolding TUF server use."""
-        targets = {
-            "rekor.pub": self.rekor,
-            "ctfe.pub": self.ctlog,
-            "fulcio_v1.crt.pem": self.fulcio_chain,
-        }
-        if self.tsa_chain is not None:
-            targets["tsa.certchain.pem"] = self.tsa_chain
-        return targets
+        return sigstore_targets(
+            trusted_root,
+            signing_config=signing_config,
+            rekor_pub=self.rekor,
+            ctfe_pub=self.ctlog,
+            fulcio_chain=self.fulcio_chain,
+            tsa_chain=self.tsa_chain,
+        )
 
     def trusted_root_spec(self, site: Site) -> TrustedRootSpec:
         """For provisioner.stack.trusted_root: every log and authority at its URL for clients."""

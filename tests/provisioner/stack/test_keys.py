@@ -176,11 +176,25 @@ def test_public_halves_make_a_trusted_root_the_verifier_reads(
     assert len(document["timestampAuthorities"]) == 1
 
 
-def test_tuf_targets_are_the_public_files_under_their_usual_names(keys: KeySet) -> None:
-    targets = public_material(keys).tuf_targets()
-    assert sorted(targets) == ["ctfe.pub", "fulcio_v1.crt.pem", "rekor.pub", "tsa.certchain.pem"]
-    assert targets["fulcio_v1.crt.pem"] == keys.fulcio.chain_pem
-    assert keys.tsa is not None and targets["tsa.certchain.pem"] == keys.tsa.chain_pem
+def test_tuf_targets_are_the_public_files_under_their_usual_names(
+    full_site: Site, keys: KeySet
+) -> None:
+    public = public_material(keys)
+    trusted_root = json.dumps(build_trusted_root(public.trusted_root_spec(full_site))).encode()
+    targets = {t.name: t.data for t in public.tuf_targets(trusted_root)}
+    assert sorted(targets) == [
+        "ctfe.pub",
+        "fulcio_intermediate_v1.crt.pem",
+        "fulcio_v1.crt.pem",
+        "rekor.pub",
+        "trusted_root.json",
+        "tsa_leaf.crt.pem",
+        "tsa_root.crt.pem",
+    ]
+    intermediate, root = x509.load_pem_x509_certificates(keys.fulcio.chain_pem)
+    assert x509.load_pem_x509_certificate(targets["fulcio_v1.crt.pem"]) == root
+    assert x509.load_pem_x509_certificate(targets["fulcio_intermediate_v1.crt.pem"]) == intermediate
+    assert targets["rekor.pub"] == public.rekor
     assert not any(b"PRIVATE KEY" in value for value in targets.values())
 
 
