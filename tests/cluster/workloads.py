@@ -3,9 +3,10 @@ a pod run to completion, a service account with a Role. Each talks through `Clus
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
-from tests.cluster.node import PULL_SECRET, Cluster
+from tests.cluster.node import PULL_SECRET, Cluster, ClusterError
 
 
 def namespace(cluster: Cluster, name: str) -> str:
@@ -25,21 +26,40 @@ def pod_spec(containers: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
     return {"imagePullSecrets": [{"name": PULL_SECRET}], "containers": containers, **extra}
 
 
-def run_to_completion(cluster: Cluster, ns: str, name: str, spec: dict[str, Any]) -> str:
+def run_to_completion(
+    cluster: Cluster, ns: str, name: str, spec: dict[str, Any], attempts: int = 4
+) -> str:
     """Run pod `name` (restartPolicy Never), which must succeed; the logs of all its
-    containers."""
+    containers. A failed run is retried a few times (bounded): a Service reached right after
+    its rollout may not be routed yet (kube-proxy programs endpoints a moment later), and a
+    busy machine widens that moment."""
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "namespace": ns},
         "spec": {"restartPolicy": "Never", **spec},
     }
-    cluster.apply([pod])
-    cluster.kubectl(
-        "-n", ns, "wait", "--for=jsonpath={.status.phase}=Succeeded", f"pod/{name}",
-        "--timeout=120s",
-    )  # fmt: skip
-    return cluster.kubectl("-n", ns, "logs", f"pod/{name}", "--all-containers")
+    phase = [""]
+
+    def finished() -> bool:
+        shown = cluster.output(
+            ["kubectl", "-n", ns, "get", "pod", name, "-o", "jsonpath={.status.phase}"],
+            check=False,
+        )
+        phase[0] = shown.strip()
+        return phase[0] in ("Succeeded", "Failed")
+
+    logs = ""
+    for attempt in range(1, attempts + 1):
+        cluster.apply([pod])
+        cluster.wait_until(f"pod {ns}/{name} to finish", finished, timeout=150, every=1.0)
+        logs = cluster.kubectl("-n", ns, "logs", f"pod/{name}", "--all-containers")
+        if phase[0] == "Succeeded":
+            return logs
+        if attempt < attempts:
+            cluster.kubectl("-n", ns, "delete", "pod", name, "--wait=true", timeout=120)
+            time.sleep(2)
+    raise ClusterError(f"pod {ns}/{name} failed {attempts} times; its last logs:\n{logs}")
 
 
 def service_account(ns: str, name: str, rules: list[dict[str, Any]]) -> dict[str, Any]:
