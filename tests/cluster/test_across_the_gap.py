@@ -12,12 +12,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import IO
 
 from tests.bundle_sites import operator_key, write_spec
 from tests.chart_servers import package_chart, serve_chart_repo
-from tests.cluster.connected import runnable_image
-from tests.cluster.images import PROBE, base_layer
+from tests.cluster.images import BUSYBOX, PROBE, base_layer
 from tests.cluster.node import PROBE_SOURCE, Cluster
+from tests.cluster.oci_build import ImageConfig, LayoutBuilder, file_identity
 from tests.registries import RegistryServer
 from tests.tools import go_program_from_source, go_tool
 
@@ -70,10 +71,23 @@ def test_an_image_and_its_chart_carried_across_the_gap_run_in_the_cluster(
 ) -> None:
     # The connected side: the image in a registry standing for ghcr.io, the chart in a repo.
     probe = go_program_from_source(PROBE_SOURCE, "cluster-probe")
-    image = runnable_image([base_layer(probe).tar()], [PROBE, "serve"])
-    with referrers_registry.client() as registry:
-        image.push(registry.repository(f"mirror/{UPSTREAM}"), "v1")
-    reference = f"{UPSTREAM}:v1@{image.digest}"
+    builder = LayoutBuilder(tmp_path / "connected")
+
+    def write_base(out: IO[bytes]) -> None:
+        out.write(base_layer(probe).tar())
+
+    recipe = f"cluster-probe base {file_identity(probe)} {file_identity(BUSYBOX)}"
+    base = builder.layer(recipe, write_base)
+    digest = builder.image(f"{UPSTREAM}:v1", [base], ImageConfig(entrypoint=(PROBE, "serve")))
+    subprocess.run(
+        [
+            "skopeo", "copy", "--quiet", "--preserve-digests", "--dest-tls-verify=false",
+            f"oci:{builder.layout.path}:{UPSTREAM}:v1",
+            f"docker://{referrers_registry.host}/mirror/{UPSTREAM}:v1",
+        ],
+        check=True,
+    )  # fmt: skip
+    reference = f"{UPSTREAM}:v1@{digest}"
     helm = go_tool("helm")
     archive = package_chart(helm, _write_chart(tmp_path / "web"), tmp_path / "pkg", tmp_path / "h")
     public, _key = operator_key(tmp_path)
@@ -115,7 +129,7 @@ def test_an_image_and_its_chart_carried_across_the_gap_run_in_the_cluster(
         timeout=300,
     )  # fmt: skip
     landed = json.loads(mapping.read_text())["images"][reference]
-    assert landed["digest"] == image.digest
+    assert landed["digest"] == digest
     target = landed["target"]
     assert target.startswith(f"{cluster.registry}/site/")
 
@@ -137,7 +151,7 @@ def test_an_image_and_its_chart_carried_across_the_gap_run_in_the_cluster(
 
     pod = json.loads(cluster.kubectl("-n", "web", "get", "pods", "-l", "app=web", "-o", "json"))
     (status,) = pod["items"][0]["status"]["containerStatuses"]
-    assert status["imageID"].endswith(image.digest)
+    assert status["imageID"].endswith(digest)
     ip = cluster.kubectl("-n", "web", "get", "svc", "web", "-o", "jsonpath={.spec.clusterIP}")
     answer = ""
     for _ in range(30):  # kube-proxy programs the endpoint a moment after the rollout
