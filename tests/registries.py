@@ -227,6 +227,16 @@ def _start(
         log.close()
 
 
+def write_htpasswd(path: Path, user: str, password: str) -> Path:
+    """An htpasswd file (bcrypt) for one user; the password goes through stdin, never argv."""
+    hashed = subprocess.run(
+        ["htpasswd", "-nBi", user], input=password, capture_output=True, text=True, check=True
+    ).stdout
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(hashed)
+    return path
+
+
 def start_docker_registry(directory: Path) -> RegistryServer:
     if not Path(DOCKER_REGISTRY).exists():
         pytest.fail("the Debian docker-registry package is not installed")
@@ -234,10 +244,7 @@ def start_docker_registry(directory: Path) -> RegistryServer:
         pytest.fail("htpasswd (apache2-utils) is not installed")
     ca = make_test_ca(directory / "tls")
     password = secrets.token_urlsafe(16)
-    htpasswd = subprocess.run(
-        ["htpasswd", "-Bbn", USERNAME, password], check=True, capture_output=True
-    ).stdout
-    (directory / "htpasswd").write_bytes(htpasswd)
+    write_htpasswd(directory / "htpasswd", USERNAME, password)
     port = free_port()
     config = {
         "version": 0.1,

@@ -139,12 +139,7 @@ class Kube:
                 if condition.status == "True" and condition.type in ("Complete", "Failed"):
                     return "ready" if condition.type == "Complete" else "failed"
             return "waiting"
-        read = {
-            "Deployment": self.apps.read_namespaced_deployment_status,
-            "StatefulSet": self.apps.read_namespaced_stateful_set_status,
-            "DaemonSet": self.apps.read_namespaced_daemon_set_status,
-        }[w.kind]
-        found = self._read(lambda: read(w.name, w.namespace))
+        found = self._read_workload(w)
         if found is None:
             return "absent"
         status, spec = found.status, found.spec
@@ -161,6 +156,15 @@ class Kube:
             if wanted is not None and (ready or 0) == wanted == (current or 0)
             else "waiting"
         )
+
+    def _read_workload(self, w: Workload) -> Any:
+        """A Deployment, StatefulSet or DaemonSet with its spec and status; None if absent."""
+        read = {
+            "Deployment": self.apps.read_namespaced_deployment,
+            "StatefulSet": self.apps.read_namespaced_stateful_set,
+            "DaemonSet": self.apps.read_namespaced_daemon_set,
+        }[w.kind]
+        return self._read(lambda: read(w.name, w.namespace))
 
     def _restarts(self, workload: Workload) -> int:
         return sum(
@@ -195,12 +199,7 @@ class Kube:
         if w.kind == "Job":
             selector = f"job-name={w.name}"
         else:
-            read = {
-                "Deployment": self.apps.read_namespaced_deployment,
-                "StatefulSet": self.apps.read_namespaced_stateful_set,
-                "DaemonSet": self.apps.read_namespaced_daemon_set,
-            }[w.kind]
-            found = self._read(lambda: read(w.name, w.namespace))
+            found = self._read_workload(w)
             if found is None or not found.spec.selector.match_labels:
                 return []
             selector = ",".join(f"{k}={v}" for k, v in found.spec.selector.match_labels.items())
@@ -236,24 +235,18 @@ class Kube:
     # ---- calls ----------------------------------------------------------------------------
 
     def _read(self, call: Callable[[], Any]) -> Any:
-        from kubernetes.client.exceptions import ApiException
+        """`call`'s answer, or None when the object does not exist."""
+        return self._call(call, missing_ok=True)
 
-        try:
-            return self._call(call, passthrough=True)
-        except ApiException as exc:
-            if exc.status == 404:
-                return None
-            raise ClusterUnreachable(f"the API server refused: {exc.status} {exc.reason}") from exc
-
-    def _call(self, call: Callable[[], Any], passthrough: bool = False) -> Any:
+    def _call(self, call: Callable[[], Any], missing_ok: bool = False) -> Any:
         from kubernetes.client.exceptions import ApiException
         from urllib3.exceptions import HTTPError
 
         try:
             return call()
         except ApiException as exc:
-            if passthrough:
-                raise
+            if missing_ok and exc.status == 404:
+                return None
             raise ClusterUnreachable(f"the API server refused: {exc.status} {exc.reason}") from exc
         except (HTTPError, OSError) as exc:
             raise ClusterUnreachable(f"the API server did not answer: {exc}") from exc

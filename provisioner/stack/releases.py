@@ -130,16 +130,12 @@ class Releases:
         return self._run(self._uninstall(name, namespace, timeout), name)
 
     async def _uninstall(self, name: str, namespace: str, timeout: int) -> bool:
-        from pyhelm3.errors import ReleaseNotFoundError
-
-        try:
-            current = await self._client.get_current_revision(name, namespace=namespace)
-        except ReleaseNotFoundError:
+        if await self._revision(name, namespace) is None:
             return False
         await self._client.uninstall_release(
             name, namespace=namespace, timeout=f"{timeout}s", wait=True
         )
-        return current is not None
+        return True
 
     def _run(self, work: Coroutine[Any, Any, T], name: str) -> T:
         from pyhelm3 import errors

@@ -7,7 +7,8 @@ only way across is a bundle, as at a real site.
 
 - `package_sigstore_charts`: `helm package` of the upstream charts, with the charts they depend
   on (rekor → trillian 0.3.16, fulcio → ctlog 0.2.66) vendored first, as a site must ship them;
-- `sigstore_chart_repo`: a session fixture serving those packages on loopback.
+- `sigstore_chart_packages`: those packages, made once per session;
+- `sigstore_chart_repo`: a session fixture serving them on loopback.
 """
 
 from __future__ import annotations
@@ -45,9 +46,20 @@ def package_sigstore_charts(destination: Path, home: Path) -> list[Path]:
 
 
 @pytest.fixture(scope="session")
-def sigstore_chart_repo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChartRepo]:
-    """The upstream sigstore charts as a chart repository on http://127.0.0.1:PORT/."""
+def sigstore_chart_packages(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The upstream charts packaged once per session, dependencies vendored: archive by the
+    directory it came from (`ctlog-0.2.66` beside `ctlog`)."""
     root = tmp_path_factory.mktemp("sigstore-charts")
     archives = package_sigstore_charts(root / "packages", root / "home")
+    return dict(zip(CHARTS, archives, strict=True))
+
+
+@pytest.fixture(scope="session")
+def sigstore_chart_repo(
+    sigstore_chart_packages: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ChartRepo]:
+    """The upstream sigstore charts as a chart repository on http://127.0.0.1:PORT/."""
+    root = tmp_path_factory.mktemp("sigstore-chart-repo")
+    archives = list(sigstore_chart_packages.values())
     with serve_chart_repo(go_tool("helm"), archives, root / "repo") as repo:
         yield repo

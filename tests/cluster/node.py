@@ -33,6 +33,7 @@ from tests.cluster.images import CLUSTER_IMAGES, ImageBuilder, base_layer, progr
 from tests.cluster.manifests import coredns
 from tests.cluster.network import GUARD_REFUSED, GuardRefused, NodeNamespace
 from tests.cluster.pki import NODE_NAME, ClusterPKI, make_cluster_pki
+from tests.registries import write_htpasswd
 from tests.stack.procs import ProcessManager, StackError
 from tests.tools import go_program_from_source
 
@@ -221,16 +222,9 @@ class Cluster:
 
     def _write_configs(self) -> None:
         a = self.namespace.addresses
-        htpasswd = self.paths.registry / "htpasswd"
-        htpasswd.parent.mkdir(parents=True, exist_ok=True)
-        hashed = subprocess.run(
-            ["htpasswd", "-nBbi", REGISTRY_USER],
-            input=self.registry_password,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        htpasswd.write_text(hashed)
+        htpasswd = write_htpasswd(
+            self.paths.registry / "htpasswd", REGISTRY_USER, self.registry_password
+        )
         configs.write_registry(self.paths, a, self.pki, htpasswd)
         configs.write_cni(self.paths, a)
         configs.write_kubelet(self.paths, a, self.pki, self.namespace.cgroup_root)

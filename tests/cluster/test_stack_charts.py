@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import json
 import secrets
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -209,6 +208,7 @@ def rekor(
     cluster: Cluster,
     trillian: str,
     internal_stack_images: Images,
+    sigstore_chart_packages: dict[str, Path],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> bytes:
     """A `helm install --wait` of the rekor chart against the trillian release, signing with a
@@ -229,9 +229,7 @@ def rekor(
         ]
     )
     directory = tmp_path_factory.mktemp("rekor")
-    chart = directory / "rekor"
-    shutil.copytree(CHARTS / "rekor", chart)
-    shutil.copytree(CHARTS / "trillian", chart / "charts" / "trillian")
+    chart = sigstore_chart_packages["rekor"]  # trillian vendored
 
     def image(name: str) -> dict[str, str]:
         return _image(cluster, internal_stack_images, name)
@@ -283,7 +281,10 @@ def test_rekor_serves_its_log_on_its_tree_with_the_key_given_to_it(
 
 @pytest.fixture(scope="module")
 def fulcio(
-    cluster: Cluster, internal_stack_images: Images, tmp_path_factory: pytest.TempPathFactory
+    cluster: Cluster,
+    internal_stack_images: Images,
+    sigstore_chart_packages: dict[str, Path],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> bytes:
     """A `helm install --wait` of the fulcio chart with its file CA given to it (createcerts
     off, as an air-gapped install does); the CA's certificate (PEM)."""
@@ -306,9 +307,7 @@ def fulcio(
         ]
     )
     directory = tmp_path_factory.mktemp("fulcio")
-    chart = directory / "fulcio"
-    shutil.copytree(CHARTS / "fulcio", chart)
-    shutil.copytree(CHARTS / "ctlog-0.2.66", chart / "charts" / "ctlog")
+    chart = sigstore_chart_packages["fulcio"]  # ctlog 0.2.66 vendored
     values = {
         "imagePullSecrets": [{"name": PULL_SECRET}],
         "server": {

@@ -37,7 +37,6 @@ from provisioner.stack.values import (
     pull_secret_service_accounts,
     registry_ca_configmap,
 )
-from tests.cluster.connected import package_sigstore_charts
 from tests.conftest import SHARED
 from tests.provisioner.stack.sites import REGISTRY, lab_site, site_document
 from tests.tools import go_tool
@@ -60,10 +59,9 @@ MORE_IMAGES = (
 
 
 @pytest.fixture(scope="module")
-def charts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def charts(sigstore_chart_packages: dict[str, Path]) -> dict[str, Path]:
     """The upstream charts packaged with their dependencies vendored, at the bundle's versions."""
-    root = tmp_path_factory.mktemp("charts")
-    archives = package_sigstore_charts(root / "packages", root / "home")
+    archives = list(sigstore_chart_packages.values())
     versions = {chart.name: chart.version for chart in load_spec(STACK_SPEC).charts}
     chosen = {}
     for component in COMPONENTS:
