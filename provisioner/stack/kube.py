@@ -41,6 +41,10 @@ class ClusterUnreachable(EnvironmentFailure):
     """The API server did not answer (or refused our credentials)."""
 
 
+class ProbeFailed(EnvironmentFailure):
+    """A service answered a readiness probe with an error, or with the wrong content."""
+
+
 @dataclass(frozen=True)
 class Workload:
     kind: str
@@ -105,6 +109,135 @@ class Kube:
         namespace = manifest["metadata"]["namespace"]
         body: Any = dict(manifest)
         self._call(lambda: self.core.create_namespaced_secret(namespace, body))
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The secret as the API's JSON (base64 `data`), for secrets.py; None when absent."""
+        found = self._read(lambda: self.core.read_namespaced_secret(name, namespace))
+        return None if found is None else self._plain(found)
+
+    def read_config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The ConfigMap's `data`; None when there is no such ConfigMap."""
+        found = self._read(lambda: self.core.read_namespaced_config_map(name, namespace))
+        return None if found is None else dict(found.data or {})
+
+    def ensure_replaceable(self, manifest: Mapping[str, Any]) -> str:
+        """A Secret or ConfigMap that is not a key (a pull secret, the served TUF repository):
+        created when absent, replaced when its content differs. 'created', 'updated' or
+        'unchanged'."""
+        kind, metadata = manifest["kind"], manifest["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        body: Any = dict(manifest)
+        if kind == "Secret":
+            read, create, replace = (
+                self.core.read_namespaced_secret,
+                self.core.create_namespaced_secret,
+                self.core.replace_namespaced_secret,
+            )
+            fields = ("type", "data")
+        elif kind == "ConfigMap":
+            read, create, replace = (
+                self.core.read_namespaced_config_map,
+                self.core.create_namespaced_config_map,
+                self.core.replace_namespaced_config_map,
+            )
+            fields = ("data", "binaryData")
+        else:
+            raise UsageError(f"{kind} {namespace}/{name}: not a Secret or ConfigMap")
+        found = self._read(lambda: read(name, namespace))
+        if found is None:
+            self._call(lambda: create(namespace, body))
+            return "created"
+        current = self._plain(found)
+        if all((current.get(f) or None) == (manifest.get(f) or None) for f in fields):
+            return "unchanged"
+        self._call(lambda: replace(name, namespace, body))
+        return "updated"
+
+    def ensure_created(self, manifest: Mapping[str, Any]) -> str:
+        """An object made once and then left alone (a volume, a claim, a binding): 'created'
+        or 'unchanged'. Claims and volumes are immutable where it matters anyway."""
+        from kubernetes import client
+
+        kind, metadata = manifest["kind"], manifest["metadata"]
+        name, namespace = metadata["name"], metadata.get("namespace")
+        body: Any = dict(manifest)
+        rbac = client.RbacAuthorizationV1Api(self.api_client)
+        calls: dict[str, tuple[Callable[[], Any], Callable[[], Any]]] = {
+            "PersistentVolume": (
+                lambda: self.core.read_persistent_volume(name),
+                lambda: self.core.create_persistent_volume(body),
+            ),
+            "PersistentVolumeClaim": (
+                lambda: self.core.read_namespaced_persistent_volume_claim(name, namespace),
+                lambda: self.core.create_namespaced_persistent_volume_claim(namespace, body),
+            ),
+            "ClusterRoleBinding": (
+                lambda: rbac.read_cluster_role_binding(name),
+                lambda: rbac.create_cluster_role_binding(body),
+            ),
+        }
+        if kind not in calls:
+            raise UsageError(f"{kind} {name}: not an object airgap makes once")
+        read, create = calls[kind]
+        if self._read(read) is not None:
+            return "unchanged"
+        self._call(create)
+        return "created"
+
+    def add_pull_secret(self, namespace: str, account: str, secret: str) -> str:
+        """Add `secret` to the ServiceAccount's imagePullSecrets (for a chart that takes none):
+        'updated' or 'unchanged'."""
+        found = self._read(lambda: self.core.read_namespaced_service_account(account, namespace))
+        if found is None:
+            raise StepNotReady(f"serviceaccount {namespace}/{account} does not exist", "")
+        names = [ref.name for ref in found.image_pull_secrets or []]
+        if secret in names:
+            return "unchanged"
+        body: Any = {"imagePullSecrets": [{"name": n} for n in [*names, secret]]}
+        self._call(lambda: self.core.patch_namespaced_service_account(account, namespace, body))
+        return "updated"
+
+    def delete(self, kind: str, name: str, namespace: str | None = None) -> bool:
+        """Delete an object airgap made; False when it was not there."""
+        from kubernetes import client
+
+        rbac = client.RbacAuthorizationV1Api(self.api_client)
+        calls: dict[str, Callable[[], Any]] = {
+            "Secret": lambda: self.core.delete_namespaced_secret(name, namespace),
+            "ConfigMap": lambda: self.core.delete_namespaced_config_map(name, namespace),
+            "PersistentVolumeClaim": lambda: self.core.delete_namespaced_persistent_volume_claim(
+                name, namespace
+            ),
+            "PersistentVolume": lambda: self.core.delete_persistent_volume(name),
+            "ClusterRoleBinding": lambda: rbac.delete_cluster_role_binding(name),
+            "Namespace": lambda: self.core.delete_namespace(name),
+        }
+        return self._read(calls[kind]) is not None
+
+    def service_get(self, namespace: str, service: str, path: str) -> bytes:
+        """GET `path` from a Service through the API server's proxy: how the installer reaches
+        in-cluster services from outside the cluster. A non-2xx answer raises ProbeFailed."""
+        from kubernetes.client.exceptions import ApiException
+
+        found = self._read(lambda: self.core.read_namespaced_service(service, namespace))
+        if found is None:
+            raise ProbeFailed(f"service {namespace}/{service} does not exist")
+        port = found.spec.ports[0].port
+        try:
+            answer = self.core.connect_get_namespaced_service_proxy_with_path(
+                f"{service}:{port}", namespace, path.lstrip("/"), _preload_content=False
+            )
+        except ApiException as exc:
+            raise ProbeFailed(
+                f"GET {path} from service {namespace}/{service}: {exc.status} {exc.reason}"
+            ) from exc
+        except OSError as exc:
+            raise ClusterUnreachable(f"the API server did not answer: {exc}") from exc
+        return bytes(answer.data)
+
+    def _plain(self, found: Any) -> dict[str, Any]:
+        plain: dict[str, Any] = self.api_client.sanitize_for_serialization(found)
+        return plain
 
     # ---- readiness ------------------------------------------------------------------------
 

@@ -9,10 +9,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from provisioner.create.charts import merge_values as merge
 from provisioner.stack.chart_check import chart_files, check_images, check_known_keys, render
 from provisioner.stack.keys import PublicMaterial
 from provisioner.stack.mapping import ImageMapping
@@ -38,11 +40,14 @@ def render_component(
     public: PublicMaterial,
     *,
     helm: str | os.PathLike[str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
 ) -> RenderedComponent:
     """Build `component`'s values for `chart` (a directory or a packaged archive, subcharts
     vendored) and check them: known keys, helm's schema check, internal images by digest."""
     files = chart_files(chart)
     values = build_values(component, site, mapping, public, files.values)
+    if overrides:  # what only the install knows: recorded tree IDs, the served repository
+        values = merge(values, dict(overrides))
     check_known_keys(values, files)
     namespace = component_namespace(site, component)
     documents = render(chart, values, release=component, namespace=namespace, helm=helm)

@@ -3,7 +3,9 @@ refused, every error one line naming the field).
 
     apiVersion: airgap.dev/v1
     kind: Site
+    charts: bundle/charts                               # the charts' archives (searched below)
     registry: {host: registry.internal:5000, caFile: ca.pem, pullSecret: internal-registry,
+               credentials: registry-auth.json,    # docker config: the pull secret's content
                mapping: sigstore-stack.import-mapping-0123456789abcdef.json}
     namespaces: {trillian: trillian-system, ...}        # optional, these are the defaults
     ingress: {className: nginx, hosts: {rekor: {host: rekor.example.internal, tlsSecret: t}}}
@@ -12,7 +14,7 @@ refused, every error one line naming the field).
     database: {external: {host: db.internal, port: 3306, secret: trillian-db}}  # or absent
     tsa: {enabled: false}
     tuf: {expiry: {root: 365, targets: 90, snapshot: 7, timestamp: 1},           # days
-          serverImage: docker.io/library/nginx:1.27}   # its static server (tuf.yaml)
+          serverImage: docker.io/nginxinc/nginx-unprivileged:1.27-alpine}  # static server
     keys: {fulcio: {organization: Example, commonName: Example Fulcio, rootDays: 3650,
                     intermediate: true}}
 
@@ -54,6 +56,9 @@ DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
 ISSUER_TYPES = ("kubernetes", "email", "uri", "username", "spiffe", "github-workflow", "gitlab")
 DEFAULT_EXPIRY_DAYS = {"root": 365, "targets": 90, "snapshot": 7, "timestamp": 1}
 CT_LOG_PREFIX = "sigstore"
+# A static web server for the TUF repository: serves /usr/share/nginx/html on 8080, unprivileged,
+# with no arguments (the tuf chart passes none). The chart's own server makes new keys.
+DEFAULT_TUF_SERVER_IMAGE = "docker.io/nginxinc/nginx-unprivileged:1.27-alpine"
 # Service names the charts get from charts-values/ (fullnameOverride and friends).
 SERVICES = {
     "rekor": "rekor-server",
@@ -77,6 +82,7 @@ class Registry:
     mapping: Path
     ca_file: Path | None = None
     pull_secret: str | None = None
+    credentials: Path | None = None  # a docker config.json: install writes the pull secret
 
 
 @dataclass(frozen=True)
@@ -134,6 +140,7 @@ class FulcioCA:
 @dataclass(frozen=True)
 class Site:
     path: Path
+    charts: Path
     registry: Registry
     storage: Storage
     namespaces: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_NAMESPACES))
@@ -143,7 +150,9 @@ class Site:
     tsa: bool = False
     tuf_expiry_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_EXPIRY_DAYS))
     fulcio_ca: FulcioCA = FulcioCA()
-    tuf_server_image: ImageRef | None = None
+    tuf_server_image: ImageRef = field(
+        default_factory=lambda: parse_image_ref(DEFAULT_TUF_SERVER_IMAGE)
+    )
 
     def namespace(self, component: str) -> str:
         return self.namespaces[component]
@@ -181,7 +190,7 @@ class _SiteReader(StrictReader):
         top = self.mapping(
             document,
             "",
-            required=("apiVersion", "kind", "registry", "storage"),
+            required=("apiVersion", "kind", "charts", "registry", "storage"),
             optional=("namespaces", "ingress", "oidc", "database", "tsa", "tuf", "keys"),
         )
         if top["apiVersion"] != API_VERSION:
@@ -191,6 +200,7 @@ class _SiteReader(StrictReader):
         tsa = self.mapping(top.get("tsa", {}), "tsa", optional=("enabled",))
         return Site(
             path=self.path,
+            charts=self.file(top["charts"], "charts"),
             registry=self.registry(top["registry"], "registry"),
             storage=self.storage(top["storage"], "storage"),
             namespaces=self.namespaces(top.get("namespaces", {}), "namespaces"),
@@ -207,19 +217,28 @@ class _SiteReader(StrictReader):
 
     def registry(self, value: object, path: str) -> Registry:
         entry = self.mapping(
-            value, path, required=("host", "mapping"), optional=("caFile", "pullSecret")
+            value,
+            path,
+            required=("host", "mapping"),
+            optional=("caFile", "pullSecret", "credentials"),
         )
         host = self.string(entry["host"], at(path, "host"))
         if not _REGISTRY_HOST.fullmatch(host):
             self.fail(at(path, "host"), f"{host!r} is not HOST[:PORT]")
-        return Registry(
+        registry = Registry(
             host=host,
             mapping=self.file(entry["mapping"], at(path, "mapping")),
             ca_file=self.file(entry["caFile"], at(path, "caFile")) if "caFile" in entry else None,
             pull_secret=self.name(entry["pullSecret"], at(path, "pullSecret"))
             if "pullSecret" in entry
             else None,
+            credentials=self.file(entry["credentials"], at(path, "credentials"))
+            if "credentials" in entry
+            else None,
         )
+        if registry.credentials is not None and registry.pull_secret is None:
+            self.fail(at(path, "credentials"), "given without pullSecret, the secret it fills")
+        return registry
 
     def namespaces(self, value: object, path: str) -> dict[str, str]:
         entry = self.mapping(value, path, optional=COMPONENTS)
@@ -321,10 +340,10 @@ class _SiteReader(StrictReader):
                 )
         return days
 
-    def tuf_server_image(self, value: object, path: str) -> ImageRef | None:
+    def tuf_server_image(self, value: object, path: str) -> ImageRef:
         entry = self.mapping(value, path, optional=("expiry", "serverImage"))
         if "serverImage" not in entry:
-            return None
+            return parse_image_ref(DEFAULT_TUF_SERVER_IMAGE)
         where = at(path, "serverImage")
         try:
             return parse_image_ref(self.string(entry["serverImage"], where))

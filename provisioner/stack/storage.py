@@ -39,8 +39,10 @@ def claims(site: Site) -> list[dict[str, Any]]:
     ]
 
 
-def persistent_volumes(site: Site) -> list[dict[str, Any]]:
-    """hostPath volumes for the claims, on a site that has no provisioner; else none."""
+def persistent_volumes(site: Site, instance: str) -> list[dict[str, Any]]:
+    """hostPath volumes for the claims, on a site that has no provisioner; else none. Each
+    install `instance` (new after `uninstall --delete-keys`) gets its own directories: a new
+    database password never meets an old database's files."""
     if site.storage.host_path is None:
         return []
     volumes = []
@@ -58,7 +60,7 @@ def persistent_volumes(site: Site) -> list[dict[str, Any]]:
                     "persistentVolumeReclaimPolicy": "Retain",
                     "claimRef": {"namespace": namespace, "name": name},
                     "hostPath": {
-                        "path": str(site.storage.host_path / f"{namespace}-{name}"),
+                        "path": str(site.storage.host_path / f"{namespace}-{name}-{instance}"),
                         "type": "DirectoryOrCreate",
                     },
                 },

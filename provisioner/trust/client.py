@@ -11,14 +11,14 @@ VerificationFailure naming the repository.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from tuf.api.exceptions import DownloadError, DownloadHTTPError, RepositoryError
 from tuf.api.metadata import Metadata, Targets
 from tuf.ngclient import FetcherInterface, Updater
 
-from offline.errors import VerificationFailure
+from offline.errors import AirgapError, VerificationFailure
 
 _BASE = "airgap-repository://local/"
 
@@ -39,8 +39,34 @@ class DirectoryFetcher(FetcherInterface):
         yield path.read_bytes()
 
 
+class FunctionFetcher(FetcherInterface):
+    """Serves the repository through `get(path)` (a service in a cluster, say); a missing file
+    is `get` raising an AirgapError, which the client sees as a 404."""
+
+    def __init__(self, get: Callable[[str], bytes], base_url: str = _BASE) -> None:
+        self._get = get
+        self._base = base_url
+
+    def _fetch(self, url: str) -> Iterator[bytes]:
+        if not url.startswith(self._base):
+            raise DownloadError(f"{url} is not in the repository")
+        try:
+            yield self._get(url[len(self._base) :])
+        except AirgapError as exc:
+            raise DownloadHTTPError(f"{url}: {exc}", 404) from None
+
+
 def fetch_all_targets(repository: Path, pinned_root: bytes) -> dict[str, bytes]:
     """Every target of the repository, as a TUF client pinned to `pinned_root` gets it."""
+    return _fetch_all(DirectoryFetcher(repository), pinned_root, str(repository))
+
+
+def fetch_all_targets_with(get: Callable[[str], bytes], pinned_root: bytes) -> dict[str, bytes]:
+    """The same, for a repository served through `get(path)`."""
+    return _fetch_all(FunctionFetcher(get), pinned_root, "the served repository")
+
+
+def _fetch_all(fetcher: FetcherInterface, pinned_root: bytes, repository: str) -> dict[str, bytes]:
     try:
         with tempfile.TemporaryDirectory(prefix="airgap-tuf-client-") as scratch:
             metadata_dir = Path(scratch) / "metadata"
@@ -50,7 +76,7 @@ def fetch_all_targets(repository: Path, pinned_root: bytes) -> dict[str, bytes]:
                 metadata_base_url=_BASE,
                 target_dir=str(Path(scratch) / "targets"),
                 target_base_url=_BASE + "targets/",
-                fetcher=DirectoryFetcher(repository),
+                fetcher=fetcher,
                 bootstrap=pinned_root,
             )
             updater.refresh()

@@ -63,7 +63,7 @@ def check_targets(targets: Sequence[Target]) -> list[Target]:
         if target.name in seen:
             raise UsageError(f"target {target.name} is given twice")
         seen.add(target.name)
-        _check_content(target)
+        check_content(target)
     if TRUSTED_ROOT not in seen:
         raise UsageError(
             f"no {TRUSTED_ROOT} among the targets: Sigstore clients read their trust from it"
@@ -71,7 +71,7 @@ def check_targets(targets: Sequence[Target]) -> list[Target]:
     return sorted(targets, key=lambda t: t.name)
 
 
-def _check_content(target: Target) -> None:
+def check_content(target: Target) -> None:
     name, data = target.name, target.data
     where = f"target {name}"
     if len(data) > MAX_TARGET_SIZE:

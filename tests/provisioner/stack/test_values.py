@@ -508,11 +508,11 @@ def test_a_site_without_a_provisioner_gets_host_path_volumes(
     mapping: ImageMapping, charts: dict[str, Path]
 ) -> None:
     bare = make_site(storage={"class": "manual", "hostPath": "/var/lib/airgap", "mysqlSize": "2Gi"})
-    (volume,) = persistent_volumes(bare)
+    (volume,) = persistent_volumes(bare, "a1b2c3")
     assert volume["spec"]["claimRef"] == {"namespace": "trillian-system", "name": "trillian-mysql"}
     assert volume["spec"]["storageClassName"] == "manual"
     assert volume["spec"]["capacity"] == {"storage": "2Gi"}
-    assert volume["spec"]["hostPath"]["path"] == "/var/lib/airgap/trillian-system-trillian-mysql"
+    assert volume["spec"]["hostPath"]["path"] == "/var/lib/airgap/trillian-system-trillian-mysql-a1b2c3"
     (claim,) = claims(bare)
     assert claim["spec"]["storageClassName"] == "manual"
     # The non-root Rekor cannot write a root-owned hostPath directory: its attestations go to
@@ -529,7 +529,7 @@ def test_a_site_without_a_provisioner_gets_host_path_volumes(
         v for v in server["spec"]["template"]["spec"]["volumes"] if v["name"] == "storage"
     )
     assert storage == {"name": "storage", "emptyDir": {}}
-    assert persistent_volumes(make_site()) == []
+    assert persistent_volumes(make_site(), "a1b2c3") == []
 
 
 def test_a_site_can_name_the_tuf_static_server(
