@@ -110,6 +110,56 @@ class Kube:
         body: Any = dict(manifest)
         self._call(lambda: self.core.create_namespaced_secret(namespace, body))
 
+    def namespace_exists(self, name: str) -> bool:
+        return self._read(lambda: self.core.read_namespace(name)) is not None
+
+    def exists(self, workload: Workload) -> bool:
+        if workload.kind == "Job":
+            read = self.batch.read_namespaced_job
+            return self._read(lambda: read(workload.name, workload.namespace)) is not None
+        return self._read_workload(workload) is not None
+
+    def ensure_service_account(
+        self, namespace: str, name: str, release: str, pull_secret: str
+    ) -> str:
+        """A ServiceAccount that a chart makes but cannot give a pull secret: made first with
+        Helm's ownership marks (the release adopts it), the pull secret on it."""
+        found = self._read(lambda: self.core.read_namespaced_service_account(name, namespace))
+        if found is not None:
+            return self.add_pull_secret(namespace, name, pull_secret)
+        body: Any = {
+            "metadata": {
+                "name": name,
+                "labels": {"app.kubernetes.io/managed-by": "Helm"},
+                "annotations": {
+                    "meta.helm.sh/release-name": release,
+                    "meta.helm.sh/release-namespace": namespace,
+                },
+            },
+            "imagePullSecrets": [{"name": pull_secret}],
+        }
+        self._call(lambda: self.core.create_namespaced_service_account(namespace, body))
+        return "created"
+
+    def is_ready(self, workload: Workload) -> bool:
+        return self._readiness(workload) == "ready"
+
+    def running_images(self, workload: Workload) -> list[str]:
+        """The image each of the workload's pods runs, by digest (as the node resolved it)."""
+        images = set()
+        for pod in self._pods_of(workload):
+            for status in pod.status.container_statuses or []:
+                images.add(status.image_id or status.image)
+        return sorted(images)
+
+    def airgap_volumes(self) -> list[str]:
+        listed = self._call(
+            lambda: self.core.list_persistent_volume(
+                label_selector="app.kubernetes.io/managed-by=airgap"
+            )
+        )
+        return sorted(v.metadata.name for v in listed.items)
+
     def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
         """The secret as the API's JSON (base64 `data`), for secrets.py; None when absent."""
         found = self._read(lambda: self.core.read_namespaced_secret(name, namespace))
@@ -127,6 +177,9 @@ class Kube:
         kind, metadata = manifest["kind"], manifest["metadata"]
         namespace, name = metadata["namespace"], metadata["name"]
         body: Any = dict(manifest)
+        read: Callable[..., Any]
+        create: Callable[..., Any]
+        replace: Callable[..., Any]
         if kind == "Secret":
             read, create, replace = (
                 self.core.read_namespaced_secret,
@@ -202,11 +255,12 @@ class Kube:
         from kubernetes import client
 
         rbac = client.RbacAuthorizationV1Api(self.api_client)
+        ns = namespace or ""
         calls: dict[str, Callable[[], Any]] = {
-            "Secret": lambda: self.core.delete_namespaced_secret(name, namespace),
-            "ConfigMap": lambda: self.core.delete_namespaced_config_map(name, namespace),
+            "Secret": lambda: self.core.delete_namespaced_secret(name, ns),
+            "ConfigMap": lambda: self.core.delete_namespaced_config_map(name, ns),
             "PersistentVolumeClaim": lambda: self.core.delete_namespaced_persistent_volume_claim(
-                name, namespace
+                name, ns
             ),
             "PersistentVolume": lambda: self.core.delete_persistent_volume(name),
             "ClusterRoleBinding": lambda: rbac.delete_cluster_role_binding(name),
@@ -224,7 +278,7 @@ class Kube:
             raise ProbeFailed(f"service {namespace}/{service} does not exist")
         port = found.spec.ports[0].port
         try:
-            answer = self.core.connect_get_namespaced_service_proxy_with_path(
+            answer: Any = self.core.connect_get_namespaced_service_proxy_with_path(
                 f"{service}:{port}", namespace, path.lstrip("/"), _preload_content=False
             )
         except ApiException as exc:
