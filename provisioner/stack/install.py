@@ -146,7 +146,7 @@ class Installer:
         self.options = options
         self.report = report
         self.result = InstallResult()
-        self._started = time.monotonic()
+        self.rendered: dict[str, RenderedComponent] = {}
 
     # ---- the whole walk -------------------------------------------------------------------
 
@@ -157,6 +157,13 @@ class Installer:
         else:
             self.apply(prepared)
         return self.result
+
+    def prepared_values(self) -> dict[str, dict[str, Any]]:
+        """Each release's chart and values, as the last prepare rendered them (dry run)."""
+        return {
+            c: {"chart": r.chart.name, "namespace": r.namespace, "values": r.values}
+            for c, r in self.rendered.items()
+        }
 
     def components(self) -> list[str]:
         wanted = ["trillian", "rekor", "fulcio", "ctlog"]
@@ -196,6 +203,7 @@ class Installer:
             )
             for c in components
         }
+        self.rendered = rendered
         return Prepared(
             components,
             keys,
