@@ -48,6 +48,8 @@ def render_component(
     values = build_values(component, site, mapping, public, files.values)
     if overrides:  # what only the install knows: recorded tree IDs, the served repository
         values = merge(values, dict(overrides))
+    if site.values.get(component):  # the site's own, last: the chart's schema checks them
+        values = merge(values, dict(site.values[component]))
     check_known_keys(values, files)
     namespace = component_namespace(site, component)
     documents = render(chart, values, release=component, namespace=namespace, helm=helm)

@@ -17,6 +17,7 @@ refused, every error one line naming the field).
           serverImage: docker.io/nginxinc/nginx-unprivileged:1.27-alpine}  # static server
     keys: {fulcio: {organization: Example, commonName: Example Fulcio, rootDays: 3650,
                     intermediate: true}}
+    values: {rekor: {server: {replicaCount: 2}}}   # the site's own chart values, merged last
 
 Relative paths are relative to the site file. Everything that names a Service inside the
 cluster comes from here and from the fixed release names of charts-values/ (`Site.urls`).
@@ -41,6 +42,8 @@ API_VERSION = "airgap.dev/v1"
 KIND = "Site"
 COMPONENTS = ("trillian", "rekor", "fulcio", "ctlog", "tsa", "tuf", "policyController")
 # Components reached from outside the cluster through an ingress (trillian never is).
+# Components whose chart values a site may extend (`values:`), by release name.
+VALUES_COMPONENTS = ("trillian", "rekor", "fulcio", "ctlog", "tsa", "tuf", "policy-controller")
 INGRESS_COMPONENTS = ("rekor", "fulcio", "ctlog", "tsa", "tuf")
 DEFAULT_NAMESPACES = {
     "trillian": "trillian-system",
@@ -150,6 +153,7 @@ class Site:
     tsa: bool = False
     tuf_expiry_days: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_EXPIRY_DAYS))
     fulcio_ca: FulcioCA = FulcioCA()
+    values: Mapping[str, Mapping[str, object]] = field(default_factory=dict)
     tuf_server_image: ImageRef = field(
         default_factory=lambda: parse_image_ref(DEFAULT_TUF_SERVER_IMAGE)
     )
@@ -191,7 +195,16 @@ class _SiteReader(StrictReader):
             document,
             "",
             required=("apiVersion", "kind", "charts", "registry", "storage"),
-            optional=("namespaces", "ingress", "oidc", "database", "tsa", "tuf", "keys"),
+            optional=(
+                "namespaces",
+                "ingress",
+                "oidc",
+                "database",
+                "tsa",
+                "tuf",
+                "keys",
+                "values",
+            ),
         )
         if top["apiVersion"] != API_VERSION:
             self.fail("apiVersion", f"expected {API_VERSION!r}; got {top['apiVersion']!r}")
@@ -211,6 +224,7 @@ class _SiteReader(StrictReader):
             tuf_expiry_days=self.expiry(top.get("tuf", {}), "tuf"),
             tuf_server_image=self.tuf_server_image(top.get("tuf", {}), "tuf"),
             fulcio_ca=self.keys(top.get("keys", {}), "keys"),
+            values=self.chart_values(top.get("values", {}), "values"),
         )
 
     # -- sections -------------------------------------------------------------------------
@@ -373,6 +387,13 @@ class _SiteReader(StrictReader):
                 fulcio.get("intermediate", default.intermediate), at(where, "intermediate")
             ),
         )
+
+    def chart_values(self, value: object, path: str) -> dict[str, Mapping[str, object]]:
+        """Per component, values merged over airgap's; each chart's schema checks them."""
+        entry = self.mapping(value, path, optional=VALUES_COMPONENTS)
+        return {
+            component: self.table(given, at(path, component)) for component, given in entry.items()
+        }
 
     # -- values ---------------------------------------------------------------------------
 
