@@ -189,7 +189,11 @@ class Installer:
         public = public_material(keys)
         trusted_root = trusted_root_json(public.trusted_root_spec(site)).encode()
         signing = signing_config_json(site, public)
-        tuf = self._tuf_repository(public, trusted_root, signing) if "tuf" in components else None
+        tuf = (
+            self._tuf_repository(public, trusted_root, signing, sign=False)
+            if "tuf" in components
+            else None
+        )
         pull_secret = self._pull_secret(components)
         rendered = {
             c: render_component(
@@ -275,8 +279,10 @@ class Installer:
         }
 
     def _tuf_repository(
-        self, public: PublicMaterial, trusted_root: bytes, signing: bytes
+        self, public: PublicMaterial, trusted_root: bytes, signing: bytes, *, sign: bool
     ) -> TufRepository:
+        """The repository to serve: as published now (`sign` False: prepare and dry runs sign
+        nothing), or after a build that publishes these targets (once the keys are stored)."""
         from provisioner.trust.build import build
         from provisioner.trust.layout import RepoLayout, pinned_root, repository_dir
         from provisioner.trust.published import read_published
@@ -284,21 +290,17 @@ class Installer:
 
         assert self.options.trust_repo is not None
         layout = RepoLayout(self.options.trust_repo)
-        wanted = {t.name: t.data for t in public.tuf_targets(trusted_root, signing)}
-        if self.options.dry_run:
+        targets = public.tuf_targets(trusted_root, signing)
+        wanted = {t.name: t.data for t in targets}
+        if sign:
+            result = build(layout.path, targets, online_password=self.options.online_password)
+            generation, changed = result.generation, result.changed
+        else:
             previous = read_published(layout)
             if previous is None:
                 return TufRepository(b"", {}, wanted, changed=True)
-            current = {t.name: t.data for t in previous.files}
             generation = previous.generation
-            changed = current != wanted
-        else:
-            result = build(
-                layout.path,
-                public.tuf_targets(trusted_root, signing),
-                online_password=self.options.online_password,
-            )
-            generation, changed = result.generation, result.changed
+            changed = {t.name: t.data for t in previous.files} != wanted
         files = repository_files(repository_dir(generation))
         return TufRepository(pinned_root(generation).read_bytes(), files, wanted, changed)
 
@@ -477,9 +479,23 @@ class Installer:
         self._record("tsa", f"serviceaccount {namespace}/{account}", action, "with the pull secret")
 
     def _tuf(self, prepared: Prepared) -> None:
-        tuf = prepared.tuf
-        assert tuf is not None
-        self._record("tuf", "repository", "signed" if tuf.changed else "unchanged")
+        """Sign the site's targets into the repository (the keys they name are stored by
+        now), then serve that generation."""
+        started = time.monotonic()
+        tuf = self._tuf_repository(
+            prepared.public, prepared.trusted_root, prepared.signing_config, sign=True
+        )
+        prepared.tuf = tuf
+        self._record("tuf", "repository", "signed" if tuf.changed else "unchanged", "", started)
+        prepared.rendered["tuf"] = render_component(
+            "tuf",
+            prepared.charts["tuf"],
+            self.site,
+            load_mapping(self.site.registry.mapping),
+            prepared.public,
+            helm=self.options.helm,
+            overrides=self._overrides("tuf", prepared.state, tuf),
+        )
         namespace = component_namespace(self.site, "tuf")
         configmap = {
             "apiVersion": "v1",
