@@ -312,6 +312,90 @@ def test_a_component_that_never_becomes_ready_is_named_with_its_reason_and_the_n
     assert snapshot(cluster, installed) == before
 
 
+# -- signing against the stack, verifying without it -----------------------------------------------
+
+
+def cluster_ip(cluster: Cluster, ns: str, service: str) -> str:
+    return cluster.kubectl("-n", ns, "get", "svc", service, "-o", "jsonpath={.spec.clusterIP}")
+
+
+def test_a_keyless_signature_made_with_a_cluster_token_verifies_offline_and_with_cosign(
+    cluster: Cluster, installed: Install, tmp_path: Path
+) -> None:
+    trust = installed.site.parent / "trust"
+    # The client here sits on the node, outside the cluster's DNS: its signing config names the
+    # same services by their cluster IPs.
+    signing = json.loads((trust / "signing_config.v0.2.json").read_text())
+    signing["caUrls"][0]["url"] = f"http://{cluster_ip(cluster, 'fulcio-system', 'fulcio-server')}"
+    rekor = f"http://{cluster_ip(cluster, 'rekor-system', 'rekor-server')}"
+    signing["rekorTlogUrls"][0]["url"] = rekor
+    (tmp_path / "signing.json").write_text(json.dumps(signing))
+    image = f"{cluster.registry}/signed/probe"
+    digest = cluster.images["probe"].split("@", 1)[1]
+    cluster.run(["crane", "copy", cluster.images["probe"], f"{image}:v1"], timeout=120)
+    namespace, account = "ci", "builder"
+    cluster.apply([{"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}}])
+    cluster.apply([{"apiVersion": "v1", "kind": "ServiceAccount",
+                    "metadata": {"name": account, "namespace": namespace}}])  # fmt: skip
+    token = cluster.kubectl("-n", namespace, "create", "token", account, "--audience", "sigstore")
+    cluster.run(
+        ["cosign", "sign", "--yes", "--identity-token", token.strip(),
+         "--signing-config", str(tmp_path / "signing.json"),
+         "--trusted-root", str(trust / "trusted_root.json"), f"{image}@{digest}"],
+        timeout=180,
+    )  # fmt: skip
+    identity = f"https://kubernetes.io/namespaces/{namespace}/serviceaccounts/{account}"
+    issuer = "https://kubernetes.default.svc.cluster.local"
+    checkpoints = tmp_path / "checkpoints"
+    fetched = airgap(
+        cluster, "checkpoint", "fetch", "--rekor", rekor,
+        "--trusted-root", str(trust / "trusted_root.json"), "--checkpoints", str(checkpoints),
+    )  # fmt: skip
+    assert fetched.returncode == 0, fetched.stderr
+
+    # The stack's services go away: what verifies now needs only the registry.
+    for ns, deployment in (("rekor-system", "rekor-server"), ("fulcio-system", "fulcio-server"),
+                           ("ctlog-system", "ctlog"), ("tuf-system", "tuf")):  # fmt: skip
+        cluster.kubectl("-n", ns, "scale", "deployment", deployment, "--replicas=0")
+    verify = [
+        "verify", f"{image}@{digest}", "--trusted-root", str(trust / "trusted_root.json"),
+        "--checkpoints", str(checkpoints), "--registry-ca", str(cluster.pki.ca),
+        "--certificate-oidc-issuer", issuer,
+    ]  # fmt: skip
+    good = airgap(cluster, *verify, "--certificate-identity", identity)
+    assert good.returncode == 0, good.stdout + good.stderr
+    other = identity.replace(account, "someone-else")
+    wrong = airgap(cluster, *verify, "--certificate-identity", other)
+    assert wrong.returncode == 1, wrong.stdout + wrong.stderr
+    cosign = cluster.run(
+        ["cosign", "verify", "--trusted-root", str(trust / "trusted_root.json"),
+         "--certificate-identity", identity, "--certificate-oidc-issuer", issuer,
+         f"{image}@{digest}"],
+        timeout=120, check=False,
+    )  # fmt: skip
+    assert cosign.returncode == 0, cosign.stderr
+    for ns, deployment in (("rekor-system", "rekor-server"), ("fulcio-system", "fulcio-server"),
+                           ("ctlog-system", "ctlog"), ("tuf-system", "tuf")):  # fmt: skip
+        cluster.kubectl("-n", ns, "scale", "deployment", deployment, "--replicas=1")
+
+
+def test_cosign_initializes_from_the_served_tuf_repository(
+    cluster: Cluster, installed: Install, tmp_path: Path
+) -> None:
+    run_install(cluster, installed.site, installed.trust_repo)  # back to serving
+    mirror = f"http://{cluster_ip(cluster, 'tuf-system', 'tuf-server')}"
+    root = installed.trust_repo / "roots" / "1.root.json"
+    home = tmp_path / "home"
+    done = cluster.run(
+        ["cosign", "initialize", "--mirror", mirror, "--root", str(root)],
+        env={"HOME": str(home)}, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    cached = list(home.rglob("trusted_root.json"))
+    expected = (installed.site.parent / "trust" / "trusted_root.json").read_bytes()
+    assert cached and cached[0].read_bytes() == expected
+
+
 # -- uninstall ------------------------------------------------------------------------------------
 
 
