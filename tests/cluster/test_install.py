@@ -354,9 +354,9 @@ def test_a_keyless_signature_made_with_a_cluster_token_verifies_offline_and_with
     assert fetched.returncode == 0, fetched.stderr
 
     # The stack's services go away: what verifies now needs only the registry.
-    for ns, deployment in (("rekor-system", "rekor-server"), ("fulcio-system", "fulcio-server"),
-                           ("ctlog-system", "ctlog"), ("tuf-system", "tuf")):  # fmt: skip
-        cluster.kubectl("-n", ns, "scale", "deployment", deployment, "--replicas=0")
+    services = ("rekor-system", "fulcio-system", "ctlog-system", "tuf-system")
+    for ns in services:
+        cluster.kubectl("-n", ns, "scale", "deployment", "--all", "--replicas=0")
     verify = [
         "verify", f"{image}@{digest}", "--trusted-root", str(trust / "trusted_root.json"),
         "--checkpoints", str(checkpoints), "--registry-ca", str(cluster.pki.ca),
@@ -374,9 +374,8 @@ def test_a_keyless_signature_made_with_a_cluster_token_verifies_offline_and_with
         timeout=120, check=False,
     )  # fmt: skip
     assert cosign.returncode == 0, cosign.stderr
-    for ns, deployment in (("rekor-system", "rekor-server"), ("fulcio-system", "fulcio-server"),
-                           ("ctlog-system", "ctlog"), ("tuf-system", "tuf")):  # fmt: skip
-        cluster.kubectl("-n", ns, "scale", "deployment", deployment, "--replicas=1")
+    for ns in services:
+        cluster.kubectl("-n", ns, "scale", "deployment", "--all", "--replicas=1")
 
 
 def test_cosign_initializes_from_the_served_tuf_repository(
