@@ -357,25 +357,32 @@ def test_a_keyless_signature_made_with_a_cluster_token_verifies_offline_and_with
     services = ("rekor-system", "fulcio-system", "ctlog-system", "tuf-system")
     for ns in services:
         cluster.kubectl("-n", ns, "scale", "deployment", "--all", "--replicas=0")
+    try:
+        verify_offline(cluster, f"{image}@{digest}", trust, checkpoints, identity, issuer)
+    finally:
+        for ns in services:
+            cluster.kubectl("-n", ns, "scale", "deployment", "--all", "--replicas=1")
+
+
+def verify_offline(
+    cluster: Cluster, image: str, trust: Path, checkpoints: Path, identity: str, issuer: str
+) -> None:
     verify = [
-        "verify", f"{image}@{digest}", "--trusted-root", str(trust / "trusted_root.json"),
+        "verify", image, "--trusted-root", str(trust / "trusted_root.json"),
         "--checkpoints", str(checkpoints), "--registry-ca", str(cluster.pki.ca),
         "--certificate-oidc-issuer", issuer,
     ]  # fmt: skip
     good = airgap(cluster, *verify, "--certificate-identity", identity)
     assert good.returncode == 0, good.stdout + good.stderr
-    other = identity.replace(account, "someone-else")
+    other = identity.replace("builder", "someone-else")
     wrong = airgap(cluster, *verify, "--certificate-identity", other)
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr
     cosign = cluster.run(
         ["cosign", "verify", "--trusted-root", str(trust / "trusted_root.json"),
-         "--certificate-identity", identity, "--certificate-oidc-issuer", issuer,
-         f"{image}@{digest}"],
+         "--certificate-identity", identity, "--certificate-oidc-issuer", issuer, image],
         timeout=120, check=False,
     )  # fmt: skip
     assert cosign.returncode == 0, cosign.stderr
-    for ns in services:
-        cluster.kubectl("-n", ns, "scale", "deployment", "--all", "--replicas=1")
 
 
 def test_cosign_initializes_from_the_served_tuf_repository(
