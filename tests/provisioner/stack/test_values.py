@@ -512,7 +512,9 @@ def test_a_site_without_a_provisioner_gets_host_path_volumes(
     assert volume["spec"]["claimRef"] == {"namespace": "trillian-system", "name": "trillian-mysql"}
     assert volume["spec"]["storageClassName"] == "manual"
     assert volume["spec"]["capacity"] == {"storage": "2Gi"}
-    assert volume["spec"]["hostPath"]["path"] == "/var/lib/airgap/trillian-system-trillian-mysql-a1b2c3"
+    # Each install instance gets its own directory: new passwords never meet old files.
+    path = volume["spec"]["hostPath"]["path"]
+    assert path == "/var/lib/airgap/trillian-system-trillian-mysql-a1b2c3"
     (claim,) = claims(bare)
     assert claim["spec"]["storageClassName"] == "manual"
     # The non-root Rekor cannot write a root-owned hostPath directory: its attestations go to
