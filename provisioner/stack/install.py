@@ -23,7 +23,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -320,7 +320,7 @@ class Installer:
 
     def _plan(self, prepared: Prepared) -> None:
         site = self.site
-        for namespace in self._namespaces(prepared.components):
+        for namespace in self._namespaces(prepared):
             exists = self.kube.namespace_exists(namespace)
             self._record("cluster", f"namespace {namespace}", _would(not exists, "create"))
         for plan in prepared.secret_plans:
@@ -376,7 +376,7 @@ class Installer:
         self._write_trust_files(prepared)
 
     def _cluster_objects(self, prepared: Prepared) -> None:
-        for namespace in self._namespaces(prepared.components):
+        for namespace in self._namespaces(prepared):
             action = self.kube.ensure_namespace(namespace)
             self._record("cluster", f"namespace {namespace}", action)
             if prepared.pull_secret is not None:
@@ -385,6 +385,9 @@ class Installer:
                 self._record(
                     "cluster", f"pull secret {namespace}/{secret['metadata']['name']}", action
                 )
+        if not prepared.state.stored:  # first: the volumes' directories are named after it
+            self.kube.ensure_replaceable(prepared.state.manifest(self.site))
+            self._record("cluster", "install instance", "created", prepared.state.instance)
         for volume in persistent_volumes(self.site, prepared.state.instance):
             action = self.kube.ensure_created(volume)
             self._record("cluster", f"volume {volume['metadata']['name']}", action)
@@ -392,8 +395,6 @@ class Installer:
             action = self.kube.ensure_created(claim)
             meta = claim["metadata"]
             self._record("cluster", f"claim {meta['namespace']}/{meta['name']}", action)
-        if not prepared.state.stored:
-            self.kube.ensure_replaceable(prepared.state.manifest(self.site))
         for plan in prepared.secret_plans:
             if plan.action == "create":
                 self.kube.create_secret(plan.manifest)
@@ -590,8 +591,12 @@ class Installer:
                 atomic_write(path, data, mode=0o644)
             self.result.trust_files[name] = str(path)
 
-    def _namespaces(self, components: Iterable[str]) -> list[str]:
-        return list(dict.fromkeys(component_namespace(self.site, c) for c in components))
+    def _namespaces(self, prepared: Prepared) -> list[str]:
+        """The components' namespaces, and those the key Secrets go to (tuf's public keys go
+        in even when this run serves no repository)."""
+        wanted = [component_namespace(self.site, c) for c in prepared.components]
+        wanted += [plan.namespace for plan in prepared.secret_plans]
+        return list(dict.fromkeys(wanted))
 
     def _record(
         self,
