@@ -448,6 +448,9 @@ class Installer:
             )
             if plan.action == "create":
                 self.kube.create_secret(plan.manifest)
+                for workload in rendered_workloads(prepared.rendered[component]):
+                    if workload.kind == "Deployment":  # waiting for this Secret's mount
+                        self.kube.replace_pods(workload)
             self._record(
                 component,
                 f"secret {plan.namespace}/{plan.name}",

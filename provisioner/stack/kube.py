@@ -152,6 +152,15 @@ class Kube:
                 images.add(status.image_id or status.image)
         return sorted(images)
 
+    def replace_pods(self, workload: Workload) -> int:
+        """Delete the workload's pods so that their controller starts new ones now (a pod
+        waiting for a Secret to mount retries only every minute or two); how many."""
+        pods = self._pods_of(workload)
+        for pod in pods:
+            name = pod.metadata.name
+            self._read(lambda: self.core.delete_namespaced_pod(name, workload.namespace))
+        return len(pods)
+
     def airgap_volumes(self) -> list[str]:
         listed = self._call(
             lambda: self.core.list_persistent_volume(
