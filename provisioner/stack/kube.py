@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -156,9 +157,9 @@ class Kube:
         """Delete the workload's pods so that their controller starts new ones now (a pod
         waiting for a Secret to mount retries only every minute or two); how many."""
         pods = self._pods_of(workload)
+        delete = self.core.delete_namespaced_pod
         for pod in pods:
-            name = pod.metadata.name
-            self._read(lambda: self.core.delete_namespaced_pod(name, workload.namespace))
+            self._read(partial(delete, pod.metadata.name, workload.namespace))
         return len(pods)
 
     def airgap_volumes(self) -> list[str]:
