@@ -52,6 +52,8 @@ MORE_IMAGES = (
     "ghcr.io/sigstore/policy-controller/policy-controller:v0.13.1@sha256:"
     "0bcd60beb93f4427c29cf3a669743caf58490e98ded4380c33c09f092734a6ab",
     "cgr.dev/chainguard/kubectl:latest-dev@sha256:" + "c" * 64,
+    # The TUF repository's static server (site.py's default), not a chart's own image.
+    "docker.io/nginxinc/nginx-unprivileged:1.27-alpine@sha256:" + "d" * 64,
 )
 
 
@@ -217,8 +219,8 @@ EXPECTED = {
     "tsa": {
         "ghcr.io/sigstore/timestamp-server@sha256:8637f0482ed1ecb229b44ebd0afc760f6f57114a4d53c6953cf65c00218896b2"
     },
-    "tuf": {
-        "ghcr.io/sigstore/scaffolding/server@sha256:ae8eb69c7b7065456370c7025ff781487704352d73231b08d16b525b0cb16b54"
+    "tuf": {  # never the chart's own server: it makes new keys at every start
+        "docker.io/nginxinc/nginx-unprivileged@sha256:" + "d" * 64
     },
     "policy-controller": {
         "ghcr.io/sigstore/policy-controller/policy-controller@sha256:0bcd60beb93f4427c29cf3a669743caf58490e98ded4380c33c09f092734a6ab",
