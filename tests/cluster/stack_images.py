@@ -18,7 +18,8 @@ paths, users, probes; ../shared/reference/cluster-stack.md lists them):
   (stack_files/createdb.sh on the MariaDB image), `createtree` (tests/tools/scaffolding-createtree
   with Trillian's createtree), and the init containers' `nc -z` and `curl` (tests/tools/nc, curl:
   busybox's nc has no -z, and Debian's static busybox sh runs its own applets before $PATH, hence
-  dash).
+  dash), and nginx-unprivileged, the static server airgap runs in the tuf chart's Deployment
+  (stack_files/static-site.sh: busybox's httpd serving /usr/share/nginx/html on 8080 as 101).
 
 Layers (stack_layers.py) are deterministic and cached by recipe, so a second build takes seconds;
 the layout lives outside the repository (AIRGAP_IMAGES_CACHE, default ~/.cache/airgap/images).
@@ -140,6 +141,13 @@ IMAGES = (
         ("shell", "wait-tools"),
         ImageConfig(entrypoint=("/usr/local/bin/curl",)),
         "stand-in: dash with a Go curl (tests/tools/curl)",
+    ),
+    StackImage(
+        "docker.io/nginxinc/nginx-unprivileged:1.27-alpine",
+        ("shell", "static-site"),
+        ImageConfig(entrypoint=("/usr/local/bin/static-site",), user="101"),
+        "stand-in: busybox's httpd serving /usr/share/nginx/html on port 8080 as 101 "
+        "(stack_files/static-site.sh)",
     ),
     StackImage(
         "cgr.dev/chainguard/kubectl:latest-dev",

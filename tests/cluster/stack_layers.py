@@ -11,7 +11,9 @@ made (oci_build.py). A change to this module, its helpers or stack_files/ change
   complete (debian_rootfs.check_libraries), plus what dpkg's maintainer scripts would have done
   and the files the upstream images add (stack_files/);
 - `trillian-schema`, `wait-tools` (Go nc and curl), `createtree` (the scaffolding stand-in and
-  Trillian's createtree), `kubectl`.
+  Trillian's createtree), `kubectl`;
+- `static-site`: on the shell base, the nginx-unprivileged stand-in's script (busybox's httpd
+  serving /usr/share/nginx/html on 8080), its httpd.conf and the empty document root.
 """
 
 from __future__ import annotations
@@ -40,11 +42,12 @@ TOOLS = HERE.parent / "tools"
 NONROOT = "65532"
 PASSWD = (
     "root:x:0:0:root:/root:/bin/sh\n"
+    "nginx:x:101:101:nginx:/nonexistent:/bin/false\n"
     "mysql:x:999:999:MariaDB:/nonexistent:/bin/false\n"
     "nonroot:x:65532:65532:nonroot:/home/nonroot:/bin/false\n"
     "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"
 )
-GROUP = "root:x:0:\nmysql:x:999:\nnonroot:x:65532:\nnobody:x:65534:\n"
+GROUP = "root:x:0:\nnginx:x:101:\nmysql:x:999:\nnonroot:x:65532:\nnobody:x:65534:\n"
 # Busybox applets that must not stand in the way: the shell is dash, nc is the Go one.
 SHADOWED_APPLETS = {"bin/sh", "bin/ash", "bin/nc", "usr/bin/nc"}
 
@@ -69,6 +72,8 @@ REDIS_PACKAGES = (
     *("libzstd1", "libstdc++6"),
 )
 REDIS_PROGRAMS = ("usr/bin/redis-check-rdb", "usr/bin/redis-cli")
+# What nginx's mime.types gives the files a TUF repository serves (busybox's httpd knows no .json).
+HTTPD_CONF = b".json:application/json\n"
 TRILLIAN_SCHEMA = "github.com/google/trillian@v1.7.3/storage/mysql/schema/storage.sql"
 
 # Program layers: name -> (path in the image, where the pinned build is).
@@ -120,6 +125,7 @@ class StackLayers:
             "shell": self._shell,
             "mariadb": self._mariadb,
             "redis": self._redis,
+            "static-site": self._static_site,
         }
 
     # ---- the layers ---------------------------------------------------------------------
@@ -154,6 +160,15 @@ class StackLayers:
         curl = go_program_from_source(TOOLS / "curl", "curl")
         files = {"usr/local/bin/nc": (nc, 0o755), "usr/local/bin/curl": (curl, 0o755)}
         return f"{nc} {curl}", lambda out: tar_files(files, out)
+
+    def _static_site(self) -> Recipe:
+        layer = Layer()
+        layer.file("etc/httpd.conf", HTTPD_CONF)
+        layer.file("usr/local/bin/static-site", (FILES / "static-site.sh").read_bytes(), 0o755)
+        for directory in ("usr/share/nginx", "usr/share/nginx/html"):
+            layer.directory(directory)
+        data = layer.tar()
+        return hashlib.sha256(data).hexdigest(), _writer(data)
 
     def _trillian_schema(self) -> Recipe:
         schema = _trillian_schema()

@@ -3,6 +3,7 @@ each is tried on the cluster the way its chart runs it (entrypoint, env, args, p
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -12,6 +13,7 @@ from typing import Any
 import pytest
 
 from offline.oci.layout import OCILayout
+from provisioner.trust.serving import configmap_files
 from tests.cluster.node import Cluster
 from tests.cluster.stack_images import (
     IMAGES,
@@ -411,3 +413,106 @@ def test_kubectl_deletes_the_leases_as_policy_controllers_cleanup_hook_runs_it(
     )
     assert 'lease.coordination.k8s.io "webhook-leader" deleted' in logs
     assert json.loads(cluster.kubectl("-n", ns, "get", "leases", "-o", "json"))["items"] == []
+
+
+def _tuf_repository(directory: Path) -> dict[str, bytes]:
+    """A small published repository: files by path, as a TUF client fetches them (the
+    bytes are what counts: no newline at the end, a non-ASCII name, a CRLF, a NUL)."""
+    trusted_root = b'{"mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1"}'
+    files = {
+        "1.root.json": '{"signed": {"_type": "root", "owner": "Zoë"}}'.encode(),
+        "timestamp.json": b'{"signed": {"_type": "timestamp"}}\r\n\x00',
+        f"targets/{hashlib.sha256(trusted_root).hexdigest()}.trusted_root.json": trusted_root,
+    }
+    for path, body in files.items():
+        (directory / path).parent.mkdir(parents=True, exist_ok=True)
+        (directory / path).write_bytes(body)
+    return files
+
+
+def test_the_static_server_serves_the_tuf_repository_from_its_configmap_as_the_tuf_chart_runs_it(
+    cluster: Cluster, ns: str, internal_stack_images: Images, tmp_path: Path
+) -> None:
+    # The tuf chart's Deployment with airgap's static server: no command or args, port 8080,
+    # the chart's projected secrets, the repository's ConfigMap laid out as the repository at
+    # the document root; here also a read-only root filesystem and no capabilities.
+    files = _tuf_repository(tmp_path)
+    data, items = configmap_files(tmp_path)
+    cluster.apply(
+        [
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": "tuf-repository", "namespace": ns},
+                "binaryData": data,
+            },
+            {
+                "apiVersion": "v1",
+                "kind": "Secret",
+                "metadata": {"name": "tuf-secrets", "namespace": ns},
+                "stringData": {"rekor-pubkey": "not read by the server"},
+            },
+        ]
+    )
+    _deploy(
+        cluster,
+        "tuf",
+        8080,
+        {
+            "name": "tuf",
+            "image": internal_stack_images["docker.io/nginxinc/nginx-unprivileged"],
+            "ports": [{"containerPort": 8080}],
+            "securityContext": {
+                "readOnlyRootFilesystem": True,
+                "runAsNonRoot": True,
+                "allowPrivilegeEscalation": False,
+                "capabilities": {"drop": ["ALL"]},
+            },
+            "volumeMounts": [
+                {"name": "tuf-secrets", "mountPath": "/var/run/tuf-secrets", "readOnly": True},
+                {"name": "repository", "mountPath": "/usr/share/nginx/html", "readOnly": True},
+            ],
+        },
+        [
+            {
+                "name": "tuf-secrets",
+                "projected": {"sources": [{"secret": {"name": "tuf-secrets"}}]},
+            },
+            {"name": "repository", "configMap": {"name": "tuf-repository", "items": items}},
+        ],
+    )
+    # The image's own user, as nginx-unprivileged's.
+    identity = cluster.kubectl("-n", ns, "exec", "deployment/tuf", "--", "id").split()
+    assert identity[:2] == ["uid=101(nginx)", "gid=101(nginx)"]
+
+    server = f"http://tuf.{ns}.svc:8080"
+    get = "curl --fail --silent --max-time 10"
+    fetches = [f"{get} -o /tmp/{i} {server}/{path}" for i, path in enumerate(files)]
+    saved = " ".join(f"/tmp/{i}" for i in range(len(files)))
+    missing = f"{server}/2.root.json"
+    script = [
+        *fetches,
+        f"sha256sum {saved}",
+        f"curl --silent --max-time 10 {missing}",
+        "echo",
+        f"{get} -o /dev/null {missing}; echo status=$?",
+    ]
+    logs = run_to_completion(
+        cluster,
+        NS,
+        "tuf-client",
+        pod_spec(
+            [
+                {
+                    "name": "get",
+                    "image": internal_stack_images["docker.io/curlimages/curl"],
+                    "command": ["sh", "-c", " && ".join(script)],
+                }
+            ]
+        ),
+    )
+    # Each file byte for byte, at its path; a file the repository lacks is a 404.
+    for i, body in enumerate(files.values()):
+        assert f"{hashlib.sha256(body).hexdigest()}  /tmp/{i}" in logs.splitlines()
+    assert "404 Not Found" in logs
+    assert "status=22" in logs.split()
