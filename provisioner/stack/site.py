@@ -3,7 +3,9 @@ refused, every error one line naming the field).
 
     apiVersion: airgap.dev/v1
     kind: Site
+    charts: bundle/charts                               # the charts' archives (searched below)
     registry: {host: registry.internal:5000, caFile: ca.pem, pullSecret: internal-registry,
+               credentials: registry-auth.json,    # docker config: the pull secret's content
                mapping: sigstore-stack.import-mapping-0123456789abcdef.json}
     namespaces: {trillian: trillian-system, ...}        # optional, these are the defaults
     ingress: {className: nginx, hosts: {rekor: {host: rekor.example.internal, tlsSecret: t}}}
@@ -77,6 +79,7 @@ class Registry:
     mapping: Path
     ca_file: Path | None = None
     pull_secret: str | None = None
+    credentials: Path | None = None  # a docker config.json: install writes the pull secret
 
 
 @dataclass(frozen=True)
@@ -134,6 +137,7 @@ class FulcioCA:
 @dataclass(frozen=True)
 class Site:
     path: Path
+    charts: Path
     registry: Registry
     storage: Storage
     namespaces: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_NAMESPACES))
@@ -181,7 +185,7 @@ class _SiteReader(StrictReader):
         top = self.mapping(
             document,
             "",
-            required=("apiVersion", "kind", "registry", "storage"),
+            required=("apiVersion", "kind", "charts", "registry", "storage"),
             optional=("namespaces", "ingress", "oidc", "database", "tsa", "tuf", "keys"),
         )
         if top["apiVersion"] != API_VERSION:
@@ -191,6 +195,7 @@ class _SiteReader(StrictReader):
         tsa = self.mapping(top.get("tsa", {}), "tsa", optional=("enabled",))
         return Site(
             path=self.path,
+            charts=self.file(top["charts"], "charts"),
             registry=self.registry(top["registry"], "registry"),
             storage=self.storage(top["storage"], "storage"),
             namespaces=self.namespaces(top.get("namespaces", {}), "namespaces"),
@@ -207,19 +212,28 @@ class _SiteReader(StrictReader):
 
     def registry(self, value: object, path: str) -> Registry:
         entry = self.mapping(
-            value, path, required=("host", "mapping"), optional=("caFile", "pullSecret")
+            value,
+            path,
+            required=("host", "mapping"),
+            optional=("caFile", "pullSecret", "credentials"),
         )
         host = self.string(entry["host"], at(path, "host"))
         if not _REGISTRY_HOST.fullmatch(host):
             self.fail(at(path, "host"), f"{host!r} is not HOST[:PORT]")
-        return Registry(
+        registry = Registry(
             host=host,
             mapping=self.file(entry["mapping"], at(path, "mapping")),
             ca_file=self.file(entry["caFile"], at(path, "caFile")) if "caFile" in entry else None,
             pull_secret=self.name(entry["pullSecret"], at(path, "pullSecret"))
             if "pullSecret" in entry
             else None,
+            credentials=self.file(entry["credentials"], at(path, "credentials"))
+            if "credentials" in entry
+            else None,
         )
+        if registry.credentials is not None and registry.pull_secret is None:
+            self.fail(at(path, "credentials"), "given without pullSecret, the secret it fills")
+        return registry
 
     def namespaces(self, value: object, path: str) -> dict[str, str]:
         entry = self.mapping(value, path, optional=COMPONENTS)

@@ -15,6 +15,7 @@ def site_document(**overrides: Any) -> dict[str, Any]:
     document: dict[str, Any] = {
         "apiVersion": "airgap.dev/v1",
         "kind": "Site",
+        "charts": "bundle/charts",
         "registry": {"host": REGISTRY, "mapping": "mapping.json"},
         "storage": {"class": "manual"},
     }
