@@ -143,8 +143,8 @@ def carry_stack(
     the cluster's namespace, and write `work/site/site.yaml`."""
     work.mkdir(parents=True, exist_ok=True)
     state = _user_dirs(work / "state")
-    mirrors = mirror_images(images, connected.registry)
     spec = write_stack_spec(work / "spec" / "sigstore-stack.yaml", images, connected)
+    mirrors = mirror_images(images, connected.registry)
     public, _ = operator_key(spec.parent)
     bundle = work / "bundle"
     created = subprocess.run(
