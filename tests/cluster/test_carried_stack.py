@@ -10,17 +10,17 @@ import stat
 import tarfile
 from pathlib import Path
 
+import yaml
+
 from offline.oci.imageref import parse_image_ref
 from provisioner.stack.chart_check import chart_files
 from provisioner.stack.mapping import load_mapping
 from provisioner.stack.site import load_site
 from provisioner.stack.values import IMAGE_KEYS, upstream_image
 from tests.cluster.carried_stack import CHARTS, CarriedStack, stack_references
+from tests.cluster.connected import DEPENDENCIES
 from tests.cluster.node import PULL_SECRET, Cluster
 from tests.cluster.stack_images import IMAGES, StackImages
-
-# Subcharts vendored into the carried archives (tests/cluster/connected.py).
-VENDORED = {"rekor": "trillian-", "fulcio": "ctlog-"}
 
 
 def test_every_stack_image_landed_in_the_internal_registry_digest_unchanged(
@@ -82,11 +82,13 @@ def test_the_five_charts_are_in_the_bundle_with_their_subcharts(
         (archive,) = carried_stack.charts.rglob(f"{upstream.name}-{upstream.version}.tgz")
         carried = chart_files(archive)
         assert (carried.name, carried.version) == (upstream.name, upstream.version), component
-        if component in VENDORED:
+        for dependency in DEPENDENCIES.get(component, ()):
+            vendored = chart_files(sigstore_chart_packages[dependency])
             with tarfile.open(archive) as tar:
-                names = tar.getnames()
-            prefix = f"{upstream.name}/charts/{VENDORED[component]}"
-            assert any(n.startswith(prefix) and n.endswith(".tgz") for n in names), names
+                member = tar.extractfile(f"{upstream.name}/charts/{vendored.name}/Chart.yaml")
+                assert member is not None
+                metadata = yaml.safe_load(member.read())
+            assert (metadata["name"], metadata["version"]) == (vendored.name, vendored.version)
 
 
 def test_the_site_names_the_cluster_the_mapping_and_the_charts(
