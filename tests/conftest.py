@@ -10,13 +10,16 @@ import pytest
 # The private Sigstore stack fixture (`sigstore_stack`) and its log-tail report hook; the
 # registries (`docker_registry`: TLS and htpasswd, no referrers API; `referrers_registry`:
 # go-containerregistry's, with the API), each started once per session when a test asks; the
-# real disconnected Kubernetes node (`cluster`, tests/cluster), likewise.
+# real disconnected Kubernetes node (`cluster`, tests/cluster), likewise; the whole stack carried
+# into it by `bundle create` and `bundle import`, with a site for `airgap install`
+# (`carried_stack`, tests/cluster/carried_stack.py).
 pytest_plugins = [
     "tests.stack.fixtures",
     "tests.registries",
     "tests.cluster.fixtures",
     "tests.cluster.stack_fixtures",
     "tests.cluster.connected",
+    "tests.cluster.carried_stack",
 ]
 
 REPO = Path(__file__).resolve().parent.parent

@@ -34,6 +34,8 @@ def test_the_example_site_parses_with_every_section() -> None:
     assert site.registry.host == "registry.internal:5000"
     assert site.registry.mapping == EXAMPLE.parent / "sigstore-stack.import-mapping.json"
     assert site.registry.pull_secret == "internal-registry"
+    assert site.registry.credentials == EXAMPLE.parent / "registry-auth.json"
+    assert site.charts == EXAMPLE.parent / "sigstore-stack" / "charts"
     assert site.storage.host_path == Path("/var/lib/airgap/volumes")
     assert site.fulcio_ca.intermediate is True
     assert site.ingress is not None and set(site.ingress.hosts) == {"rekor", "fulcio", "tuf"}
@@ -47,6 +49,25 @@ def test_defaults_of_a_minimal_site() -> None:
     assert site.registry.mapping == Path("/sites/lab/mapping.json")
     assert site.registry.ca_file is None
     assert site.tuf_expiry_days == {"root": 365, "targets": 90, "snapshot": 7, "timestamp": 1}
+
+
+def test_the_charts_directory_and_the_registry_credentials_are_relative_to_the_site() -> None:
+    site = parse_site(
+        site_document(
+            charts="carried/charts",
+            registry={
+                "host": "r:5000",
+                "mapping": "m.json",
+                "pullSecret": "internal-registry",
+                "credentials": "auth/config.json",
+            },
+        ),
+        SITE_PATH,
+    )
+    assert site.charts == Path("/sites/lab/carried/charts")
+    assert site.registry.credentials == Path("/sites/lab/auth/config.json")
+    assert parse_site(site_document(charts="/srv/charts"), SITE_PATH).charts == Path("/srv/charts")
+    assert parse_site(site_document(), SITE_PATH).registry.credentials is None
 
 
 def test_urls_inside_and_outside_the_cluster() -> None:
@@ -71,6 +92,12 @@ def test_urls_inside_and_outside_the_cluster() -> None:
     [
         (site_document(registries={}), "unknown key 'registries'"),
         (site_document(kind="Bundle"), "kind: expected 'Site'"),
+        ({k: v for k, v in site_document().items() if k != "charts"}, ": missing charts"),
+        (site_document(charts=["a", "b"]), "charts: expected"),
+        (
+            site_document(registry={"host": "r", "mapping": "m", "credentials": "auth.json"}),
+            "registry.credentials: given without pullSecret",
+        ),
         ({**site_document(), "registry": {"host": "r:5000"}}, "registry: missing mapping"),
         (
             site_document(registry={"host": "r:5000", "mapping": "m", "ca": "x"}),
