@@ -61,7 +61,8 @@ TREE_JOBS = {"rekor": "rekor-createtree", "ctlog": "ctlog-createtree"}
 TUF_CONFIGMAP = "tuf-repository"
 TUF_SERVED_AT = "/usr/share/nginx/html"  # the static server's document root (site.py)
 OIDC_DISCOVERY_BINDING = "airgap-oidc-discovery"
-TRUST_FILES = ("trusted_root.json", "signing_config.v0.2.json", "rekor.pub", "ctfe.pub")
+# Step actions that report a state and change nothing.
+UNCHANGING = frozenset({"unchanged", "ready", "complete", "verified"})
 
 
 @dataclass(frozen=True)
@@ -128,7 +129,7 @@ class InstallResult:
 
     @property
     def changed(self) -> bool:
-        return any(s.action not in ("unchanged", "ready", "verified") for s in self.steps)
+        return any(s.action not in UNCHANGING for s in self.steps)
 
 
 class Installer:
