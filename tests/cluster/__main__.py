@@ -3,6 +3,10 @@
     .venv/bin/python -m tests.cluster up            # start it; runs until Ctrl-C, then removes it
     .venv/bin/python -m tests.cluster run -- kubectl get pods -A     # in another terminal
 
+    .venv/bin/python -m tests.cluster up --stack DIR   # also carry the Sigstore stack across
+        # the gap into it (bundle create, bundle import) and write DIR/site/site.yaml and a
+        # TUF repository DIR/trust for `airgap install`
+
 `up` writes where the running cluster is to /run/airgap-test-cluster.json (or
 $AIRGAP_TEST_CLUSTER); `run` enters its
 namespaces through the same guard the tests use, with kubectl, helm and crane configured for
@@ -40,19 +44,21 @@ def describe(cluster: Cluster) -> dict[str, object]:
     }
 
 
-def up() -> int:
+def up(stack: Path | None = None) -> int:
     if STATE_FILE.exists():
         print(f"a test cluster is already described in {STATE_FILE}", file=sys.stderr)
         return 2
     reap_abandoned()
     cluster = Cluster(f"airgap{os.getpid()}try", Path(tempfile.mkdtemp(prefix="airgap-cluster-")))
-    cluster.start()
-    STATE_FILE.write_text(json.dumps(describe(cluster), indent=2))
-    print(f"cluster {cluster.name} is up (node Ready at {cluster.timings['node Ready']} s)")
-    print(f"internal registry: {cluster.registry} (CA {cluster.pki.ca})")
-    print(f"run commands in it: {sys.executable} -m tests.cluster run -- kubectl get pods -A")
-    print("Ctrl-C stops it and removes everything it made.")
     try:
+        cluster.start()
+        STATE_FILE.write_text(json.dumps(describe(cluster), indent=2))
+        print(f"cluster {cluster.name} is up (node Ready at {cluster.timings['node Ready']} s)")
+        print(f"internal registry: {cluster.registry} (CA {cluster.pki.ca})")
+        print(f"run commands in it: {sys.executable} -m tests.cluster run -- kubectl get pods -A")
+        if stack is not None:
+            carry_for_install(cluster, stack)
+        print("Ctrl-C stops it and removes everything it made.", flush=True)
         while True:
             signal.pause()
     except KeyboardInterrupt:
@@ -66,6 +72,30 @@ def up() -> int:
         shutil.rmtree(cluster.state, ignore_errors=True)
         print("cluster stopped; nothing left behind")
     return 0
+
+
+def carry_for_install(cluster: Cluster, directory: Path) -> None:
+    """The Sigstore stack carried into the cluster the way an operator carries it, a site file
+    for it, and a TUF repository whose keys stay here: what `airgap install` needs."""
+    import subprocess
+
+    from tests.cluster.carried_stack import prepare_carried_stack
+
+    directory = directory.resolve()
+    print(f"carrying the Sigstore stack across the gap into {directory} ...", flush=True)
+    carried = prepare_carried_stack(cluster, directory)
+    trust = directory / "trust"
+    if not trust.exists():
+        subprocess.run(
+            [sys.executable, "-m", "provisioner.cli", "trust", "init", "--dir", str(trust)],
+            check=True,
+        )
+    print(f"site: {carried.site}; install the stack with:")
+    print(
+        f"  {sys.executable} -m tests.cluster run -- {sys.executable} -m provisioner.cli "
+        f"install --site {carried.site} --trust {trust}",
+        flush=True,
+    )
 
 
 def run(command: list[str]) -> int:
@@ -88,7 +118,13 @@ def run(command: list[str]) -> int:
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.cluster")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("up", help="start the test cluster; Ctrl-C stops it")
+    starter = sub.add_parser("up", help="start the test cluster; Ctrl-C stops it")
+    starter.add_argument(
+        "--stack",
+        type=Path,
+        metavar="DIR",
+        help="also carry the Sigstore stack into it and write DIR/site/site.yaml for install",
+    )
     runner = sub.add_parser("run", help="run a command inside the running test cluster")
     runner.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- COMMAND...")
     args = parser.parse_args()
@@ -96,7 +132,7 @@ def main() -> int:
         # Ctrl-C (even when started where SIGINT is ignored) and SIGTERM both stop it.
         signal.signal(signal.SIGINT, signal.default_int_handler)
         signal.signal(signal.SIGTERM, signal.default_int_handler)
-        return up()
+        return up(args.stack)
     command = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
     if not command:
         parser.error("run: no command given")
