@@ -244,19 +244,20 @@ def refused(cluster: Cluster, site: Path, trust_repo: Path) -> str:
 def test_an_image_missing_from_the_mapping_is_refused_before_anything_is_applied(
     cluster: Cluster, installed: Install, tmp_path: Path
 ) -> None:
+    before, revisions = snapshot(cluster, installed), helm_revisions(cluster)
     site = yaml.safe_load(installed.site.read_text())
-    mapping_path = installed.site.parent / site["registry"]["mapping"]
-    mapping = json.loads(mapping_path.read_text())
+    mapping = json.loads((installed.site.parent / site["registry"]["mapping"]).read_text())
     mapping["images"] = {k: v for k, v in mapping["images"].items() if "/fulcio" not in k}
     (tmp_path / "mapping.json").write_text(json.dumps(mapping))
-    namespaces = {"trillian": "t-elsewhere", "rekor": "r-elsewhere"}
-    bad = edited_site(installed, tmp_path / "site", namespaces=namespaces)
+    bad = edited_site(installed, tmp_path / "site")
     document = yaml.safe_load(bad.read_text())
     document["registry"]["mapping"] = str(tmp_path / "mapping.json")
     bad.write_text(yaml.safe_dump(document))
     line = refused(cluster, bad, installed.trust_repo)
-    assert "fulcio" in line and "not in the import mapping" in line
-    assert not cluster.succeeds(["kubectl", "get", "namespace", "t-elsewhere"])
+    assert "chart fulcio: values key server.image" in line
+    assert "not in the import mapping" in line
+    assert snapshot(cluster, installed) == before
+    assert helm_revisions(cluster) == revisions
 
 
 def test_a_values_key_the_chart_schema_refuses_is_named_before_anything_is_applied(
