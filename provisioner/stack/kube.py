@@ -344,13 +344,17 @@ class Kube:
             return "waiting"  # the controller has not seen the latest spec yet
         if w.kind == "DaemonSet":
             wanted, ready = status.desired_number_scheduled, status.number_ready
-            current = status.updated_number_scheduled
+            current, total = status.updated_number_scheduled, status.current_number_scheduled
         else:
             wanted, ready = spec.replicas, status.ready_replicas
-            current = status.updated_replicas
+            current, total = status.updated_replicas, status.replicas
+        if w.kind == "StatefulSet" and status.current_revision != status.update_revision:
+            return "waiting"
+        # As `kubectl rollout status`: every pod of the new spec ready, and no old pod left
+        # (during a rollout the old pods may still be the ready ones).
         return (
             "ready"
-            if wanted is not None and (ready or 0) == wanted == (current or 0)
+            if wanted is not None and (ready or 0) == wanted == (current or 0) == (total or 0)
             else "waiting"
         )
 

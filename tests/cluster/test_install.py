@@ -12,6 +12,7 @@ import base64
 import json
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -73,9 +74,13 @@ def trust_repo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def installed(cluster: Cluster, carried_stack: CarriedStack, trust_repo: Path) -> Install:
+def installed(cluster: Cluster, carried_stack: CarriedStack, trust_repo: Path) -> Iterator[Install]:
     summary = run_install(cluster, carried_stack.site, trust_repo)
-    return Install(carried_stack.site, trust_repo, summary)
+    yield Install(carried_stack.site, trust_repo, summary)
+    # The cluster is shared by the session: the next modules install the same charts by hand.
+    airgap(cluster, "uninstall", "--site", str(carried_stack.site), "--delete-keys")
+    namespaces = ("ci", *STACK_NAMESPACES)
+    cluster.kubectl("delete", "namespace", "--ignore-not-found", *namespaces, timeout=240)
 
 
 def snapshot(cluster: Cluster, install: Install) -> dict[str, Any]:
@@ -421,3 +426,20 @@ def test_uninstall_keeps_the_keys_and_a_reinstall_serves_the_same_logs(
     assert after["secrets"] == before["secrets"]
     assert after["configmaps"] == before["configmaps"]  # the same trees, recorded and pinned
     assert after["trust"] == before["trust"]
+
+
+def test_uninstall_with_delete_keys_leaves_nothing_of_the_stack_behind(
+    cluster: Cluster, installed: Install
+) -> None:
+    done = airgap(cluster, "uninstall", *installed.args("--delete-keys"))
+    assert done.returncode == 0, done.stderr
+    assert helm_revisions(cluster) == {}
+    for ns in STACK_NAMESPACES:
+        for kind in ("secrets", "configmaps", "persistentvolumeclaims"):
+            left = cluster.kubectl_json(
+                "-n", ns, "get", kind, "-l", "app.kubernetes.io/managed-by=airgap"
+            )["items"]
+            assert left == [], (ns, kind)
+    volumes = cluster.kubectl_json("get", "pv", "-l", "app.kubernetes.io/managed-by=airgap")
+    assert volumes["items"] == []
+    assert not cluster.succeeds(["kubectl", "get", "clusterrolebinding", "airgap-oidc-discovery"])

@@ -53,6 +53,18 @@ def test_a_deployment_that_serves_is_ready(cluster: Cluster, kube: Kube, namespa
     cluster.call(lambda: kube.wait_ready(Workload("Deployment", namespace, "serving"), 120))
 
 
+def test_a_rollout_to_an_image_that_never_runs_is_not_ready_while_the_old_pod_serves(
+    cluster: Cluster, kube: Kube, namespace: str
+) -> None:
+    workload = Workload("Deployment", namespace, "rolled")
+    cluster.apply([_deployment("rolled", cluster.images["probe"])])
+    cluster.call(lambda: kube.wait_ready(workload, 120))
+    cluster.apply([_deployment("rolled", f"{cluster.registry}/site/not-carried:2")])
+    with pytest.raises(StepNotReady) as failed:
+        cluster.call(lambda: kube.wait_ready(workload, 20))
+    assert "ErrImagePull" in str(failed.value) or "ImagePullBackOff" in str(failed.value)
+
+
 def test_a_completed_job_is_ready_and_a_failed_one_is_explained_at_once(
     cluster: Cluster, kube: Kube, namespace: str
 ) -> None:
