@@ -22,6 +22,7 @@ import yaml
 
 from tests.cluster.carried_stack import CarriedStack
 from tests.cluster.node import Cluster
+from tests.tools import go_tool
 
 STACK_NAMESPACES = (
     "trillian-system",
@@ -345,7 +346,7 @@ def test_a_keyless_signature_made_with_a_cluster_token_verifies_offline_and_with
                     "metadata": {"name": account, "namespace": namespace}}])  # fmt: skip
     token = cluster.kubectl("-n", namespace, "create", "token", account, "--audience", "sigstore")
     cluster.run(
-        ["cosign", "sign", "--yes", "--identity-token", token.strip(),
+        [str(go_tool("cosign")), "sign", "--yes", "--identity-token", token.strip(),
          "--signing-config", str(tmp_path / "signing.json"),
          "--trusted-root", str(trust / "trusted_root.json"), f"{image}@{digest}"],
         timeout=180,
@@ -384,7 +385,7 @@ def verify_offline(
     wrong = airgap(cluster, *verify, "--certificate-identity", other)
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr
     cosign = cluster.run(
-        ["cosign", "verify", "--trusted-root", str(trust / "trusted_root.json"),
+        [str(go_tool("cosign")), "verify", "--trusted-root", str(trust / "trusted_root.json"),
          "--certificate-identity", identity, "--certificate-oidc-issuer", issuer, image],
         timeout=120, check=False,
     )  # fmt: skip
@@ -399,7 +400,7 @@ def test_cosign_initializes_from_the_served_tuf_repository(
     root = installed.trust_repo / "roots" / "1.root.json"
     home = tmp_path / "home"
     done = cluster.run(
-        ["cosign", "initialize", "--mirror", mirror, "--root", str(root)],
+        [str(go_tool("cosign")), "initialize", "--mirror", mirror, "--root", str(root)],
         env={"HOME": str(home)}, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
