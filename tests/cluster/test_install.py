@@ -348,12 +348,20 @@ def test_a_keyless_signature_made_with_a_cluster_token_verifies_offline_and_with
     token_file = tmp_path / "token"  # a file: not on a command line, and cosign reads either
     token_file.touch(0o600)
     token_file.write_text(token.strip())
-    cluster.run(
+    signed = cluster.run(
         [str(go_tool("cosign")), "sign", "--yes", "--identity-token", str(token_file),
          "--signing-config", str(tmp_path / "signing.json"),
          "--trusted-root", str(trust / "trusted_root.json"), f"{image}@{digest}"],
-        timeout=180,
+        timeout=180, check=False,
     )  # fmt: skip
+    fulcio_log = ""
+    if signed.returncode != 0:
+        fulcio_log = cluster.run(
+            ["kubectl", "-n", "fulcio-system", "logs", "deploy/fulcio-server", "--tail=200"],
+            check=False,
+        ).stdout
+    errors = [line for line in fulcio_log.splitlines() if "rror" in line or "ssuer" in line]
+    assert signed.returncode == 0, signed.stderr[-1500:] + "\n".join(errors[:15])
     identity = f"https://kubernetes.io/namespaces/{namespace}/serviceaccounts/{account}"
     issuer = "https://kubernetes.default.svc.cluster.local"
     checkpoints = tmp_path / "checkpoints"

@@ -569,3 +569,10 @@ def test_the_registry_ca_goes_to_policy_controller_as_a_configmap(
     (tmp_path / "ca.pem").write_text("not a certificate")
     with pytest.raises(UsageError, match=r"registry.caFile .*ca.pem: not PEM certificates"):
         registry_ca_configmap(site)
+
+
+def test_fulcio_runs_without_an_api_token(stack: dict[str, list[Any]]) -> None:
+    """With one, Fulcio sends it with its OIDC requests and refuses the API server's keys URL
+    (another host than the issuer's): keyless signing with the cluster's tokens would fail."""
+    (server,) = [d for d in stack["fulcio"] if d["kind"] == "Deployment"]
+    assert server["spec"]["template"]["spec"]["automountServiceAccountToken"] is False
