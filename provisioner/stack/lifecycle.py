@@ -114,6 +114,12 @@ def uninstall(
     tuf_namespace = component_namespace(site, "tuf")
     _delete(kube, record, "ConfigMap", TUF_CONFIGMAP, tuf_namespace)
     _delete(kube, record, "ClusterRoleBinding", OIDC_DISCOVERY_BINDING, None)
+    if site.registry.credentials is not None and site.registry.pull_secret is not None:
+        # Written by install from the site's credentials: a copy of them, not a key.
+        namespaces = [component_namespace(site, c) for c in components]
+        namespaces += [site.namespace(c) for c, _name in secret_names(site)]
+        for namespace in dict.fromkeys(namespaces):
+            _delete(kube, record, "Secret", site.registry.pull_secret, namespace)
     if not delete_keys:
         record("keys, tree IDs and the database", "kept (--delete-keys removes them)")
         return
