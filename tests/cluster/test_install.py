@@ -112,8 +112,9 @@ def snapshot(cluster: Cluster, install: Install) -> dict[str, Any]:
 
 
 def helm_revisions(cluster: Cluster) -> dict[str, int]:
+    """The stack's releases (other modules of the session leave their own)."""
     listed = json.loads(cluster.output(["helm", "list", "-A", "-o", "json"]))
-    return {r["name"]: int(r["revision"]) for r in listed}
+    return {r["name"]: int(r["revision"]) for r in listed if r["namespace"] in STACK_NAMESPACES}
 
 
 def actions(summary: dict[str, Any]) -> set[str]:
@@ -300,7 +301,7 @@ def test_a_secret_holding_another_key_stops_the_install_naming_it(
 def test_a_component_that_never_becomes_ready_is_named_with_its_reason_and_the_next_run_finishes(
     cluster: Cluster, installed: Install, tmp_path: Path
 ) -> None:
-    before = snapshot(cluster, installed)
+    before, revisions = snapshot(cluster, installed), helm_revisions(cluster)
     # Fulcio pointed at an image the internal registry does not have.
     missing = f"{cluster.registry}/sigstore/absent/fulcio"
     image = {"registry": cluster.registry, "repository": "sigstore/absent/fulcio",
@@ -314,6 +315,9 @@ def test_a_component_that_never_becomes_ready_is_named_with_its_reason_and_the_n
     assert "ImagePull" in last or "ErrImage" in last, last
     assert "last log lines" in done.stderr and "events of" in done.stderr
     assert missing in done.stderr
+    # The changed value reached its release only: no other release was upgraded.
+    upgraded = {name for name, rev in helm_revisions(cluster).items() if revisions[name] != rev}
+    assert upgraded == {"fulcio"}
     again = run_install(cluster, installed.site, installed.trust_repo)
     assert set(verified(again)) == {"rekor", "fulcio", "ctlog", "tuf"}
     assert snapshot(cluster, installed) == before
