@@ -278,6 +278,26 @@ class Kube:
         }
         return self._read(calls[kind]) is not None
 
+    def wait_deleted(self, kind: str, name: str, namespace: str | None, timeout: float) -> None:
+        """Until a deleted claim or volume is gone (its protection finalizer holds it while a
+        pod still uses it); StepNotReady at the deadline."""
+        reads: dict[str, Callable[[], Any]] = {
+            "PersistentVolumeClaim": lambda: self.core.read_namespaced_persistent_volume_claim(
+                name, namespace or ""
+            ),
+            "PersistentVolume": lambda: self.core.read_persistent_volume(name),
+        }
+        deadline = time.monotonic() + timeout
+        while self._read(reads[kind]) is not None:
+            if time.monotonic() > deadline:
+                where = f"{namespace}/" if namespace else ""
+                raise StepNotReady(
+                    f"{kind.lower()} {where}{name} is still there {timeout:.0f}s after its "
+                    f"deletion (a pod still uses it?)",
+                    "",
+                )
+            time.sleep(POLL_SECONDS)
+
     def service_get(self, namespace: str, service: str, path: str) -> bytes:
         """GET `path` from a Service through the API server's proxy: how the installer reaches
         in-cluster services from outside the cluster. A non-2xx answer raises ProbeFailed."""

@@ -129,8 +129,10 @@ def uninstall(
     for claim in claims(site):
         meta = claim["metadata"]
         _delete(kube, record, "PersistentVolumeClaim", meta["name"], meta["namespace"])
+        kube.wait_deleted("PersistentVolumeClaim", meta["name"], meta["namespace"], timeout)
     for name in kube.airgap_volumes():  # the claims' hostPath volumes (their data stays)
         _delete(kube, record, "PersistentVolume", name, None)
+        kube.wait_deleted("PersistentVolume", name, None, timeout)
 
 
 def _delete(
