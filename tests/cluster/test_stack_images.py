@@ -485,6 +485,14 @@ def test_the_static_server_serves_the_tuf_repository_from_its_configmap_as_the_t
     identity = cluster.kubectl("-n", ns, "exec", "deployment/tuf", "--", "id").split()
     assert identity[:2] == ["uid=101(nginx)", "gid=101(nginx)"]
 
+    # kube-proxy routes the Service a moment after the rollout, more so on a busy machine.
+    address = cluster.kubectl("-n", ns, "get", "svc", "tuf", "-o", "jsonpath={.spec.clusterIP}")
+    first = f"http://{address}:8080/{next(iter(files))}"
+    cluster.wait_until(
+        "the static server's Service routed",
+        lambda: cluster.succeeds(["curl", "--fail", "--silent", "--max-time", "2", first]),
+        timeout=60,
+    )
     server = f"http://tuf.{ns}.svc:8080"
     get = "curl --fail --silent --max-time 10"
     fetches = [f"{get} -o /tmp/{i} {server}/{path}" for i, path in enumerate(files)]
