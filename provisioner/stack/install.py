@@ -36,7 +36,7 @@ from provisioner.stack import secrets as names
 from provisioner.stack.chart_archives import find_chart
 from provisioner.stack.keys import KeySet, PublicMaterial, public_material
 from provisioner.stack.kube import Kube, ProbeFailed, StepNotReady, Workload
-from provisioner.stack.mapping import load_mapping
+from provisioner.stack.mapping import ImageMapping, load_mapping
 from provisioner.stack.probes import check_ctlog, check_fulcio, check_rekor, check_tuf
 from provisioner.stack.releases import Releases
 from provisioner.stack.render import RenderedComponent, render_component
@@ -101,6 +101,7 @@ class InstallOptions:
 
 @dataclass
 class Prepared:
+    mapping: ImageMapping
     components: list[str]
     keys: KeySet
     public: PublicMaterial
@@ -185,8 +186,8 @@ class Installer:
         keys = keyset_from_cluster(site, existing)
         plans = plan_secrets(render_secrets(site, keys), existing)
         state = read_state(self.kube, site)
-        for log, tree in state.trees.items():
-            self._check_ctlog_secret(keys, existing, log, tree)
+        if "ctlog" in state.trees:  # its ctlog-secret must be the one made for that tree
+            plan_secrets([ctlog_config_secret(site, keys, int(state.trees["ctlog"]))], existing)
         public = public_material(keys)
         trusted_root = trusted_root_json(public.trusted_root_spec(site)).encode()
         signing = signing_config_json(site, public)
@@ -196,20 +197,10 @@ class Installer:
             else None
         )
         pull_secret = self._pull_secret(components)
-        rendered = {
-            c: render_component(
-                c,
-                charts[c],
-                site,
-                mapping,
-                public,
-                helm=self.options.helm,
-                overrides=self._overrides(c, state, tuf),
-            )
-            for c in components
-        }
+        rendered = {c: self._render(c, charts[c], mapping, public, state, tuf) for c in components}
         self.rendered = rendered
         return Prepared(
+            mapping,
             components,
             keys,
             public,
@@ -223,6 +214,36 @@ class Installer:
             tuf,
         )
 
+    def _render(
+        self,
+        component: str,
+        chart: Path,
+        mapping: ImageMapping,
+        public: PublicMaterial,
+        state: InstallState,
+        tuf: TufRepository | None,
+    ) -> RenderedComponent:
+        return render_component(
+            component,
+            chart,
+            self.site,
+            mapping,
+            public,
+            helm=self.options.helm,
+            overrides=self._overrides(component, state, tuf),
+        )
+
+    def _rerender(self, prepared: Prepared, component: str, state: InstallState) -> None:
+        """Render again with what the install learned since (a tree ID, the signed repository)."""
+        prepared.rendered[component] = self._render(
+            component,
+            prepared.charts[component],
+            prepared.mapping,
+            prepared.public,
+            state,
+            prepared.tuf,
+        )
+
     def _existing_secrets(self) -> Existing:
         found: dict[tuple[str, str], Mapping[str, Any]] = {}
         for component, name in secret_names(self.site):
@@ -231,17 +252,6 @@ class Installer:
             if secret is not None:
                 found[(namespace, name)] = secret
         return found
-
-    def _check_ctlog_secret(
-        self,
-        keys: KeySet,
-        existing: Existing,
-        log: str,
-        tree: str,
-    ) -> None:
-        """With the CT log's tree recorded, its `ctlog-secret` must be the one made for it."""
-        if log == "ctlog":
-            plan_secrets([ctlog_config_secret(self.site, keys, int(tree))], existing)
 
     def _pull_secret(self, components: list[str]) -> dict[str, Any] | None:
         """The pull secret to write in each namespace (from `registry.credentials`), else None
@@ -320,7 +330,6 @@ class Installer:
     # ---- dry run --------------------------------------------------------------------------
 
     def _plan(self, prepared: Prepared) -> None:
-        site = self.site
         for namespace in self._namespaces(prepared):
             exists = self.kube.namespace_exists(namespace)
             self._record("cluster", f"namespace {namespace}", _would(not exists, "create"))
@@ -336,18 +345,16 @@ class Installer:
             revision = self.releases.revision(rendered.release, rendered.namespace)
             action = "would install" if revision is None else "would upgrade if changed"
             self._record(component, f"release {rendered.release}", action, rendered.chart.name)
-            for log in ("rekor", "ctlog"):
-                if component == log:
-                    tree = prepared.state.trees.get(log)
-                    self._record(
-                        component,
-                        "tree",
-                        "unchanged" if tree else "would create",
-                        f"tree {tree}" if tree else "by the chart's createtree job, then recorded",
-                    )
+            if component in TREE_JOBS:
+                tree = prepared.state.trees.get(component)
+                self._record(
+                    component,
+                    "tree",
+                    "unchanged" if tree else "would create",
+                    f"tree {tree}" if tree else "by the chart's createtree job, then recorded",
+                )
         if prepared.tuf is not None:
             self._record("tuf", "repository", _would(prepared.tuf.changed, "sign"))
-        del site
 
     # ---- apply ----------------------------------------------------------------------------
 
@@ -429,16 +436,7 @@ class Installer:
             state = state.with_tree(component, tree)
             self.kube.ensure_replaceable(state.manifest(self.site))
             self._record(component, "tree", "created", f"tree {tree}, recorded")
-            pinned = render_component(
-                component,
-                prepared.charts[component],
-                self.site,
-                load_mapping(self.site.registry.mapping),
-                prepared.public,
-                helm=self.options.helm,
-                overrides=self._overrides(component, state, prepared.tuf),
-            )
-            prepared.rendered[component] = pinned
+            self._rerender(prepared, component, state)
             self._release(prepared, component, wait=False, note="tree ID pinned")
         else:
             self._record(component, "tree", "unchanged", f"tree {tree}")
@@ -492,15 +490,7 @@ class Installer:
         )
         prepared.tuf = tuf
         self._record("tuf", "repository", "signed" if tuf.changed else "unchanged", "", started)
-        prepared.rendered["tuf"] = render_component(
-            "tuf",
-            prepared.charts["tuf"],
-            self.site,
-            load_mapping(self.site.registry.mapping),
-            prepared.public,
-            helm=self.options.helm,
-            overrides=self._overrides("tuf", prepared.state, tuf),
-        )
+        self._rerender(prepared, "tuf", prepared.state)
         namespace = component_namespace(self.site, "tuf")
         configmap = {
             "apiVersion": "v1",

@@ -158,7 +158,7 @@ def image_values(
         if key.path[0] == "mysql" and site.database is not None:
             continue  # the site's own database: the chart runs no MySQL
         where = f"chart {component}: values key {key.name}"
-        default = _dig(chart_defaults, key.path)
+        default = dig(chart_defaults, key.path)
         if not isinstance(default, Mapping):
             raise UsageError(f"{where}: the chart has no image there")
         upstream = upstream_image(default, key, where)
@@ -342,7 +342,7 @@ def _ingress(site: Site, component: str) -> dict[str, Any] | None:
 # -- helpers --------------------------------------------------------------------------------------
 
 
-def _dig(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
+def dig(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
     node: Any = values
     for key in path:
         if not isinstance(node, Mapping):

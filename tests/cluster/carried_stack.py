@@ -46,7 +46,7 @@ import yaml
 from offline.oci.imageref import ImageRef, parse_image_ref
 from provisioner.stack.chart_check import chart_files
 from provisioner.stack.site import DEFAULT_NAMESPACES
-from provisioner.stack.values import CHARTS_VALUES, IMAGE_KEYS, upstream_image
+from provisioner.stack.values import CHARTS_VALUES, IMAGE_KEYS, dig, upstream_image
 from tests.bundle_sites import operator_key, write_spec
 from tests.chart_servers import ChartRepo, serve_chart_repo
 from tests.cluster.connected import CHARTS as UPSTREAM_CHART_DIRECTORIES
@@ -236,7 +236,7 @@ def chart_image_values(
     repository the chart names by default (the tuf server: at `TUF_SERVER`), by digest."""
     values: dict[str, Any] = {}
     for key in IMAGE_KEYS[component]:
-        default = _dig(defaults, key.path)
+        default = dig(defaults, key.path)
         where = f"chart {component}: values key {key.name}"
         if key.shape != "parts" or not isinstance(default, Mapping):
             raise CarryError(f"{where}: not an image of registry, repository and version")
@@ -326,12 +326,3 @@ def _run(*argv: str) -> str:
     if result.returncode != 0:
         raise CarryError(f"{' '.join(argv)} failed: {result.stderr.strip()[-2000:]}")
     return result.stdout
-
-
-def _dig(values: Mapping[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = values
-    for key in path:
-        if not isinstance(node, Mapping):
-            return None
-        node = node.get(key)
-    return node
