@@ -269,19 +269,30 @@ def test_containerd_pulls_from_the_internal_registry_through_the_hosts_toml_writ
 ) -> None:
     workloads.namespace(cluster, "nodes-pull")
     registry = nodes.node_registry
-    # Without a hosts.toml for the registry, containerd does not trust its CA: no pull.
-    (registry / "hosts.toml").unlink()
-    (registry / "ca.crt").unlink()
-    cluster.apply([_pull_pod(cluster)])
-    cluster.wait_until(
-        "the pull to fail", lambda: _pull_state(cluster).startswith(("ErrImagePull", "ImagePull"))
+    # containerd reads this file at every pull: one sending the registry's pulls to a port
+    # nothing listens on makes them fail. (The test node's containerd trusts the test CA
+    # anyway, through SSL_CERT_FILE, so a missing file would not show.)
+    host = cluster.registry.rsplit(":", 1)[0]
+    (registry / "hosts.toml").write_text(
+        f'server = "https://{host}:1"\n[host."https://{host}:1"]\n'
+        '  capabilities = ["pull", "resolve"]\n'
     )
-    assert "x509" in _pull_state(cluster) or "certificate" in _pull_state(cluster)
+    cluster.apply([_pull_pod(cluster)])
+    seen = [""]
+
+    def pull_failed() -> bool:
+        seen[0] = _pull_state(cluster)
+        return seen[0].startswith("ErrImagePull")
+
+    cluster.wait_until("the pull to fail", pull_failed)
+    assert f"{host}:1" in seen[0], seen[0]
     cluster.kubectl("-n", "nodes-pull", "delete", "pod", "pull", "--wait=true")
 
-    # The DaemonSet's pod, started again (as after a node's reboot), writes them back.
+    # The DaemonSet's pod, started again (as after a node's reboot), writes it back.
     cluster.kubectl("-n", NAMESPACE, "delete", "pod", pod(cluster)["metadata"]["name"])
-    cluster.wait_until("hosts.toml written", (registry / "hosts.toml").exists, timeout=60)
-    assert (registry / "hosts.toml").read_bytes() == hosts_toml(nodes.site, with_ca=True)
+    written = hosts_toml(nodes.site, with_ca=True)
+    cluster.wait_until(
+        "hosts.toml written", lambda: (registry / "hosts.toml").read_bytes() == written, timeout=60
+    )
     cluster.apply([_pull_pod(cluster)])
     cluster.wait_until("the pull to succeed", lambda: _pull_state(cluster) == "Succeeded")
