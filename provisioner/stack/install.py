@@ -10,7 +10,8 @@ secret. Then `apply` goes in order:
     -> rekor (its tree: created once, recorded, pinned) -> probe
     -> fulcio -> probe
     -> ctlog (its tree, then ctlog-secret from it) -> probe
-    -> tsa (when on) -> tuf (the site's repository, signed offline, served statically) -> probe
+    -> tsa (when on) -> probe
+    -> tuf (the site's repository, signed offline, served statically) -> probe
     -> trusted_root.json and signing_config.v0.2.json written for clients
 
 A rerun is the same walk: what exists and matches is "unchanged", nothing is made twice, and an
@@ -24,6 +25,7 @@ import base64
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -36,7 +38,14 @@ from provisioner.stack.client_files import client_files
 from provisioner.stack.keys import KeySet, PublicMaterial, public_material
 from provisioner.stack.kube import Kube, ProbeFailed, StepNotReady, Workload
 from provisioner.stack.mapping import ImageMapping, load_mapping
-from provisioner.stack.probes import check_ctlog, check_fulcio, check_rekor, check_tuf
+from provisioner.stack.probes import (
+    Post,
+    check_ctlog,
+    check_fulcio,
+    check_rekor,
+    check_tsa,
+    check_tuf,
+)
 from provisioner.stack.pull_secret import in_namespace, pull_secret_manifest
 from provisioner.stack.releases import Releases
 from provisioner.stack.render import RenderedComponent, render_component
@@ -365,8 +374,7 @@ class Installer:
                     ),
                 )
             elif component == "tsa":
-                self._tsa_account(prepared)
-                self._release(prepared, component)
+                self._tsa(prepared)
             elif component == "tuf":
                 self._tuf(prepared)
         self._write_trust_files(prepared)
@@ -458,6 +466,13 @@ class Installer:
                 ),
             )
         return state
+
+    def _tsa(self, prepared: Prepared) -> None:
+        self._tsa_account(prepared)
+        self._release(prepared, "tsa")
+        chain = prepared.public.tsa_chain or b""  # rendering refused a TSA without one
+        post = self._service_post("tsa")
+        self._probe("tsa", lambda get: check_tsa(get, post, chain))
 
     def _tsa_account(self, prepared: Prepared) -> None:
         """The tsa chart takes no imagePullSecrets: its ServiceAccount, made here first with
@@ -551,6 +566,10 @@ class Installer:
                     ) from exc
                 time.sleep(2)
         self._record(component, f"service {service}", "verified", detail, started)
+
+    def _service_post(self, component: str) -> Post:
+        namespace = component_namespace(self.site, component)
+        return partial(self.kube.service_post, namespace, SERVICES[component])
 
     # ---- outputs --------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from provisioner.stack.install import (
     secret_names,
 )
 from provisioner.stack.kube import Kube, ProbeFailed
-from provisioner.stack.probes import check_ctlog, check_fulcio, check_rekor, check_tuf
+from provisioner.stack.probes import check_ctlog, check_fulcio, check_rekor, check_tsa, check_tuf
 from provisioner.stack.releases import Releases
 from provisioner.stack.site import CT_LOG_PREFIX, SERVICES, Site
 from provisioner.stack.state import STATE_CONFIGMAP
@@ -67,6 +67,10 @@ def stack_status(
     if "rekor" in prepared.state.trees:
         tree = prepared.state.trees["rekor"]
         checks["rekor"] = lambda get: check_rekor(get, public.rekor, trusted, tree)
+    if public.tsa_chain is not None:
+        chain = public.tsa_chain
+        post = partial(kube.service_post, component_namespace(site, "tsa"), SERVICES["tsa"])
+        checks["tsa"] = lambda get: check_tsa(get, post, chain)
     if prepared.tuf is not None:
         tuf = prepared.tuf
         checks["tuf"] = lambda get: check_tuf(get, tuf.pinned_root, tuf.targets)

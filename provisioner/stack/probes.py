@@ -6,6 +6,8 @@ serves against the key material airgap made.
   trusted root, and `/api/v1/log/publicKey` the site's Rekor key;
 - Fulcio: `/api/v1/rootCert` the site's chain, `/api/v2/configuration` every site issuer;
 - CT log: `get-sth` signed by the site's CT key (RFC 6962 §3.5), `get-roots` the Fulcio root;
+- TSA: `/api/v1/timestamp/certchain` the site's chain, and an RFC 3161 timestamp of a fresh
+  random digest (POSTed: `Kube.service_post`) that verifies with that chain and names that digest;
 - TUF: python-tuf's client, pinned to the repository's root, fetches every target and gets the
   bytes airgap published.
 
@@ -17,9 +19,10 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import struct
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
@@ -30,7 +33,11 @@ from offline.errors import AirgapError
 from offline.trust.root import TrustedRoot
 from provisioner.stack.kube import ProbeFailed
 
+if TYPE_CHECKING:
+    from rfc3161_client import TimeStampResponse
+
 Get = Callable[[str], bytes]
+Post = Callable[[str, bytes, str], bytes]  # path, body, content type -> answer
 
 
 def check_rekor(get: Get, public_pem: bytes, trusted_root: TrustedRoot, tree_id: str) -> str:
@@ -78,6 +85,34 @@ def check_ctlog(get: Get, prefix: str, public_pem: bytes, fulcio_root_pem: bytes
     return f"tree head of {size} entries signed with the site's key"
 
 
+def check_tsa(get: Get, post: Post, chain_pem: bytes, *, message: bytes | None = None) -> str:
+    """`message` is what to timestamp: by default fresh random bytes, so no answer made
+    earlier (or for anyone else) can carry its digest."""
+    from rfc3161_client import HashAlgorithm, TimestampRequestBuilder, decode_timestamp_response
+
+    ours = _certificates(chain_pem, "the site's TSA chain")
+    served = _certificates(get("/api/v1/timestamp/certchain"), "the TSA's certificate chain")
+    if served != ours:
+        raise ProbeFailed("the TSA serves another certificate chain than the site's")
+    message = os.urandom(32) if message is None else message
+    request = (
+        TimestampRequestBuilder()
+        .data(message)
+        .hash_algorithm(HashAlgorithm.SHA256)
+        .nonce(nonce=False)  # the random digest is the freshness
+        .cert_request(cert_request=True)
+        .build()
+    )
+    answer = post("/api/v1/timestamp", request.as_bytes(), "application/timestamp-query")
+    try:
+        response = decode_timestamp_response(answer)
+        when = response.tst_info.gen_time  # parsed lazily: a malformed one raises here
+    except ValueError as exc:
+        raise ProbeFailed(f"the TSA's answer is not an RFC 3161 timestamp ({exc})") from exc
+    _verify_timestamp(response, message, [x509.load_der_x509_certificate(c) for c in ours])
+    return f"the site's chain; a timestamp of {when:%Y-%m-%dT%H:%M:%SZ} verified with it"
+
+
 def check_tuf(get: Get, pinned_root: bytes, published: Mapping[str, bytes]) -> str:
     from provisioner.trust.client import fetch_all_targets_with
 
@@ -111,6 +146,30 @@ def _verify_sth(size: int, timestamp: int, root_hash: bytes, signature: bytes, p
         key.verify(signature[4:], signed, ec.ECDSA(hashes.SHA256()))
     except InvalidSignature:
         raise ProbeFailed("the CT log's tree head is not signed with the site's CT key") from None
+
+
+def _verify_timestamp(
+    response: TimeStampResponse, message: bytes, chain: list[x509.Certificate]
+) -> None:
+    """The response is granted, signed by the chain's leaf (which chains to its root) and its
+    message imprint is `message`'s digest."""
+    from rfc3161_client import VerificationError, VerifierBuilder
+
+    builder = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1])
+    for intermediate in chain[1:-1]:
+        builder = builder.add_intermediate_certificate(intermediate)
+    try:
+        if not builder.build().verify_message(response, message):
+            raise VerificationError("the verifier did not accept it")
+    except (VerificationError, ValueError) as exc:
+        raise ProbeFailed(
+            f"the TSA's timestamp does not verify with the site's chain: {exc}"
+        ) from exc
+    except BaseException as exc:
+        # rfc3161-client's Rust code panics (a BaseException) on a certificate it cannot read.
+        if type(exc).__name__ == "PanicException":
+            raise ProbeFailed("the TSA's timestamp holds an unreadable certificate") from exc
+        raise
 
 
 def _json(data: bytes, what: str) -> dict[str, Any]:

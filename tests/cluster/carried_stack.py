@@ -5,8 +5,8 @@ On the connected side (the host's loopback): every image of stack_images.py copi
 unchanged, under its upstream name into a registry standing for the upstream ones (ghcr.io,
 gcr.io, docker.io, cgr.dev: one path prefix each, reached through `bundle create
 --registry-mirror`), and the upstream charts served as a chart repository (connected.py). A
-bundle spec modelled on bundles/sigstore-stack.yaml names the five charts (trillian, rekor,
-fulcio, ctlog, tuf) at the versions the repository serves and every stack image by the digest
+bundle spec modelled on bundles/sigstore-stack.yaml names the six charts (trillian, rekor,
+fulcio, ctlog, tsa, tuf) at the versions the repository serves and every stack image by the digest
 built here; `airgap bundle create` signs it with an operator key. Inside the cluster's network
 namespace `airgap bundle import` pushes it into the internal registry and writes the import
 mapping. Only the bundle directory crosses.
@@ -57,7 +57,7 @@ from tests.registries import RegistryServer, start_referrers_registry
 from tests.tools import go_tool
 
 # The stack's charts, in install order; each is also its chart's directory in connected.py.
-CHARTS = ("trillian", "rekor", "fulcio", "ctlog", "tuf")
+CHARTS = ("trillian", "rekor", "fulcio", "ctlog", "tsa", "tuf")
 # The static server that serves the TUF repository airgap builds, in place of the tuf chart's
 # own (which makes new root keys at every start): found in stack_images.IMAGES by repository.
 TUF_SERVER = "docker.io/nginxinc/nginx-unprivileged"
@@ -207,7 +207,7 @@ def stack_references(images: StackImages) -> dict[str, str]:
 
 
 def write_stack_spec(path: Path, images: StackImages, connected: ConnectedSide) -> Path:
-    """The bundle spec: the five charts from the connected side's repository, each rendered
+    """The bundle spec: the six charts from the connected side's repository, each rendered
     with the install's base values and the built images (see the module's note), and every
     stack image by its built digest."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -294,6 +294,8 @@ def write_site(
         "storage": {"class": STORAGE_CLASS, "hostPath": str(volumes)},
         # The TUF static server the bundle carries (the tuf chart's own is not carried).
         "tuf": {"serverImage": f"{tuf_server.name}:{tuf_server.tag}"},
+        # The whole stack, the optional timestamp authority too.
+        "tsa": {"enabled": True},
     }
     path = directory / "site.yaml"
     path.write_text(yaml.safe_dump(site, sort_keys=False))

@@ -7,7 +7,8 @@ paths, users, probes; ../shared/reference/cluster-stack.md lists them):
 - real programs, pinned and built from the Go module proxy (tests/tools), on a small static base
   (passwd with nonroot 65532, /tmp; no shell, like the distroless images upstream uses), each
   the image's entrypoint and run as 65532 as upstream's ko images are: Trillian's log server and
-  signer, rekor-server, fulcio, ct_server, policy-controller's webhook;
+  signer, rekor-server, fulcio, ct_server, timestamp-server (the chart gives `serve` and its
+  flags as args), policy-controller's webhook;
 - from Debian packages (debian_rootfs.py), on a shell base of dash (the charts' `sh -c` scripts)
   and busybox's applets: MariaDB as Trillian's `db_server` (the MySQL image's entrypoint and env,
   storage.sql in /docker-entrypoint-initdb.d, trillian.cnf, `/etc/init.d/mysql status` for the
@@ -110,6 +111,11 @@ IMAGES = (
         "ghcr.io/sigstore/scaffolding/ct_server:v0.7.31",
         "ct_server",
         "certificate-transparency-go v1.3.3's ct_server",
+    ),
+    _static(
+        "ghcr.io/sigstore/timestamp-server:v2.1.0",
+        "timestamp-server",
+        "timestamp-authority v2.1.0's timestamp-server",
     ),
     _static(
         "ghcr.io/sigstore/policy-controller/policy-controller:v0.13.1",

@@ -83,6 +83,7 @@ PROGRAMS: dict[str, tuple[str, Callable[[], Path]]] = {
     "rekor-server": ("ko-app/rekor-server", partial(go_tool, "rekor-server")),
     "fulcio": ("ko-app/fulcio", partial(go_tool, "fulcio")),
     "ct_server": ("ko-app/ct_server", partial(go_tool, "ct_server")),
+    "timestamp-server": ("ko-app/timestamp-server", partial(go_tool, "timestamp-server")),
     "webhook": ("ko-app/webhook", partial(cluster_tool, "policy-controller", "policy-controller")),
     "kubectl": ("usr/bin/kubectl", partial(cluster_tool, "kubernetes", "kubectl")),
 }

@@ -1,6 +1,6 @@
 """The whole stack carried across the gap (tests/cluster/carried_stack.py): every image the stack
-runs in the internal registry, digest unchanged, where the import mapping says; the five charts
-in the bundle; and a site file `airgap install --site` reads, naming all of it."""
+runs in the internal registry, digest unchanged, where the import mapping says; the six charts
+in the bundle (the TSA's too); and a site file `airgap install --site` reads, naming all of it."""
 
 from __future__ import annotations
 
@@ -73,7 +73,7 @@ def test_the_install_finds_every_image_its_charts_run_in_the_mapping(
             assert found.digest == found.source.digest == built[upstream.name], where
 
 
-def test_the_five_charts_are_in_the_bundle_with_their_subcharts(
+def test_the_six_charts_are_in_the_bundle_with_their_subcharts(
     carried_stack: CarriedStack, sigstore_chart_packages: dict[str, Path]
 ) -> None:
     assert carried_stack.charts == carried_stack.bundle / "charts"

@@ -19,6 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography import x509
+from cryptography.hazmat.primitives.serialization import Encoding
+from rfc3161_client import VerifierBuilder, decode_timestamp_response
 
 from tests.cluster.carried_stack import CarriedStack
 from tests.cluster.node import Cluster
@@ -29,8 +32,11 @@ STACK_NAMESPACES = (
     "rekor-system",
     "fulcio-system",
     "ctlog-system",
+    "tsa-system",
     "tuf-system",
 )
+# The components whose service each install proves (the site turns the TSA on).
+PROVEN = {"rekor", "fulcio", "ctlog", "tsa", "tuf"}
 # Actions that mean "nothing was changed" in install's steps.
 QUIET = {"unchanged", "ready", "complete", "verified"}
 
@@ -132,8 +138,9 @@ def test_install_brings_up_every_component_from_the_internal_registry_and_proves
     cluster: Cluster, installed: Install
 ) -> None:
     proven = verified(installed.summary)
-    assert set(proven) == {"rekor", "fulcio", "ctlog", "tuf"}
+    assert set(proven) == PROVEN
     assert "signed with the site's key" in proven["rekor"]
+    assert "verified with it" in proven["tsa"]
     assert "signed with the site's key" in proven["ctlog"]
     assert proven["fulcio"].startswith("the site's CA")
     assert "verified by python-tuf" in proven["tuf"]
@@ -156,6 +163,14 @@ def test_the_keys_the_services_use_are_the_ones_in_the_written_trusted_root(
     assert (trust / "rekor.pub").read_bytes() == public_pem
     (tlog,) = root["tlogs"]
     assert tlog["baseUrl"] == "http://rekor-server.rekor-system.svc"
+    tsa_secret = cluster.kubectl_json("-n", "tsa-system", "get", "secret", "tsa-server-secret")
+    tsa_chain = base64.b64decode(tsa_secret["data"]["cert-chain"])
+    assert (trust / "tsa.certchain.pem").read_bytes() == tsa_chain
+    (tsa,) = root["timestampAuthorities"]
+    assert tsa["uri"] == "http://tsa-server.tsa-system.svc"
+    assert [c["rawBytes"] for c in tsa["certChain"]["certificates"]] == [
+        base64.b64encode(der).decode() for der in pem_certificates(tsa_chain)
+    ]
     # No private key left the key Secrets: not in a ConfigMap, not in the TUF namespace.
     for ns in STACK_NAMESPACES:
         dumped = cluster.kubectl("-n", ns, "get", "configmaps", "-o", "yaml")
@@ -173,6 +188,8 @@ def test_a_rerun_reports_unchanged_and_rotates_nothing(
     cluster: Cluster, installed: Install
 ) -> None:
     before, revisions = snapshot(cluster, installed), helm_revisions(cluster)
+    # The TSA's key and chain are among what must not rotate.
+    assert {"tsa-system/tsa-server-secret", "tuf-system/tsa-cert-chain"} <= set(before["secrets"])
     again = run_install(cluster, installed.site, installed.trust_repo)
     assert again["changed"] is False, [s for s in again["steps"] if s["action"] not in QUIET]
     assert actions(again) <= QUIET
@@ -188,7 +205,7 @@ def test_pods_deleted_in_every_component_come_back_with_the_same_keys_and_trees(
         cluster.kubectl("-n", ns, "delete", "pods", "--all", "--wait=false")
     again = run_install(cluster, installed.site, installed.trust_repo)
     assert again["changed"] is False
-    assert set(verified(again)) == {"rekor", "fulcio", "ctlog", "tuf"}
+    assert set(verified(again)) == PROVEN
     assert snapshot(cluster, installed) == before
 
 
@@ -200,9 +217,10 @@ def test_status_shows_each_component_ready_and_what_it_serves(
     status = json.loads(done.stdout)
     assert status["ok"] is True and status["tuf"]["ok"] is True
     components = {c["component"]: c for c in status["components"]}
-    assert set(components) == {"trillian", "rekor", "fulcio", "ctlog", "tuf"}
+    assert set(components) == {"trillian", *PROVEN}
     assert all(c["ready"] for c in components.values())
     assert "entries, signed with the site's key" in components["rekor"]["serving"]
+    assert "verified with it" in components["tsa"]["serving"]
     assert all("@sha256:" in image for image in components["rekor"]["images"])
 
 
@@ -350,7 +368,7 @@ def test_a_component_that_never_becomes_ready_is_named_with_its_reason_and_the_n
     upgraded = {name for name, rev in helm_revisions(cluster).items() if revisions[name] != rev}
     assert upgraded == {"fulcio"}
     again = run_install(cluster, installed.site, installed.trust_repo)
-    assert set(verified(again)) == {"rekor", "fulcio", "ctlog", "tuf"}
+    assert set(verified(again)) == PROVEN
     assert snapshot(cluster, installed) == before
 
 
@@ -371,6 +389,8 @@ def test_a_keyless_signature_made_with_a_cluster_token_verifies_offline_and_with
     signing["caUrls"][0]["url"] = f"http://{cluster_ip(cluster, 'fulcio-system', 'fulcio-server')}"
     rekor = f"http://{cluster_ip(cluster, 'rekor-system', 'rekor-server')}"
     signing["rekorTlogUrls"][0]["url"] = rekor
+    tsa = f"http://{cluster_ip(cluster, 'tsa-system', 'tsa-server')}/api/v1/timestamp"
+    signing["tsaUrls"][0]["url"] = tsa
     (tmp_path / "signing.json").write_text(json.dumps(signing))
     image = f"{cluster.registry}/signed/probe"
     digest = cluster.images["probe"].split("@", 1)[1]
@@ -397,6 +417,13 @@ def test_a_keyless_signature_made_with_a_cluster_token_verifies_offline_and_with
         ).stdout
     errors = [line for line in fulcio_log.splitlines() if "rror" in line or "ssuer" in line]
     assert signed.returncode == 0, signed.stderr[-1500:] + "\n".join(errors[:15])
+    # The signature carries a timestamp that the site's TSA signed, over that signature.
+    bundle = signature_bundle(cluster, image, digest)
+    (stamp,) = bundle["verificationMaterial"]["timestampVerificationData"]["rfc3161Timestamps"]
+    (envelope_signature,) = bundle["dsseEnvelope"]["signatures"]  # cosign v3 signs a statement
+    signature = base64.b64decode(envelope_signature["sig"])
+    tsa_chain = (trust / "tsa.certchain.pem").read_bytes()
+    assert timestamp_verifies(base64.b64decode(stamp["signedTimestamp"]), signature, tsa_chain)
     identity = f"https://kubernetes.io/namespaces/{namespace}/serviceaccounts/{account}"
     issuer = "https://kubernetes.default.svc.cluster.local"
     checkpoints = tmp_path / "checkpoints"
@@ -407,7 +434,7 @@ def test_a_keyless_signature_made_with_a_cluster_token_verifies_offline_and_with
     assert fetched.returncode == 0, fetched.stderr
 
     # The stack's services go away: what verifies now needs only the registry.
-    services = ("rekor-system", "fulcio-system", "ctlog-system", "tuf-system")
+    services = ("rekor-system", "fulcio-system", "ctlog-system", "tsa-system", "tuf-system")
     for ns in services:
         cluster.kubectl("-n", ns, "scale", "deployment", "--all", "--replicas=0")
     try:
@@ -420,22 +447,56 @@ def test_a_keyless_signature_made_with_a_cluster_token_verifies_offline_and_with
 def verify_offline(
     cluster: Cluster, image: str, trust: Path, checkpoints: Path, identity: str, issuer: str
 ) -> None:
-    verify = [
-        "verify", image, "--trusted-root", str(trust / "trusted_root.json"),
-        "--checkpoints", str(checkpoints), "--registry-ca", str(cluster.pki.ca),
+    offline = [
+        "verify", image, "--checkpoints", str(checkpoints), "--registry-ca", str(cluster.pki.ca),
         "--certificate-oidc-issuer", issuer,
     ]  # fmt: skip
+    verify = [*offline, "--trusted-root", str(trust / "trusted_root.json")]
     good = airgap(cluster, *verify, "--certificate-identity", identity)
     assert good.returncode == 0, good.stdout + good.stderr
     other = identity.replace("builder", "someone-else")
     wrong = airgap(cluster, *verify, "--certificate-identity", other)
     assert wrong.returncode == 1, wrong.stdout + wrong.stderr
+    # The timestamp is checked: a trusted root without the site's TSA refuses the signature.
+    root = json.loads((trust / "trusted_root.json").read_text())
+    root["timestampAuthorities"] = []
+    untimed = checkpoints.parent / "trusted_root.no-tsa.json"
+    untimed.write_text(json.dumps(root))
+    no_tsa = airgap(
+        cluster, *offline, "--trusted-root", str(untimed), "--certificate-identity", identity
+    )
+    assert no_tsa.returncode == 1, no_tsa.stdout + no_tsa.stderr
+    assert "no TSA" in no_tsa.stdout, no_tsa.stdout
     cosign = cluster.run(
         [str(go_tool("cosign")), "verify", "--trusted-root", str(trust / "trusted_root.json"),
          "--certificate-identity", identity, "--certificate-oidc-issuer", issuer, image],
         timeout=120, check=False,
     )  # fmt: skip
     assert cosign.returncode == 0, cosign.stderr
+
+
+def signature_bundle(cluster: Cluster, image: str, digest: str) -> dict[str, Any]:
+    """The Sigstore bundle cosign attached to `image@digest` as an OCI referrer (the internal
+    registry has no referrers API: the `sha256-<hex>` fallback tag lists them)."""
+    index = json.loads(cluster.output(["crane", "manifest", f"{image}:{digest.replace(':', '-')}"]))
+    (referrer,) = [m for m in index["manifests"] if "sigstore.bundle" in m.get("artifactType", "")]
+    manifest = json.loads(cluster.output(["crane", "manifest", f"{image}@{referrer['digest']}"]))
+    (layer,) = manifest["layers"]
+    bundle: dict[str, Any] = json.loads(
+        cluster.output(["crane", "blob", f"{image}@{layer['digest']}"])
+    )
+    return bundle
+
+
+def timestamp_verifies(token: bytes, signature: bytes, chain_pem: bytes) -> bool:
+    """An RFC 3161 timestamp over `signature`, signed with the chain's leaf, rooted in its root."""
+    chain = x509.load_pem_x509_certificates(chain_pem)
+    verifier = VerifierBuilder().tsa_certificate(chain[0]).add_root_certificate(chain[-1]).build()
+    return verifier.verify_message(decode_timestamp_response(token), signature)
+
+
+def pem_certificates(pem: bytes) -> list[bytes]:
+    return [c.public_bytes(Encoding.DER) for c in x509.load_pem_x509_certificates(pem)]
 
 
 def test_cosign_initializes_from_the_served_tuf_repository(
@@ -468,7 +529,7 @@ def test_uninstall_keeps_the_keys_and_a_reinstall_serves_the_same_logs(
     kept = cluster.kubectl_json("-n", "rekor-system", "get", "secret", "rekor-signer")
     assert kept["data"] == before["secrets"]["rekor-system/rekor-signer"]
     again = run_install(cluster, installed.site, installed.trust_repo)
-    assert set(verified(again)) == {"rekor", "fulcio", "ctlog", "tuf"}
+    assert set(verified(again)) == PROVEN
     after = snapshot(cluster, installed)
     assert after["secrets"] == before["secrets"]
     assert after["configmaps"] == before["configmaps"]  # the same trees, recorded and pinned

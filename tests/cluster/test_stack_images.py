@@ -268,6 +268,7 @@ PROGRAMS = {
     "ghcr.io/sigstore/rekor/rekor-server": (["version"], "GitVersion:    v1.5.4"),
     "ghcr.io/sigstore/fulcio": (["version"], "GitVersion:    v1.8.8"),
     "ghcr.io/sigstore/scaffolding/ct_server": (["--help"], "-log_config"),
+    "ghcr.io/sigstore/timestamp-server": (["version"], "GitVersion:    v2.1.0"),
     "ghcr.io/sigstore/policy-controller/policy-controller": (["--help"], "-disable-tuf"),
     "ghcr.io/sigstore/scaffolding/createtree": (["--help"], "-admin_server"),
 }

@@ -1,6 +1,7 @@
-"""bundles/sigstore-stack.yaml carries the five upstream sigstore charts at the versions of the
-charts we read (../shared/upstream/sigstore-helm-charts) and every image their values run, so
-`bundle create` (which renders the pulled charts) cannot find one missing on the day."""
+"""bundles/sigstore-stack.yaml carries the six upstream sigstore charts (the TSA's included) at
+the versions of the charts we read (../shared/upstream/sigstore-helm-charts) and every image
+their values run, so `bundle create` (which renders the pulled charts) cannot find one missing on
+the day."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tests.conftest import REPO, SHARED
 
 UPSTREAM = SHARED / "upstream" / "sigstore-helm-charts"
 STACK = REPO / "bundles" / "sigstore-stack.yaml"
-COMPONENTS = ("trillian", "rekor", "fulcio", "ctlog", "tuf")
+COMPONENTS = ("trillian", "rekor", "fulcio", "ctlog", "tsa", "tuf")
 # Values keys of features the stack leaves off (see the spec's header).
 DISABLED = ("mysql.gcp.", "backfillredis.", "init.")
 
@@ -27,7 +28,7 @@ def _chart_yaml(name: str) -> dict[str, object]:
     return chart
 
 
-def test_the_stack_spec_pins_the_five_charts_at_the_upstream_versions() -> None:
+def test_the_stack_spec_pins_the_six_charts_at_the_upstream_versions() -> None:
     spec = load_spec(STACK)
     assert [c.name for c in spec.charts] == list(COMPONENTS)
     for chart in spec.charts:

@@ -1,7 +1,8 @@
 """The Secrets airgap renders, read by the real servers the charts run (pinned builds of
-ct_server and Fulcio on loopback), from the files the charts mount them as: the CT log serves the
-Fulcio root its config names, with its encrypted key; Fulcio serves the CA chain, intermediate
-included, from its encrypted key and password."""
+ct_server, Fulcio and the timestamp-server on loopback), from the files the charts mount them as:
+the CT log serves the Fulcio root its config names, with its encrypted key; Fulcio serves the CA
+chain, intermediate included, from its encrypted key and password; the TSA signs timestamps that
+the install's probe verifies with the site's chain."""
 
 from __future__ import annotations
 
@@ -10,7 +11,10 @@ import json
 import socket
 import threading
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -18,6 +22,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from provisioner.stack.keys import KeySet, generate_keyset, public_material
+from provisioner.stack.probes import check_tsa
 from provisioner.stack.secrets import (
     CTFE_KEYS,
     TRILLIAN_LOG_SERVER,
@@ -29,6 +34,7 @@ from provisioner.stack.secrets import (
 from provisioner.stack.site import Site
 from tests.provisioner.stack.sites import lab_site
 from tests.stack import pki
+from tests.stack.netns import NamespaceThread, isolated
 from tests.stack.procs import LOOPBACK, ProcessManager, StackError, free_port, http_ok
 from tests.tools import go_tool
 
@@ -202,3 +208,104 @@ def test_fulcio_serves_the_ca_chain_from_its_secret(
     ours = x509.load_pem_x509_certificates(keys.fulcio.chain_pem)
     assert chain == [c.public_bytes(serialization.Encoding.DER) for c in ours]
     assert len(chain) == 2  # the intermediate, then the root
+
+
+# -- the timestamp authority ----------------------------------------------------------------------
+
+TSA_PORT = 5555  # the chart's
+
+
+@dataclass(frozen=True)
+class TimestampServer:
+    """The pinned timestamp-server run as the tsa chart runs it, alone in a network namespace
+    (its metrics port :2112 is hard-coded), reached from a thread inside that namespace."""
+
+    inside: NamespaceThread
+
+    def get(self, path: str) -> bytes:
+        return self.inside.call(partial(_fetch, path, None, ""))
+
+    def post(self, path: str, body: bytes, content_type: str) -> bytes:
+        return self.inside.call(partial(_fetch, path, body, content_type))
+
+
+def _fetch(path: str, body: bytes | None, content_type: str) -> bytes:
+    url = f"http://{LOOPBACK}:{TSA_PORT}{path}"
+    headers = {"Content-Type": content_type} if body is not None else {}
+    request = urllib.request.Request(url, data=body, headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as answer:
+        data: bytes = answer.read()
+    return data
+
+
+@contextmanager
+def timestamp_server(
+    procs: ProcessManager, keys: KeySet, site: Site, directory: Path
+) -> Iterator[TimestampServer]:
+    """Serving with the key of `tsa-server-secret` (the chart mounts `private` as key.pem and
+    passes `password`) and the chain of the chart's ConfigMap (the site's public chain)."""
+    secret = next(
+        s for s in render_secrets(site, keys) if s["metadata"]["name"] == "tsa-server-secret"
+    )
+    data = secret_data(secret, "tsa-server-secret")
+    files = mount({"key.pem": data["private"]}, directory / "tsa-secrets")
+    chain = public_material(keys).tsa_chain
+    assert chain is not None
+    (directory / "chain.pem").write_bytes(chain)
+    password = data["password"].decode()
+    process = procs.start(
+        "timestamp-server",
+        isolated(
+            [
+                go_tool("timestamp-server"),
+                "serve",
+                "--host=0.0.0.0",
+                f"--port={TSA_PORT}",
+                "--timestamp-signer=file",
+                f"--file-signer-key-path={files / 'key.pem'}",
+                f"--file-signer-passwd={password}",
+                f"--certificate-chain-path={directory / 'chain.pem'}",
+            ]
+        ),
+        env={"DISABLE-NTP-MONITORING": "true"},  # as charts-values/tsa.yaml sets it
+        secrets=[password],
+    )
+    try:
+        with NamespaceThread(process.pid) as inside:
+            ping = partial(_fetch, "/ping", None, "")
+            procs.wait_ready(process, lambda: _answers(inside, ping), timeout=30)
+            yield TimestampServer(inside)
+    finally:
+        procs.stop("timestamp-server")
+
+
+def _answers(inside: NamespaceThread, call: Callable[[], bytes]) -> bool:
+    try:
+        inside.call(call)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def tsa_site() -> Site:
+    return lab_site(tsa={"enabled": True})
+
+
+@pytest.fixture(scope="module")
+def tsa_keys(tsa_site: Site) -> KeySet:
+    return generate_keyset(tsa_site)
+
+
+def test_the_timestamp_server_signs_with_the_key_and_chain_airgap_made(
+    tsa_site: Site, tsa_keys: KeySet, procs: ProcessManager, tmp_path: Path
+) -> None:
+    chain = public_material(tsa_keys).tsa_chain
+    assert chain is not None
+    with timestamp_server(procs, tsa_keys, tsa_site, tmp_path) as server:
+        proven = check_tsa(server.get, server.post, chain)
+    assert "verified with it" in proven
+    log = procs.logs["timestamp-server"].read_text()
+    assert "ntp monitoring disabled" in log  # nothing asks public NTP pools from inside the gap
+    assert tsa_keys.tsa is not None and tsa_keys.tsa.password is not None
+    assert tsa_keys.tsa.password not in log

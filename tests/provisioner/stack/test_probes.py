@@ -1,23 +1,28 @@
 """provisioner.stack.probes: a service counts as ready only when what it serves is what airgap
 set up. Each probe is fed answers of a well-behaved server and of the wrong ones (another key,
-another tree, another CA, an issuer missing, a repository that does not verify)."""
+another tree, another CA, an issuer missing, a repository that does not verify, a timestamp of
+another digest or by another TSA, a forged one)."""
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import struct
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
+from rfc3161_client import decode_timestamp_response
 
 from offline.trust.root import parse_trusted_root
 from provisioner.stack.keys import PublicMaterial, generate_keyset, public_material
 from provisioner.stack.kube import ProbeFailed
-from provisioner.stack.probes import check_ctlog, check_fulcio, check_rekor
+from provisioner.stack.probes import check_ctlog, check_fulcio, check_rekor, check_tsa
 from provisioner.stack.trusted_root import trusted_root_json
 from tests.provisioner.stack.sites import lab_site
 
@@ -53,8 +58,6 @@ def server(answers: dict[str, bytes]) -> Callable[[str], bytes]:
 
 def rekor_checkpoint(key: ec.EllipticCurvePrivateKey, tree: str, size: int = 0) -> str:
     """A Rekor v1 signed tree head: a signed note whose key hint is the log ID's first bytes."""
-    import hashlib
-
     der = key.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
@@ -184,3 +187,121 @@ def test_fulcio_with_another_ca_or_without_a_site_issuer_is_refused(keys: Keys) 
     missing = fulcio_answers(public.fulcio_chain, ["https://issuer.elsewhere"])
     with pytest.raises(ProbeFailed, match="does not accept the site's issuer"):
         check_fulcio(server(missing), public.fulcio_chain, issuers)
+
+
+# -- TSA ------------------------------------------------------------------------------------------
+# Real answers of the pinned timestamp-server, serving chains airgap made, to one message
+# (recorded by make_tsa_answers.py): no Python code here can sign an RFC 3161 timestamp.
+
+ANSWERS = Path(__file__).parent / "tsa_answers"
+CHAIN_PATH = "/api/v1/timestamp/certchain"
+
+
+@dataclass(frozen=True)
+class Recorded:
+    message: bytes
+    site_chain: bytes
+    site_answer: bytes
+    other_chain: bytes
+    other_answer: bytes
+
+
+@pytest.fixture(scope="module")
+def recorded() -> Recorded:
+    def read(name: str) -> bytes:
+        return (ANSWERS / name).read_bytes()
+
+    return Recorded(
+        read("message"),
+        read("site-chain.pem"),
+        read("site-answer.der"),
+        read("other-chain.pem"),
+        read("other-answer.der"),
+    )
+
+
+class TimestampPost:
+    """A TSA's timestamp endpoint that answers every request with `answer`; keeps the requests."""
+
+    def __init__(self, answer: bytes) -> None:
+        self.answer = answer
+        self.requests: list[tuple[str, bytes, str]] = []
+
+    def __call__(self, path: str, body: bytes, content_type: str) -> bytes:
+        self.requests.append((path, body, content_type))
+        return self.answer
+
+
+def test_the_tsa_is_ready_when_it_serves_the_sites_chain_and_timestamps_with_it(
+    recorded: Recorded,
+) -> None:
+    post = TimestampPost(recorded.site_answer)
+    detail = check_tsa(
+        server({CHAIN_PATH: recorded.site_chain}),
+        post,
+        recorded.site_chain,
+        message=recorded.message,
+    )
+    assert detail.startswith("the site's chain; a timestamp of ")
+    assert detail.endswith("verified with it")
+    ((path, body, content_type),) = post.requests
+    assert (path, content_type) == ("/api/v1/timestamp", "application/timestamp-query")
+    assert hashlib.sha256(recorded.message).digest() in body  # the message imprint asked for
+
+
+def test_a_tsa_that_serves_another_chain_is_refused(recorded: Recorded) -> None:
+    with pytest.raises(ProbeFailed, match="another certificate chain"):
+        check_tsa(
+            server({CHAIN_PATH: recorded.other_chain}),
+            TimestampPost(recorded.other_answer),
+            recorded.site_chain,
+            message=recorded.message,
+        )
+
+
+def test_a_timestamp_of_another_digest_is_refused(recorded: Recorded) -> None:
+    """By default the probe asks for a random digest: no answer made before can carry it."""
+    get = server({CHAIN_PATH: recorded.site_chain})
+    for message in (None, recorded.message + b"."):
+        with pytest.raises(ProbeFailed, match="does not verify with the site's chain"):
+            check_tsa(
+                get, TimestampPost(recorded.site_answer), recorded.site_chain, message=message
+            )
+
+
+def test_a_timestamp_signed_by_another_tsa_is_refused(recorded: Recorded) -> None:
+    with pytest.raises(ProbeFailed, match="does not verify with the site's chain"):
+        check_tsa(
+            server({CHAIN_PATH: recorded.site_chain}),
+            TimestampPost(recorded.other_answer),
+            recorded.site_chain,
+            message=recorded.message,
+        )
+
+
+def test_a_forged_timestamp_is_refused(recorded: Recorded) -> None:
+    answer = recorded.site_answer
+    when = decode_timestamp_response(answer).tst_info.gen_time.strftime("%Y%m%d%H%M%S").encode()
+    assert answer.count(when) == 1  # the TSTInfo's genTime, under the signature
+    later = when[:-1] + str((int(when[-1:]) + 1) % 10).encode()  # another second
+    forgeries = {
+        "the signature changed": answer[:-1] + bytes([answer[-1] ^ 1]),  # its last bytes
+        "the time changed after signing": answer.replace(when, later),
+    }
+    for forged in forgeries.values():
+        with pytest.raises(ProbeFailed, match="does not verify with the site's chain"):
+            check_tsa(
+                server({CHAIN_PATH: recorded.site_chain}),
+                TimestampPost(forged),
+                recorded.site_chain,
+                message=recorded.message,
+            )
+
+
+def test_an_answer_that_is_no_timestamp_is_refused(recorded: Recorded) -> None:
+    with pytest.raises(ProbeFailed, match="not an RFC 3161 timestamp"):
+        check_tsa(
+            server({CHAIN_PATH: recorded.site_chain}),
+            TimestampPost(b"<html>503 Service Unavailable</html>"),
+            recorded.site_chain,
+        )

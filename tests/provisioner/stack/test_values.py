@@ -344,6 +344,12 @@ def test_what_the_site_decides_reaches_the_charts(stack: dict[str, list[Any]]) -
     ]
     tsa = objects("tsa", "ConfigMap")["tsa-server-config"]["data"]["chain.pem"]
     assert tsa.count("BEGIN CERTIFICATE") == 2
+    tsa_pod = objects("tsa", "Deployment")["tsa-server"]["spec"]["template"]["spec"]
+    tsa_server = tsa_pod["containers"][0]
+    assert "--timestamp-signer=file" in tsa_server["args"]
+    # Nothing dials out of the gap (NTP pools), nothing holds an API token it never uses.
+    assert {"name": "DISABLE-NTP-MONITORING", "value": "true"} in tsa_server["env"]
+    assert tsa_pod["automountServiceAccountToken"] is False
     webhook = objects("policy-controller", "Deployment")["policy-controller-webhook"]
     assert "-disable-tuf=true" in webhook["spec"]["template"]["spec"]["containers"][0]["args"]
 
