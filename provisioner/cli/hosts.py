@@ -45,7 +45,9 @@ def register(commands: Any) -> None:
         "host failed or was unreachable.",
     )
     apply.add_argument("--inventory", type=Path, required=True, metavar="INV")
-    apply.add_argument("--playbook", choices=PLAYBOOKS, default="cd-host")
+    apply.add_argument(
+        "--playbook", default="cd-host", metavar="|".join(PLAYBOOKS), help="(default cd-host)"
+    )
     apply.add_argument(
         "--check", action="store_true", help="report what would change, change nothing"
     )
