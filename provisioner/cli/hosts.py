@@ -151,8 +151,8 @@ def run_apply(args: argparse.Namespace) -> int:
     tuf_root = newest_tuf_root(args.trust) if args.trust is not None else None
     wheelhouse = _wheelhouse(args)
     with private_dir() as private:
-        inventory = read_inventory(args.inventory, private)
-        material = gather(site, trust_dir, tuf_root, args.checkpoints, private, wheelhouse)
+        inventory = read_inventory(args.inventory, private.path)
+        material = gather(site, trust_dir, tuf_root, args.checkpoints, private.path, wheelhouse)
         known_hosts = assemble_known_hosts(private, inventory, args.known_hosts)
         progress = _Progress(args.playbook, args.output)
         try:

@@ -10,6 +10,7 @@ per-host summary and one line per failure that airgap makes from the events.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Callable, Iterator, Mapping
@@ -87,28 +88,46 @@ class RunResult:
         }
 
 
+# A unix socket path has at most 107 bytes; ssh's %C adds 40.
+_MAX_CONTROL_DIR = 60
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Where one run keeps its files (`path`) and its SSH control sockets (`control`)."""
+
+    path: Path
+    control: Path
+
+
 @contextmanager
-def private_dir() -> Iterator[Path]:
-    """A 0700 directory for one run, removed with everything in it afterwards."""
+def private_dir() -> Iterator[RunDir]:
+    """A 0700 directory for one run, removed with everything in it afterwards; the control
+    sockets go to a short directory of their own when the temporary directory's path is long."""
     with tempfile.TemporaryDirectory(prefix="airgap-hosts-") as name:
         path = Path(name)
         path.chmod(0o700)
-        (path / "cp").mkdir(mode=0o700)
-        (path / "tmp").mkdir(mode=0o700)
-        (path / "runner").mkdir(mode=0o700)
+        for sub in ("tmp", "runner"):
+            (path / sub).mkdir(mode=0o700)
+        control = path / "cp"
+        separate = len(str(control)) > _MAX_CONTROL_DIR
+        control = Path(tempfile.mkdtemp(prefix="airgap-ssh-", dir="/tmp")) if separate else control
+        control.mkdir(mode=0o700, exist_ok=True)
         try:
-            yield path
+            yield RunDir(path, control)
         finally:
-            _close_masters(path / "cp")
+            _close_masters(control)
+            if separate:
+                shutil.rmtree(control, ignore_errors=True)
 
 
-def ssh_args(private: Path, known_hosts: Path | None) -> str:
+def ssh_args(control: Path, known_hosts: Path | None) -> str:
     """OpenSSH options for every connection. They come first on ssh's command line, and ssh
     keeps the first value it is given for an option: nothing later can turn checking off."""
     args = [
         "-o ControlMaster=auto",
         "-o ControlPersist=60s",
-        f"-o ControlPath={private / 'cp'}/%C",
+        f"-o ControlPath={control}/%C",
         "-o StrictHostKeyChecking=yes",
         "-o CheckHostIP=no",
     ]
@@ -117,7 +136,7 @@ def ssh_args(private: Path, known_hosts: Path | None) -> str:
     return " ".join(args)
 
 
-def assemble_known_hosts(private: Path, inventory: Inventory, given: Path | None) -> Path | None:
+def assemble_known_hosts(private: RunDir, inventory: Inventory, given: Path | None) -> Path | None:
     """The run's known_hosts: the given file's lines and the inventory's keys; None when
     neither gives any (then OpenSSH's own files are used, still strictly)."""
     lines = inventory.known_hosts_lines()
@@ -130,7 +149,7 @@ def assemble_known_hosts(private: Path, inventory: Inventory, given: Path | None
         text = given.read_text()
         if text and not text.endswith("\n"):
             text += "\n"
-    path = private / "known_hosts"
+    path = private.path / "known_hosts"
     path.write_text(text + "".join(lines))
     path.chmod(0o600)
     return path
@@ -140,7 +159,7 @@ def run_playbook(
     playbook: Path,
     inventory: Inventory,
     extravars: Mapping[str, Any],
-    private: Path,
+    private: RunDir,
     *,
     known_hosts: Path | None,
     check: bool,
@@ -153,8 +172,8 @@ def run_playbook(
     for host in inventory.hosts:
         result.hosts[host.name] = HostResult()
     tracker = _Tracker(result, progress)
-    env = ansible_env(private)
-    env["ANSIBLE_SSH_ARGS"] = ssh_args(private, known_hosts)
+    env = ansible_env(private.path)
+    env["ANSIBLE_SSH_ARGS"] = ssh_args(private.control, known_hosts)
     # ansible-runner starts `ansible-playbook` by name: the one beside airgap's Python first.
     programs = Path(ansible_program("ansible-playbook")).parent
     env["PATH"] = os.pathsep.join([str(programs), os.environ.get("PATH", os.defpath)])
@@ -164,7 +183,7 @@ def run_playbook(
     if limit:
         cmdline += ["--limit", limit]
     runner = ansible_runner.run(
-        private_data_dir=str(private / "runner"),
+        private_data_dir=str(private.path / "runner"),
         playbook=str(playbook),
         inventory=str(inventory.path.resolve()),
         extravars=dict(extravars),
@@ -217,9 +236,22 @@ class _Tracker:
         return True  # keep the event in ansible-runner's (private, removed) artifacts
 
 
+# What ssh says when it refuses or cannot connect, among its warning banners.
+_SSH_REASONS = (
+    "Host key verification failed",
+    "REMOTE HOST IDENTIFICATION HAS CHANGED",
+    "Permission denied",
+    "Connection refused",
+    "Connection timed out",
+    "Could not resolve hostname",
+    "No route to host",
+)
+
+
 def _reason(res: Mapping[str, Any]) -> str:
-    """One line from a failed task's result: its message, or the command's last error line.
-    A no_log task's result is already censored by ansible before it reaches here."""
+    """One line from a failed task's result: its message, or the command's last error line,
+    or for an unreachable host what ssh said. A no_log task's result is already censored by
+    ansible before it reaches here."""
     msg = str(res.get("msg", "") or "")
     stderr = str(res.get("stderr", "") or "").strip()
     if (not msg or msg == "non-zero return code") and stderr:
@@ -227,6 +259,9 @@ def _reason(res: Mapping[str, Any]) -> str:
     module_stderr = str(res.get("module_stderr", "") or "").strip()
     if module_stderr and msg.startswith("Module result deserialization failed"):
         msg = f"the module did not run: {module_stderr.splitlines()[0]}"
+    said = [r for r in _SSH_REASONS if r in msg]
+    if said:
+        msg = "ssh: " + "; ".join(said)
     msg = " ".join(msg.split()) or "no reason given"
     return msg if len(msg) <= MAX_REASON else msg[: MAX_REASON - 1] + "…"
 

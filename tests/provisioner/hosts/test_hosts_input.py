@@ -183,11 +183,12 @@ def test_the_wheel_archive_depends_on_the_wheels_alone(tmp_path: Path) -> None:
 
 
 def test_ssh_checks_host_keys_before_anything_an_inventory_adds(tmp_path: Path) -> None:
-    args = ssh_args(tmp_path, tmp_path / "known_hosts").split()
+    args = ssh_args(tmp_path / "cp", tmp_path / "known_hosts").split()
     options = [args[i + 1] for i, a in enumerate(args) if a == "-o"]
     assert "StrictHostKeyChecking=yes" in options
     assert f"UserKnownHostsFile={tmp_path / 'known_hosts'}" in options
     # ssh keeps the first value of an option: these come before ansible's and the inventory's.
+    assert f"ControlPath={tmp_path / 'cp'}/%C" in options
     assert ssh_args(tmp_path, None).count("StrictHostKeyChecking=yes") == 1
 
 
