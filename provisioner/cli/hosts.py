@@ -65,7 +65,7 @@ def register(commands: Any) -> None:
         "--trust",
         type=Path,
         metavar="REPO",
-        help="the site's TUF repository (airgap trust init): its newest root goes to the hosts "
+        help="the site's TUF repository (airgap trust init): its published root goes to the hosts "
         "(default: root.json in the trust dir, if there is one)",
     )
     apply.add_argument(
@@ -140,7 +140,7 @@ def _wheelhouse(args: argparse.Namespace) -> Wheelhouse | None:
 def run_apply(args: argparse.Namespace) -> int:
     _dependencies()
     from provisioner.hosts.inventory import read_inventory
-    from provisioner.hosts.material import gather, newest_tuf_root
+    from provisioner.hosts.material import gather, published_tuf_root
     from provisioner.hosts.playbooks import playbook_path
     from provisioner.hosts.run import assemble_known_hosts, private_dir, run_playbook
     from provisioner.stack.site import load_site
@@ -148,7 +148,7 @@ def run_apply(args: argparse.Namespace) -> int:
     playbook = playbook_path(args.playbook)
     site = load_site(args.site)
     trust_dir = args.trust_dir or site.path.parent / "trust"
-    tuf_root = newest_tuf_root(args.trust) if args.trust is not None else None
+    tuf_root = published_tuf_root(args.trust) if args.trust is not None else None
     wheelhouse = _wheelhouse(args)
     with private_dir() as private:
         inventory = read_inventory(args.inventory, private.path)

@@ -132,9 +132,15 @@ def gather(
     )
 
 
-def newest_tuf_root(repository: Path) -> Path:
-    """The newest root metadata of a TUF repository made by `airgap trust init`."""
-    from provisioner.trust.layout import RepoLayout
+def published_tuf_root(repository: Path) -> Path:
+    """The root.json of a TUF repository's published generation: the root its served metadata
+    chains to (one signed by `trust rotate-root` but not yet built is not served yet)."""
+    from provisioner.trust.layout import RepoLayout, pinned_root
 
-    layout = RepoLayout(repository)
-    return layout.root_file(layout.root_versions()[-1])
+    generation = RepoLayout(repository).current_generation()
+    if generation is None:
+        raise UsageError(
+            f"TUF repository {repository} has published nothing yet: run airgap install "
+            f"--trust {repository} or airgap trust build first"
+        )
+    return pinned_root(generation)

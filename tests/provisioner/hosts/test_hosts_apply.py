@@ -9,7 +9,7 @@ no index, and carried in a signed bundle. Then, in order: a check-mode run write
 run installs everything and each host's own `airgap verify` passes the signed image and refuses
 the unsigned one, with nothing but what the playbook installed; a rerun changes nothing; a
 changed trusted root is replaced; node-prep writes containerd's route, and a host whose key is
-not the known one is unreachable, never trusted. No run prints the site's registry password.
+not the known one is unreachable, never trusted. No run prints a secret of the operator's.
 """
 
 from __future__ import annotations
@@ -45,6 +45,11 @@ from tests.tools import go_tool
 pytestmark = [pytest.mark.slow, pytest.mark.stack]
 
 REGISTRY_PASSWORD = "registry-password-never-printed-5521"
+TUF_PASSWORDS = {
+    "AIRGAP_TUF_ROOT_KEY_PASSWORD": "tuf-root-password-never-printed-8812",
+    "AIRGAP_TUF_ONLINE_KEY_PASSWORD": "tuf-online-password-never-printed-1457",
+}
+SECRETS = (REGISTRY_PASSWORD, *TUF_PASSWORDS.values())
 TRUST_FILES = ("trusted_root.json", "rekor.pub", "ctfe.pub", "fulcio_v1.crt.pem")
 # The hosts' Python for modules and the venv (this machine's pyenv shims are not a host's).
 HOST_PYTHON = "/usr/bin/python3"
@@ -60,6 +65,7 @@ class Operator:
     site: Path
     trust: Path
     store: Path
+    tuf: Path
     bundle: Path
     bundle_key: Path
     registry_ca: Path
@@ -98,6 +104,7 @@ class Operator:
         args = [sys.executable, "-m", "provisioner.cli", "hosts", "apply"]
         args += ["--inventory", str(inventory), "--playbook", playbook, "--site", str(self.site)]
         args += ["--checkpoints", str(self.store), "--known-hosts", str(self.known_hosts)]
+        args += ["--trust", str(self.tuf)]
         args += [*(wheels if playbook == "cd-host" else []), "--output", "json", *extra]
         result = subprocess.run(
             args, capture_output=True, text=True, env=env, cwd=REPO, timeout=600, check=False
@@ -212,6 +219,12 @@ def operator(
     spec = out / "verifier-bundle.yaml"
     _airgap(["bundle", "create", spec, "-o", bundle, "--sign-key", key], env)
 
+    # The site's TUF repository: its root goes to the hosts (its keys never do).
+    tuf = directory / "tuf"
+    _airgap(["trust", "init", "--dir", tuf], {**env, **TUF_PASSWORDS})
+    published = ["--target", f"trusted_root.json={stack.trusted_root}"]
+    _airgap(["trust", "build", "--dir", tuf, *published], {**env, **TUF_PASSWORDS})
+
     known_hosts = directory / "known_hosts"
     known_hosts.write_text(sshd_server.known_hosts_line())
     return Operator(
@@ -220,6 +233,7 @@ def operator(
         site_dir / "site.yaml",
         trust_dir,
         store,
+        tuf,
         bundle,
         key.with_suffix(".pub"),
         site_dir / "registry-ca.pem",
@@ -268,6 +282,8 @@ def test_cd_host_installs_the_trust_the_seed_and_the_verifier(
             assert (sigstore / name).read_bytes() == (operator.trust / name).read_bytes()
             assert (sigstore / name).stat().st_mode & 0o777 == 0o644
         assert (sigstore / "registry-ca.pem").read_bytes() == operator.registry_ca.read_bytes()
+        tuf_root = operator.tuf / "current" / "root.json"
+        assert (sigstore / "root.json").read_bytes() == tuf_root.read_bytes()
         seed = json.loads((sigstore / "checkpoints.json").read_text())
         assert len(seed["logs"]) == 1
         command = operator.root(host) / "usr/local/bin/airgap"
@@ -361,10 +377,22 @@ def test_node_prep_routes_containerd_and_an_unknown_host_key_is_never_trusted(
     assert not (operator.root("node-a") / "opt").exists()  # no verifier on nodes
 
 
-def test_no_run_printed_or_installed_the_registry_password(operator: Operator) -> None:
+def test_no_run_printed_or_installed_a_secret(operator: Operator) -> None:
+    """The registry's password and the TUF keys' passwords are the operator's; no host needs
+    them. (The TUF private keys themselves are encrypted with them and never copied.)"""
     assert operator.outputs, "the tests above ran the command"
     for output in operator.outputs:
-        assert REGISTRY_PASSWORD not in output
-    for path in (operator.dir / "roots").rglob("*"):
-        if path.is_file() and not path.is_symlink():
-            assert REGISTRY_PASSWORD.encode() not in path.read_bytes(), path
+        for secret in SECRETS:
+            assert secret not in output
+    # What the playbooks wrote besides the verifier's own code (opt/airgap).
+    written = [
+        path
+        for top in ("etc", "usr", "var")
+        for path in (operator.dir / "roots").glob(f"*/{top}/**/*")
+        if path.is_file() and not path.is_symlink()
+    ]
+    assert written
+    for path in written:
+        data = path.read_bytes()
+        assert not any(secret.encode() in data for secret in SECRETS), path
+        assert b"PRIVATE KEY" not in data, path

@@ -229,3 +229,25 @@ def test_the_command_lists_hosts_in_its_help() -> None:
     result = airgap("hosts", "apply", "--help")
     assert result.returncode == 0
     assert "--inventory" in result.stdout and "--known-hosts" in result.stdout
+
+
+def test_the_summary_has_a_line_per_host_and_one_per_failure(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from provisioner.cli.hosts import _summary
+    from provisioner.hosts.run import Failure, HostResult, RunResult
+
+    result = RunResult("cd-host", check=False, status="failed")
+    result.hosts["cd-a"] = HostResult(ok=12, changed=3)
+    result.hosts["cd-b"] = HostResult(ok=2, unreachable=1)
+    result.failures.append(Failure("cd-b", "Copy", "ssh: Host key verification failed", True))
+    _summary(result)
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
+        "HOST    OK  CHANGED  FAILED  UNREACHABLE",
+        "cd-a    12        3       0            0",
+        "cd-b     2        0       0            1",
+        "cd-host: failed on cd-b",
+    ]
+    assert err == "airgap: cd-b: unreachable at 'Copy': ssh: Host key verification failed\n"
+    assert not result.ok
