@@ -277,6 +277,9 @@ def _apply_stats(result: RunResult, stats: Mapping[str, Any]) -> None:
     for key, name in fields.items():
         for host, count in (stats.get(key) or {}).items():
             setattr(result.hosts.setdefault(host, HostResult()), name, int(count))
+    processed = stats.get("processed") or {}
+    if processed:  # hosts a --limit left out are not reported
+        result.hosts = {n: h for n, h in result.hosts.items() if n in processed}
 
 
 def _last_error(runner: Any) -> str:

@@ -255,13 +255,14 @@ def cd_hosts(operator: Operator) -> Path:
 def test_check_mode_reports_what_would_change_and_writes_nothing(
     operator: Operator, cd_hosts: Path
 ) -> None:
-    code, report = operator.apply(cd_hosts, "--check")
+    # One host is enough to show it (and --limit works): ansible is slow to start.
+    code, report = operator.apply(cd_hosts, "--check", "--limit", "cd-a")
     assert code == 0, json.dumps(report)
     assert report["check"] is True and report["ok"] is True
-    for host in ("cd-a", "cd-b"):
-        counts = host_result(report, host)
-        assert counts["changed"] > 0 and counts["failed"] == counts["unreachable"] == 0
-        assert not operator.root(host).exists()
+    counts = host_result(report, "cd-a")
+    assert counts["changed"] > 0 and counts["failed"] == counts["unreachable"] == 0
+    assert list(report["hosts"]) == ["cd-a"]
+    assert not operator.root("cd-a").exists()
 
 
 @pytest.fixture(scope="module")
@@ -329,11 +330,10 @@ def test_a_changed_trusted_root_is_replaced(
     path = operator.trust / "trusted_root.json"
     changed = json.dumps(json.loads(path.read_text()), indent=4).encode()
     path.write_bytes(changed)
-    code, report = operator.apply(cd_hosts)
+    code, report = operator.apply(cd_hosts, "--limit", "cd-a")
     assert code == 0, json.dumps(report)
-    for host in ("cd-a", "cd-b"):
-        assert host_result(report, host)["changed"] >= 1
-        assert (operator.root(host) / "etc/sigstore/trusted_root.json").read_bytes() == changed
+    assert host_result(report, "cd-a")["changed"] == 1  # the root, and nothing else
+    assert (operator.root("cd-a") / "etc/sigstore/trusted_root.json").read_bytes() == changed
     assert operator.verify_on("cd-a", f"oci:{operator.layout}:app").returncode == 0
 
 
