@@ -6,10 +6,11 @@ stack (tests/stack), the operator's checkpoint store pins the stack's Rekor and 
 completes the signature, and the image with its signature is copied into an OCI layout (what a
 CD host gets on disk). The verifier's wheelhouse is built from the wheels .ci/setup cached, with
 no index, and carried in a signed bundle. Then, in order: a check-mode run writes nothing; the
-run installs everything and each host's own `airgap verify` passes the signed image and refuses
-the unsigned one, with nothing but what the playbook installed; a rerun changes nothing; a
-changed trusted root is replaced; node-prep writes containerd's route, and a host whose key is
-not the known one is unreachable, never trusted. No run prints a secret of the operator's.
+run installs everything and, with every Sigstore service stopped, each host's own `airgap
+verify` passes the signed image and refuses the unsigned one, with nothing but what the
+playbook installed; a rerun changes nothing; a changed trusted root is replaced; node-prep
+writes containerd's route once, and a host whose key is not the known one is unreachable, never
+trusted. No run prints a secret of the operator's.
 """
 
 from __future__ import annotations
@@ -298,6 +299,12 @@ def test_cd_host_installs_the_trust_the_seed_and_the_verifier(
 def test_the_host_s_verifier_verifies_the_signed_image_with_what_was_installed(
     operator: Operator, applied: dict[str, Any]
 ) -> None:
+    # Every Sigstore service down: what the host verifies with is what the playbook installed.
+    with operator.stack.stopped():
+        _verify_on_both_hosts(operator)
+
+
+def _verify_on_both_hosts(operator: Operator) -> None:
     for host in ("cd-a", "cd-b"):
         passed = operator.verify_on(host, f"oci:{operator.layout}:app")
         assert passed.returncode == 0, passed.stdout + passed.stderr
