@@ -387,10 +387,41 @@ def test_node_prep_routes_containerd_once_and_an_unknown_host_key_is_never_trust
     assert host_result(again, "node-a")["changed"] == 0
 
 
-def test_no_run_printed_or_installed_a_secret(operator: Operator) -> None:
+def test_a_tampered_verifier_bundle_is_refused_before_any_host_is_touched(
+    operator: Operator, tmp_path: Path
+) -> None:
+    tampered = tmp_path / "bundle"
+    shutil.copytree(operator.bundle, tampered)
+    wheel = next((tampered / "files" / "wheelhouse").glob("airgap-*.whl"))
+    data = bytearray(wheel.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    wheel.write_bytes(bytes(data))
+    inventory = operator.inventory(
+        "tampered", {"cd-t": {"airgap_root": str(operator.root("cd-t"))}}
+    )
+    args: list[str | os.PathLike[str]] = [sys.executable, "-m", "provisioner.cli", "hosts"]
+    args += ["apply", "--inventory", inventory]
+    args += ["--site", operator.site, "--checkpoints", operator.store]
+    args += [
+        "--known-hosts",
+        operator.known_hosts,
+        "--bundle",
+        tampered,
+        "--key",
+        operator.bundle_key,
+    ]
+    result = run(args, {k: v for k, v in os.environ.items() if not k.startswith("AIRGAP_")})
+    operator.outputs += [result.stdout, result.stderr]
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and wheel.name in lines[0], result.stderr
+    assert not operator.root("cd-t").exists()
+
+
+def test_no_run_printed_or_installed_a_secret(operator: Operator, applied: dict[str, Any]) -> None:
     """The registry's password and the TUF keys' passwords are the operator's; no host needs
     them. (The TUF private keys themselves are encrypted with them and never copied.)"""
-    assert operator.outputs, "the tests above ran the command"
+    assert operator.outputs, "the applied fixture ran the command"
     for output in operator.outputs:
         for secret in SECRETS:
             assert secret not in output
