@@ -10,6 +10,7 @@ per-host summary and one line per failure that airgap makes from the events.
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -188,12 +189,15 @@ def run_playbook(
         inventory=str(inventory.path.resolve()),
         extravars=dict(extravars),
         envvars=env,
-        cmdline=" ".join(_quote(a) for a in cmdline) or None,
+        cmdline=shlex.join(cmdline) or None,
         quiet=True,
         event_handler=tracker.event,
     )
     result.status = str(runner.status)
-    _apply_stats(result, runner.stats or {})
+    stats = runner.stats or {}
+    if limit and not stats.get("processed") and "no hosts" in _last_error(runner):
+        raise UsageError(f"--limit {limit} matches no host of inventory {inventory.path}")
+    _apply_stats(result, stats)
     if (
         result.status != "successful"
         and not result.failures
@@ -202,12 +206,6 @@ def run_playbook(
         # ansible-playbook itself stopped (a playbook error, a bad --limit): say why.
         result.failures.append(Failure("-", "ansible-playbook", _last_error(runner), False))
     return result
-
-
-def _quote(arg: str) -> str:
-    import shlex
-
-    return shlex.quote(arg)
 
 
 class _Tracker:

@@ -418,6 +418,17 @@ def test_a_tampered_verifier_bundle_is_refused_before_any_host_is_touched(
     assert not operator.root("cd-t").exists()
 
 
+def test_a_limit_that_matches_no_host_is_an_error(operator: Operator, cd_hosts: Path) -> None:
+    args: list[str | os.PathLike[str]] = [sys.executable, "-m", "provisioner.cli", "hosts"]
+    args += ["apply", "--inventory", cd_hosts, "--playbook", "node-prep", "--site", operator.site]
+    args += ["--checkpoints", operator.store, "--limit", "db-*"]
+    result = run(args, {k: v for k, v in os.environ.items() if not k.startswith("AIRGAP_")})
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip() == (
+        f"airgap: --limit db-* matches no host of inventory {cd_hosts}"
+    ), result.stderr
+
+
 def test_no_run_printed_or_installed_a_secret(operator: Operator, applied: dict[str, Any]) -> None:
     """The registry's password and the TUF keys' passwords are the operator's; no host needs
     them. (The TUF private keys themselves are encrypted with them and never copied.)"""
