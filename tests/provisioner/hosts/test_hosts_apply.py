@@ -212,8 +212,19 @@ def operator(
     )
 
     # The verifier's wheels, built with no index, carried in a signed bundle.
+    # From a copy of the source: pip builds in the tree it is given, and the checkout stays
+    # as it is.
+    source = directory / "source"
+    source.mkdir()
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(REPO / name, source / name)
+    for package in ("offline", "provisioner"):
+        shutil.copytree(
+            REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
+        )
     out = directory / "verifier"
-    _airgap(["hosts", "wheelhouse", "-o", out, "--no-index", "--find-links", wheels], env)
+    wheelhouse: list[str | Path] = ["hosts", "wheelhouse", "-o", out, "--source", source]
+    _airgap([*wheelhouse, "--no-index", "--find-links", wheels], env)
     key = directory / "operator.key"
     _airgap(["bundle", "keygen", key], env)
     bundle = directory / "verifier-bundle"
