@@ -71,9 +71,10 @@ def register(commands: Any) -> None:
     apply.add_argument(
         "--checkpoints",
         type=Path,
-        metavar="DIR",
-        help="the checkpoint store that seeds the hosts' (default: $AIRGAP_CHECKPOINTS, else "
-        "airgap's data dir)",
+        metavar="DIR|FILE",
+        help="what seeds the hosts' checkpoint stores: a store, or an `airgap checkpoint "
+        "export` (default: checkpoints.json in the trust dir if there is one, else "
+        "$AIRGAP_CHECKPOINTS, else airgap's data dir)",
     )
     apply.add_argument(
         "--bundle", type=Path, metavar="DIR", help="a bundle carrying files/wheelhouse/ (cd-host)"

@@ -18,11 +18,12 @@ from offline.atomicfile import atomic_write
 from offline.errors import UsageError
 from offline.tlog.checkpoint_files import export_document
 from offline.tlog.checkpoint_store import CheckpointStore
-from offline.trust.root import load_trusted_root
+from offline.trust.root import TrustedRoot, load_trusted_root
 from provisioner.stack.site import Site
 
 TRUSTED_ROOT = "trusted_root.json"
 TUF_ROOT = "root.json"
+SEED = "checkpoints.json"
 # What `airgap install` writes to trust/ besides the trusted root, copied when present.
 PUBLIC_FILES = (
     "signing_config.v0.2.json",
@@ -102,9 +103,9 @@ def gather(
         shutil.copyfile(tuf_root, work_root)
         files.append(work_root)
 
-    store = CheckpointStore(checkpoints, trusted_root=trusted_root)
-    if not store.path.is_dir():
-        raise UsageError(f"checkpoint store {store.path} does not exist (--checkpoints)")
+    if checkpoints is None and (trust_dir / SEED).is_file():
+        checkpoints = trust_dir / SEED  # the seed `airgap nodes apply` also distributes
+    store = _seed_store(checkpoints, trusted_root, work)
     states = [s for s in store.states() if trusted_root.tlog_by_id(s.log_id) is not None]
     if not states:
         raise UsageError(
@@ -113,7 +114,7 @@ def gather(
         )
     # The same store gives the same bytes (stamped with its latest checkpoint's time, not the
     # clock), so an unchanged store changes nothing on the hosts.
-    seed = work / "checkpoints.json"
+    seed = work / SEED
     stamp = max(s.latest.added for s in states)
     document = export_document(states, stamp)
     atomic_write(seed, (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode())
@@ -130,6 +131,21 @@ def gather(
         wheelhouse=wheelhouse,
         wheel_archive=wheelhouse.archive(work / "wheelhouse.tar") if wheelhouse else None,
     )
+
+
+def _seed_store(given: Path | None, trusted_root: TrustedRoot, work: Path) -> CheckpointStore:
+    """The store the seed comes from: a store directory (default: the operator's own), or an
+    `airgap checkpoint export` file, imported into a scratch store, which verifies every
+    checkpoint and proof in it against the trusted root."""
+    if given is not None and given.is_file():
+        store = CheckpointStore(work / "seed-store", trusted_root=trusted_root)
+        store.path.mkdir()
+        store.import_(given, trusted_root)
+        return store
+    store = CheckpointStore(given, trusted_root=trusted_root)
+    if not store.path.is_dir():
+        raise UsageError(f"checkpoint store {store.path} does not exist (--checkpoints)")
+    return store
 
 
 def published_tuf_root(repository: Path) -> Path:

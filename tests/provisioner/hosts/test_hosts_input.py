@@ -4,6 +4,7 @@ every case stops before the first connection (ansible-inventory itself reads the
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -251,3 +252,42 @@ def test_the_summary_has_a_line_per_host_and_one_per_failure(
     ]
     assert err == "airgap: cd-b: unreachable at 'Copy': ssh: Host key verification failed\n"
     assert not result.ok
+
+
+def _gather(operator: dict[str, Path], work: Path, checkpoints: Path | None) -> bytes:
+    from provisioner.hosts.material import gather
+    from provisioner.stack.site import load_site
+
+    site = load_site(operator["site"])
+    work.mkdir()
+    material = gather(site, operator["site"].parent / "trust", None, checkpoints, work)
+    assert material.logs_seeded == 1
+    return material.checkpoint_seed.read_bytes()
+
+
+def test_the_seed_is_the_same_bytes_for_the_same_store(
+    operator: dict[str, Path], tmp_path: Path
+) -> None:
+    first = _gather(operator, tmp_path / "work-1", operator["store"])
+    assert _gather(operator, tmp_path / "work-2", operator["store"]) == first
+    assert b"rekor.sigstore.dev - 2605736670972794746" in first
+
+
+def test_an_exported_seed_in_the_trust_dir_is_used_and_verified(
+    operator: dict[str, Path], tmp_path: Path
+) -> None:
+    export = operator["site"].parent / "trust" / "checkpoints.json"
+    exported = airgap("checkpoint", "export", export, "--checkpoints", operator["store"])
+    assert exported.returncode == 0, exported.stderr
+    from_store = _gather(operator, tmp_path / "work-store", operator["store"])
+    assert _gather(operator, tmp_path / "work-export", None) == from_store
+
+    # A root that the log's signature does not cover is refused, before any host is reached.
+    document = json.loads(export.read_text())
+    size = document["logs"][0]["checkpoints"][0]["size"]
+    document["logs"][0]["checkpoints"][0]["size"] = size + 1
+    export.write_text(json.dumps(document))
+    result = apply(operator, "--inventory", operator["inventory"], "--checkpoints", export)
+    assert result.returncode == 1, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and str(export) in lines[0], result.stderr
