@@ -354,7 +354,7 @@ def test_a_changed_trusted_root_is_replaced(
     assert operator.verify_on("cd-a", f"oci:{operator.layout}:app").returncode == 0
 
 
-def test_node_prep_routes_containerd_once_and_an_unknown_host_key_is_never_trusted(
+def test_node_prep_routes_containerd_once_and_a_failed_or_unknown_host_is_reported(
     operator: Operator, tmp_path: Path
 ) -> None:
     # The impostor answers on the same address, but is named so that known_hosts has no key
@@ -370,6 +370,7 @@ def test_node_prep_routes_containerd_once_and_an_unknown_host_key_is_never_trust
                 "airgap_root": str(operator.root("impostor")),
                 "airgap_ssh_host_keys": [stranger_key],
             },
+            "misconfigured": {"airgap_root": "relative/root"},
         },
     )
     code, report = operator.apply(inventory, playbook="node-prep")
@@ -377,9 +378,12 @@ def test_node_prep_routes_containerd_once_and_an_unknown_host_key_is_never_trust
     assert host_result(report, "node-a")["failed"] == 0
     assert host_result(report, "node-a")["changed"] > 0
     assert host_result(report, "impostor")["unreachable"] == 1
-    (failure,) = report["failures"]
-    assert failure["host"] == "impostor" and failure["unreachable"] is True
-    assert "host key" in failure["reason"].lower()
+    assert host_result(report, "misconfigured")["failed"] == 1
+    failures = {f["host"]: f for f in report["failures"]}
+    assert set(failures) == {"impostor", "misconfigured"}
+    assert failures["impostor"]["unreachable"] is True
+    assert "host key" in failures["impostor"]["reason"].lower()
+    assert "airgap_root must be empty or an absolute path" in failures["misconfigured"]["reason"]
     assert not operator.root("impostor").exists()
 
     certs = operator.root("node-a") / "etc/containerd/certs.d/registry.internal:5000"
