@@ -20,6 +20,7 @@ import os
 import shutil
 import subprocess
 import sys
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -218,10 +219,8 @@ def operator(
     source.mkdir()
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(REPO / name, source / name)
-    for package in ("offline", "provisioner"):
-        shutil.copytree(
-            REPO / package, source / package, ignore=shutil.ignore_patterns("__pycache__")
-        )
+    for tree in ("offline", "provisioner", "charts-values", "playbooks"):
+        shutil.copytree(REPO / tree, source / tree, ignore=shutil.ignore_patterns("__pycache__"))
     out = directory / "verifier"
     wheelhouse: list[str | Path] = ["hosts", "wheelhouse", "-o", out, "--source", source]
     _airgap([*wheelhouse, "--no-index", "--find-links", wheels], env)
@@ -282,6 +281,17 @@ def applied(operator: Operator, cd_hosts: Path) -> dict[str, Any]:
     code, report = operator.apply(cd_hosts)
     assert code == 0, json.dumps(report)
     return report
+
+
+def test_the_verifier_s_wheel_carries_the_playbooks(operator: Operator) -> None:
+    (wheel,) = (operator.bundle / "files" / "wheelhouse").glob("airgap-*.whl")
+    carried = {
+        name.split("/data/share/airgap/", 1)[1]
+        for name in zipfile.ZipFile(wheel).namelist()
+        if "/data/share/airgap/playbooks/" in name
+    }
+    playbooks = REPO / "playbooks"
+    assert carried == {str(p.relative_to(REPO)) for p in playbooks.rglob("*.yml")}
 
 
 def test_cd_host_installs_the_trust_the_seed_and_the_verifier(
