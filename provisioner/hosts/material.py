@@ -19,19 +19,12 @@ from offline.errors import UsageError
 from offline.tlog.checkpoint_files import export_document
 from offline.tlog.checkpoint_store import CheckpointStore
 from offline.trust.root import TrustedRoot, load_trusted_root
+from provisioner.nodes.material import NodeMaterial, check_material
+from provisioner.stack import client_files
 from provisioner.stack.site import Site
 
-TRUSTED_ROOT = "trusted_root.json"
 TUF_ROOT = "root.json"
 SEED = "checkpoints.json"
-# What `airgap install` writes to trust/ besides the trusted root, copied when present.
-PUBLIC_FILES = (
-    "signing_config.v0.2.json",
-    "rekor.pub",
-    "ctfe.pub",
-    "fulcio_v1.crt.pem",
-    "tsa.certchain.pem",
-)
 
 
 @dataclass(frozen=True)
@@ -86,15 +79,17 @@ def gather(
     wheelhouse: Wheelhouse | None = None,
 ) -> Material:
     """The material for `site`; files made here (the seed, the TUF root's copy) go to `work`."""
-    trusted_root_path = trust_dir / TRUSTED_ROOT
+    trusted_root_path = trust_dir / client_files.TRUSTED_ROOT
     if not trusted_root_path.is_file():
         raise UsageError(
-            f"no {TRUSTED_ROOT} in {trust_dir}: `airgap install` writes it to trust/ beside the "
-            "site file (or give --trust-dir)"
+            f"no {client_files.TRUSTED_ROOT} in {trust_dir}: `airgap install` writes it to "
+            "trust/ beside the site file (or give --trust-dir)"
         )
     trusted_root = load_trusted_root(trusted_root_path)
     files = [trusted_root_path]
-    files += [trust_dir / name for name in PUBLIC_FILES if (trust_dir / name).is_file()]
+    # What `airgap install` writes for clients besides the trusted root, when present.
+    others = [name for name in client_files.NAMES if name != client_files.TRUSTED_ROOT]
+    files += [trust_dir / name for name in others if (trust_dir / name).is_file()]
     if tuf_root is None and (trust_dir / TUF_ROOT).is_file():
         tuf_root = trust_dir / TUF_ROOT
     if tuf_root is not None:
@@ -122,6 +117,10 @@ def gather(
     ca = site.registry.ca_file
     if ca is not None and not ca.is_file():
         raise UsageError(f"site {site.path}: registry.caFile {ca} does not exist")
+    # The checks `airgap nodes apply` makes: each file parses as what its name says, and none
+    # holds a private key.
+    trust = {path.name: path.read_bytes() for path in [*files, seed]}
+    check_material(NodeMaterial(trust, ca.read_bytes() if ca else None), trust_dir, site)
     return Material(
         trust_files=tuple(files),
         checkpoint_seed=seed,

@@ -164,6 +164,20 @@ def test_a_site_without_trust_is_refused(operator: dict[str, Path]) -> None:
     refused(apply(operator, "--inventory", operator["inventory"]), "no trusted_root.json")
 
 
+def test_a_private_key_among_the_trust_files_is_refused(operator: dict[str, Path]) -> None:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    misplaced = operator["site"].parent / "trust" / "rekor.pub"
+    misplaced.write_bytes(key)
+    refused(apply(operator, "--inventory", operator["inventory"]), str(misplaced), "private key")
+
+
 def test_a_wheelhouse_with_two_airgap_wheels_is_refused(tmp_path: Path) -> None:
     for version in ("0.1.0", "0.2.0"):
         (tmp_path / f"airgap-{version}-py3-none-any.whl").write_bytes(version.encode())
