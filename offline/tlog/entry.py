@@ -16,10 +16,10 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
-from sigstore_models.rekor.v1 import TransparencyLogEntry
 
 from offline.errors import VerificationFailure
 from offline.tlog.checkpoint import Checkpoint, verify_checkpoint
+from offline.tlog.entry_message import TransparencyLogEntry
 from offline.tlog.merkle import MerkleError, leaf_hash, verify_inclusion
 from offline.tlog.witness import WitnessPolicy
 from offline.trust.root import LogInstance, TrustedRoot
