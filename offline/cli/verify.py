@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -105,7 +104,6 @@ def run(args: argparse.Namespace) -> int:
     from offline.images.verify import ImageResult
     from offline.inputs import read_input
     from offline.oci.sources import Sources
-    from offline.policy.policy_file import load_policy_file
     from offline.verifier import Verifier
 
     images = list(args.images)
@@ -127,6 +125,8 @@ def run(args: argparse.Namespace) -> int:
     if args.policy is not None:
         if any(signer_flags):
             raise UsageError("give signers either in --policy or as flags, not both")
+        from offline.policy.policy_file import load_policy_file
+
         policy_file = load_policy_file(args.policy)
         policies = {image: policy_file.for_image(image) for image in images}
     else:
@@ -153,8 +153,14 @@ def run(args: argparse.Namespace) -> int:
             return result
         return verifier.verify_image(sources, image, policy)
 
-    with Sources(options) as sources, ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(one, images))
+    with Sources(options) as sources:
+        if len(images) == 1:  # no thread pool to start for a CD step's one image
+            results = [one(images[0])]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                results = list(pool.map(one, images))
 
     if args.output == "json":
         print(

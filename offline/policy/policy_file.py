@@ -66,7 +66,6 @@ from offline.strict import StrictReader, at, describe
 from offline.tlog.pinning import PinningMode
 from offline.trust.keys import load_public_key_file
 from offline.trust.signers import AcceptedSigners, SignerRule
-from offline.yamlfile import load_yaml
 
 __all__ = [
     "API_VERSION",
@@ -190,6 +189,8 @@ def load_policy_file(path: str | Path) -> PolicyFile:
 
 def parse_policy(text: str, source: Path) -> PolicyFile:
     """Validate policy YAML; `source` names it in errors and anchors relative key paths."""
+    from offline.yamlfile import load_yaml  # a run given no policy file never loads YAML
+
     return _Parser(source).policy_file(load_yaml(text, f"policy {source}"))
 
 
