@@ -28,9 +28,6 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
-import requests
-from requests.structures import CaseInsensitiveDict
-
 from offline.errors import UsageError
 from offline.http_body import BodyTooLarge, read_body
 from offline.oci import registry_upload
@@ -42,6 +39,7 @@ from offline.oci.digests import (
     sha256_digest,
     validate_digest,
 )
+from offline.oci.http_client import Headers, Response
 from offline.oci.imageref import is_valid_repository, is_valid_tag
 from offline.oci.manifest import (
     MANIFEST_ACCEPT,
@@ -160,7 +158,7 @@ class Repository:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         stream: bool = False,
-    ) -> requests.Response:
+    ) -> Response:
         return self._t.request(
             method,
             url,
@@ -172,7 +170,7 @@ class Repository:
             stream=stream,
         )
 
-    def _error(self, response: requests.Response, what: str) -> RegistryError:
+    def _error(self, response: Response, what: str) -> RegistryError:
         return self._t.error(response, self.name, what)
 
     # ------------------------------------------------------------------------- manifests
@@ -271,7 +269,7 @@ class Repository:
         )
         return BlobReader(body, digest, size, self.location)
 
-    def _blob_response(self, digest: str, offset: int, size: int | None) -> requests.Response:
+    def _blob_response(self, digest: str, offset: int, size: int | None) -> Response:
         """The blob from `offset` on (206), or whole (200) when the registry cannot do ranges."""
         what = f"fetching blob {digest}"
         # Identity: a transfer encoding would change the bytes we hash.
@@ -374,7 +372,7 @@ class Repository:
 
     def _get_page(
         self, url: str, what: str, pages: Pages, headers: Mapping[str, str] | None = None
-    ) -> tuple[dict[str, object], str | None, CaseInsensitiveDict[str]]:
+    ) -> tuple[dict[str, object], str | None, Headers]:
         """One page of a paginated JSON list, the URL of the next page if the registry gave
         one (`Link: <...>; rel="next"`), and the response headers."""
         pages.visit(url)
@@ -462,7 +460,7 @@ class Repository:
 
     def _put_manifest(
         self, raw: bytes, media_type: str, reference: str | None
-    ) -> tuple[Descriptor, CaseInsensitiveDict[str]]:
+    ) -> tuple[Descriptor, Headers]:
         digest = sha256_digest(raw)
         _check_declared_type(raw, digest, media_type)
         if reference is None:
