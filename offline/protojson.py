@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 from typing import Any
 
 MAX_UINT64 = (1 << 64) - 1
@@ -40,6 +41,14 @@ def _snake(name: str) -> str:
     return "".join(f"_{c.lower()}" if c.isupper() else c for c in name)
 
 
+@functools.cache
+def _names(fields: tuple[str, ...]) -> dict[str, str]:
+    """Each field's camelCase name, by that name and by its snake_case one (once per message)."""
+    names = {name: name for name in fields}
+    names.update({_snake(name): name for name in fields})
+    return names
+
+
 def message(
     value: object, where: str, required: tuple[str, ...] = (), optional: tuple[str, ...] = ()
 ) -> dict[str, Any]:
@@ -47,8 +56,7 @@ def message(
     `optional` ones, every required one present."""
     if not isinstance(value, dict):
         raise ProtoJsonError(where, "expected an object")
-    names = {name: name for name in (*required, *optional)}
-    names.update({_snake(name): name for name in list(names)})
+    names = _names((*required, *optional))
     fields: dict[str, Any] = {}
     seen: set[str] = set()
     for key, item in value.items():
