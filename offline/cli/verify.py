@@ -12,6 +12,7 @@ verifies, 1 when any fails its policy, 2 for bad input or an unreachable registr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from offline.cli.options import (
     flag_remedy,
     registry_options,
 )
-from offline.errors import UsageError
+from offline.errors import AirgapError, UsageError
 
 if TYPE_CHECKING:
     from offline.images.verify import ImageResult
@@ -103,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from offline.images.image_list import parse_image_list
     from offline.images.verify import ImageResult
     from offline.inputs import read_input
+    from offline.oci.imageref import ImageRef, parse_reference
     from offline.oci.sources import Sources
     from offline.verifier import Verifier
 
@@ -154,6 +156,12 @@ def run(args: argparse.Namespace) -> int:
         return verifier.verify_image(sources, image, policy)
 
     with Sources(options) as sources:
+        references = []
+        for image in images:
+            with contextlib.suppress(AirgapError):  # a bad reference fails as that image's
+                if isinstance(ref := parse_reference(image), ImageRef):
+                    references.append(ref)
+        sources.list_tags_once(references)
         if len(images) == 1:  # no thread pool to start for a CD step's one image
             results = [one(images[0])]
         else:
