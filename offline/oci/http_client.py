@@ -33,6 +33,7 @@ MAX_REDIRECTS = 30
 MAX_IDLE_PER_ORIGIN = 32
 # Left-over body read to keep a connection (an error answer's is a few hundred bytes).
 MAX_DRAIN = 64 * 1024
+DRAIN_TIMEOUT = 2.0
 _READ_CHUNK = 64 * 1024
 
 
@@ -236,10 +237,15 @@ class Response:
         """Read what is left of a short body (an error answer, a 401, a body of none), so the
         connection serves the next request instead of a new one being opened."""
         remaining = self._answer.length
-        if remaining is not None and remaining > MAX_DRAIN:
+        sock = self._connection.sock
+        if sock is None or (remaining is not None and remaining > MAX_DRAIN):
             return
+        # A server that announces a body and sends none costs at most DRAIN_TIMEOUT here.
+        timeout = sock.gettimeout()
         try:
+            sock.settimeout(DRAIN_TIMEOUT)
             self._answer.read(MAX_DRAIN + 1 if remaining is None else remaining)
+            sock.settimeout(timeout)
         except (OSError, http.client.HTTPException):
             return
 
