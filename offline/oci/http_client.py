@@ -336,7 +336,7 @@ class Session:
     ) -> Response:
         """Send one request (following redirects when allowed); the answer with its body unread.
         An Authorization header goes only to the origin it was given for."""
-        origin = _origin(url)
+        first = origin(url)
         sent = dict(headers or {})
         for _ in range(MAX_REDIRECTS + 1):
             response = self._send(method, url, sent, body, timeout)
@@ -345,9 +345,9 @@ class Session:
                 return response
             response.close()
             url = urljoin(url, location)
-            if _origin(url) != origin:
+            if origin(url) != first:
                 sent = {k: v for k, v in sent.items() if k.lower() != "authorization"}
-        raise ConnectFailed(f"more than {MAX_REDIRECTS} redirects, the last to {_safe(url)}")
+        raise ConnectFailed(f"more than {MAX_REDIRECTS} redirects, the last to {safe_url(url)}")
 
     def _send(
         self,
@@ -360,7 +360,7 @@ class Session:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("http", "https") or not parts.hostname:
-            raise ConnectFailed(f"not an http(s) URL: {_safe(url)}")
+            raise ConnectFailed(f"not an http(s) URL: {safe_url(url)}")
         host = parts.hostname
         port = parts.port or (443 if scheme == "https" else 80)
         proxy = self._proxies.get((scheme, host), "")
@@ -470,11 +470,13 @@ def _proxy_authorization(proxy: str) -> dict[str, str]:
     return {"Proxy-Authorization": "Basic " + base64.b64encode(pair).decode()}
 
 
-def _origin(url: str) -> tuple[str, str]:
+def origin(url: str) -> tuple[str, str]:
+    """Scheme and host[:port]: where an Authorization header may go."""
     parts = urlsplit(url)
     return parts.scheme.lower(), parts.netloc.lower()
 
 
-def _safe(url: str) -> str:
+def safe_url(url: str) -> str:
+    """A URL without its query, for messages (queries can carry upload state or scopes)."""
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}{parts.path}"

@@ -41,7 +41,16 @@ from urllib.parse import urlencode, urljoin, urlsplit
 
 from offline.errors import AirgapError, EnvironmentFailure, UsageError
 from offline.http_body import ERROR_BODY_LIMIT, BodyTooLarge, load, read_body
-from offline.oci.http_client import ConnectFailed, HttpError, Response, Session, TimedOut, TlsFailed
+from offline.oci.http_client import (
+    ConnectFailed,
+    HttpError,
+    Response,
+    Session,
+    TimedOut,
+    TlsFailed,
+)
+from offline.oci.http_client import origin as _origin
+from offline.oci.http_client import safe_url as _safe
 from offline.oci.registry_auth import (
     Credentials,
     TokenCache,
@@ -596,14 +605,3 @@ def _reason(exc: Exception) -> str:
         host = (named.group(1) or named.group(2)) if named else "the host name"
         return f"cannot resolve {host} (no DNS, or no route to it)"
     return f"{kind}: {text[:_MAX_ERROR_TEXT]}"
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
-
-
-def _safe(url: str) -> str:
-    """A URL without its query, for messages (queries can carry upload state or scopes)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"
