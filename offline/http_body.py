@@ -2,16 +2,23 @@
 (a registry's manifests, listings, errors and token answers; Rekor's answers).
 
 requests reads an unstreamed body whole, whatever its size: a hostile server's 300 MiB tag
-listing took 931 MB. So requests are always streamed, and the body is read here: at most
+listing took 931 MB. So requests are always streamed (the registry's answers through
+offline.oci.http_client, Rekor's through requests), and the body is read here: at most
 `limit` bytes after decompression (a compressed bomb is cut off at the limit too), refused
 beyond it, or, for an error answer that only feeds a message, cut short.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import requests
+if TYPE_CHECKING:
+    import requests
+
+    from offline.oci.http_client import Response
+
+    Answer = Response | requests.Response
 
 # An error answer is only read for its message: this much of it is plenty.
 ERROR_BODY_LIMIT = 64 * 1024
@@ -21,7 +28,7 @@ class BodyTooLarge(ValueError):
     """The answer is larger than the limit; the message names the URL and the limit."""
 
 
-def read_body(response: requests.Response, limit: int) -> bytes:
+def read_body(response: Answer, limit: int) -> bytes:
     """The whole body of a streamed `response`, or BodyTooLarge past `limit` bytes."""
     if response.request is not None and response.request.method == "HEAD":
         return b""  # its Content-Length is the size of what a GET would send
@@ -35,7 +42,7 @@ def read_body(response: requests.Response, limit: int) -> bytes:
     return data
 
 
-def load(response: requests.Response, limit: int, *, truncate: bool = False) -> None:
+def load(response: Answer, limit: int, *, truncate: bool = False) -> None:
     """Read a streamed `response`'s body (at most `limit` bytes) into it, so that `.content`,
     `.text` and `.json()` work as for an unstreamed one. Past the limit: BodyTooLarge, or with
     `truncate` the first `limit` bytes (the rest is dropped with the connection)."""
@@ -53,11 +60,11 @@ def load(response: requests.Response, limit: int, *, truncate: bool = False) -> 
         response.close()
 
 
-def is_loaded(response: requests.Response) -> bool:
+def is_loaded(response: Answer) -> bool:
     return bool(getattr(response, "_content_consumed", False))
 
 
-def _too_large(response: requests.Response, limit: int) -> str:
+def _too_large(response: Answer, limit: int) -> str:
     # Without the query: it can carry upload state or signed-URL secrets.
     parts = urlsplit(response.url)
     return f"{parts.scheme}://{parts.netloc}{parts.path} answered more than {limit} bytes"

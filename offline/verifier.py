@@ -16,24 +16,20 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from offline.images.verify import (
-    AttestationRequirement,
-    ImageRequirements,
-    ImageResult,
-    ImageVerifier,
-)
-from offline.oci.sources import Sources
-from offline.policy.attestations import AttestationRule, check_statement, resolve_predicate_type
-from offline.policy.policy_file import ImagePolicy
-from offline.tlog.entry import VerifiedEntry
 from offline.tlog.pinning import PinningMode, make_pinner, open_store
 from offline.tlog.witness import WitnessPolicy, load_witness_policy
 from offline.trust.root import TrustedRoot, find_optional_trusted_root, find_trusted_root
 
+# What only images need (the registry client, attachments, policies) is imported when an image
+# is verified: `verify-bundle` pays for none of it.
 if TYPE_CHECKING:
+    from offline.images.verify import ImageRequirements, ImageResult
+    from offline.oci.sources import Sources
+    from offline.policy.policy_file import ImagePolicy
     from offline.sigstore.model import SigstoreBundle
     from offline.sigstore.verify import Artifact, BundleResult, SignerPolicy
     from offline.tlog.checkpoint_store import CheckpointStore
+    from offline.tlog.entry import VerifiedEntry
 
 
 class Verifier:
@@ -85,6 +81,13 @@ class Verifier:
 
     def requirements(self, policy: ImagePolicy) -> ImageRequirements:
         """What `policy` (and the run's extra attestations) ask of an image."""
+        from offline.images.verify import AttestationRequirement, ImageRequirements
+        from offline.policy.attestations import (
+            AttestationRule,
+            check_statement,
+            resolve_predicate_type,
+        )
+
         rules = list(policy.attestations)
         for name in self.extra_attestations:
             rules.append(AttestationRule(predicate_type=resolve_predicate_type(name)))
@@ -102,6 +105,8 @@ class Verifier:
     def verify_image(self, sources: Sources, reference: str, policy: ImagePolicy) -> ImageResult:
         """Every signature and attestation of `reference`, against `policy`; never raises for
         the image's own faults (the result says what failed)."""
+        from offline.images.verify import ImageVerifier
+
         mode = self.pinning or policy.pinning
         verifier = ImageVerifier(
             self.trusted_root, make_pinner(self.store, mode), self.witness_policy

@@ -1,12 +1,14 @@
 """The `airgap` command line: one parser, one subcommand module per concern.
 
 Subcommand modules import their heavy dependencies inside the handler, so that
-`airgap --help` and cheap commands start fast on a CD host.
+`airgap --help` and cheap commands start fast on a CD host. A run of one of the verifier's
+commands builds the parser of that command alone: a one-image check pays for no other.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -20,30 +22,39 @@ Handler = Callable[[argparse.Namespace], int]
 Extension = Callable[[Any], None]
 
 
-def build_parser(extensions: Sequence[Extension] = ()) -> argparse.ArgumentParser:
-    from offline.cli import checkpoint as checkpoint_cli
-    from offline.cli import proofs as proofs_cli
-    from offline.cli import verify as verify_cli
-    from offline.cli import verify_bundle as verify_bundle_cli
+# The verifier's commands and the modules that register them, in the order `--help` lists them.
+COMMANDS = {
+    "verify": "offline.cli.verify",
+    "verify-bundle": "offline.cli.verify_bundle",
+    "checkpoint": "offline.cli.checkpoint",
+    "proofs": "offline.cli.proofs",
+}
 
+
+def build_parser(
+    extensions: Sequence[Extension] = (), only: str | None = None
+) -> argparse.ArgumentParser:
+    """The whole parser; with `only` (one of COMMANDS), a parser of that command alone."""
     parser = argparse.ArgumentParser(
         prog="airgap",
         description="Private Sigstore for disconnected networks: carry, install, verify offline.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    verify_cli.register(commands)
-    verify_bundle_cli.register(commands)
-    checkpoint_cli.register(commands)
-    proofs_cli.register(commands)
-    for extend in extensions:
-        extend(commands)
+    for name, module in COMMANDS.items():
+        if only is None or name == only:
+            importlib.import_module(module).register(commands)
+    if only is None:
+        for extend in extensions:
+            extend(commands)
     return parser
 
 
 def main(argv: Sequence[str] | None = None, extensions: Sequence[Extension] = ()) -> int:
-    parser = build_parser(extensions)
-    args = parser.parse_args(argv)
+    words = sys.argv[1:] if argv is None else list(argv)
+    command = words[0] if words else None
+    parser = build_parser(extensions, only=command if command in COMMANDS else None)
+    args = parser.parse_args(words)
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -12,9 +12,9 @@ verifies, 1 when any fails its policy, 2 for bad input or an unreachable registr
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +24,7 @@ from offline.cli.options import (
     flag_remedy,
     registry_options,
 )
-from offline.errors import UsageError
+from offline.errors import AirgapError, UsageError
 
 if TYPE_CHECKING:
     from offline.images.verify import ImageResult
@@ -104,8 +104,8 @@ def run(args: argparse.Namespace) -> int:
     from offline.images.image_list import parse_image_list
     from offline.images.verify import ImageResult
     from offline.inputs import read_input
+    from offline.oci.imageref import ImageRef, parse_reference
     from offline.oci.sources import Sources
-    from offline.policy.policy_file import load_policy_file
     from offline.verifier import Verifier
 
     images = list(args.images)
@@ -127,6 +127,8 @@ def run(args: argparse.Namespace) -> int:
     if args.policy is not None:
         if any(signer_flags):
             raise UsageError("give signers either in --policy or as flags, not both")
+        from offline.policy.policy_file import load_policy_file
+
         policy_file = load_policy_file(args.policy)
         policies = {image: policy_file.for_image(image) for image in images}
     else:
@@ -153,8 +155,20 @@ def run(args: argparse.Namespace) -> int:
             return result
         return verifier.verify_image(sources, image, policy)
 
-    with Sources(options) as sources, ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        results = list(pool.map(one, images))
+    with Sources(options) as sources:
+        references = []
+        for image in images:
+            with contextlib.suppress(AirgapError):  # a bad reference fails as that image's
+                if isinstance(ref := parse_reference(image), ImageRef):
+                    references.append(ref)
+        sources.list_tags_once(references)
+        if len(images) == 1:  # no thread pool to start for a CD step's one image
+            results = [one(images[0])]
+        else:
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+                results = list(pool.map(one, images))
 
     if args.output == "json":
         print(

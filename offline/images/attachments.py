@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from offline.errors import AirgapError, UsageError
-from offline.oci.manifest import Descriptor, NotFound, fetch_blob_bytes
+from offline.oci.manifest import Descriptor, NotFound, Referrers, fetch_blob_bytes
 from offline.oci.store import ImageSource
 from offline.sigstore.cosign_legacy import LegacySignature, read_layer, to_sigstore_bundle
 from offline.sigstore.verify import Artifact
@@ -56,7 +56,18 @@ class Attachments:
 
 def discover(source: ImageSource, digest: str) -> Attachments:
     found = Attachments()
-    proofs = _proof_referrers(source, digest, found)
+    # One listing of the referrers serves both the proofs and the bundles among them.
+    referrers: Referrers | None = None
+    listing_error: AirgapError | None = None
+    try:
+        referrers = source.referrers(digest)
+    except AirgapError as exc:
+        listing_error = exc
+    if referrers is None:
+        found.fetch_errors.append(f"proof referrers of {digest}: {listing_error}")
+        proofs: dict[str, dict[str, Any]] = {}
+    else:
+        proofs = _proof_referrers(source, referrers, found)
     try:
         tags = source.cosign_attachments(digest)
     except AirgapError as exc:
@@ -66,10 +77,8 @@ def discover(source: ImageSource, digest: str) -> Attachments:
         if suffix in tags:
             found.places.append(f"cosign .{suffix} tag")
             _legacy(source, digest, suffix, tags[suffix], proofs, found)
-    try:
-        referrers = source.referrers(digest)
-    except AirgapError as exc:
-        found.fetch_errors.append(f"referrers of {digest}: {exc}")
+    if referrers is None:
+        found.fetch_errors.append(f"referrers of {digest}: {listing_error}")
         return found
     for descriptor in referrers.descriptors:
         if descriptor.artifact_type in SIGSTORE_BUNDLE_TYPES:
@@ -145,14 +154,9 @@ def _sigstore_referrer(
 
 
 def _proof_referrers(
-    source: ImageSource, digest: str, found: Attachments
+    source: ImageSource, referrers: Referrers, found: Attachments
 ) -> dict[str, dict[str, Any]]:
     """Completed bundles for legacy signature layers, keyed by the layer's digest."""
-    try:
-        referrers = source.referrers(digest, AIRGAP_PROOF_TYPE)
-    except AirgapError as exc:
-        found.fetch_errors.append(f"proof referrers of {digest}: {exc}")
-        return {}
     proofs: dict[str, dict[str, Any]] = {}
     for descriptor in referrers.descriptors:
         if descriptor.artifact_type != AIRGAP_PROOF_TYPE:

@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-import yaml
-
 from offline.errors import UsageError
 
 CONTAINER_KEYS = ("containers", "initContainers", "ephemeralContainers")
@@ -39,6 +37,8 @@ def parse_image_list(text: str, source: str) -> list[str]:
     )
     if not looks_like_yaml:
         return list(dict.fromkeys(line for line in lines if line))
+    import yaml  # only for manifests: a plain list of images is read without it
+
     try:
         documents = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:

@@ -28,20 +28,20 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
-import requests
-from requests.structures import CaseInsensitiveDict
-
-from offline.errors import UsageError
+from offline.errors import AirgapError, UsageError
 from offline.http_body import BodyTooLarge, read_body
 from offline.oci import registry_upload
 from offline.oci.blobstream import BlobReader
 from offline.oci.digests import (
+    COSIGN_SUFFIXES,
     DigestMismatch,
+    cosign_tag,
     fallback_tag,
     is_digest,
     sha256_digest,
     validate_digest,
 )
+from offline.oci.http_client import Headers, Response
 from offline.oci.imageref import is_valid_repository, is_valid_tag
 from offline.oci.manifest import (
     MANIFEST_ACCEPT,
@@ -95,6 +95,12 @@ class Registry:
         self.host = host
         # Learnt on the first referrer push: None until then.
         self.referrers_api: bool | None = None
+        # Repositories whose tags are listed once (many of their images are read in one run)
+        # rather than probed per image for cosign's tags; the listing, once taken (None: the
+        # registry would not list them, so each image probes as usual).
+        self.listed_repositories: set[str] = set()
+        self._tag_listings: dict[str, frozenset[str] | None] = {}
+        self._listing_lock = threading.Lock()
         self.transport = Transport(
             host,
             credentials=credentials,
@@ -108,6 +114,20 @@ class Registry:
 
     def repository(self, name: str) -> Repository:
         return Repository(self, name)
+
+    def tag_listing(self, repository: Repository) -> frozenset[str] | None:
+        """The tags of `repository` as listed once in this run, for one of
+        `listed_repositories`; None for any other, or when the registry refuses the listing."""
+        if repository.name not in self.listed_repositories:
+            return None
+        with self._listing_lock:
+            if repository.name not in self._tag_listings:
+                try:
+                    listing: frozenset[str] | None = frozenset(repository.list_tags())
+                except AirgapError:
+                    listing = None
+                self._tag_listings[repository.name] = listing
+            return self._tag_listings[repository.name]
 
     def ping(self) -> None:
         """GET /v2/: the registry answers and accepts our credentials (or needs none)."""
@@ -160,7 +180,7 @@ class Repository:
         headers: Mapping[str, str] | None = None,
         body: bytes | None = None,
         stream: bool = False,
-    ) -> requests.Response:
+    ) -> Response:
         return self._t.request(
             method,
             url,
@@ -172,7 +192,7 @@ class Repository:
             stream=stream,
         )
 
-    def _error(self, response: requests.Response, what: str) -> RegistryError:
+    def _error(self, response: Response, what: str) -> RegistryError:
         return self._t.error(response, self.name, what)
 
     # ------------------------------------------------------------------------- manifests
@@ -271,7 +291,7 @@ class Repository:
         )
         return BlobReader(body, digest, size, self.location)
 
-    def _blob_response(self, digest: str, offset: int, size: int | None) -> requests.Response:
+    def _blob_response(self, digest: str, offset: int, size: int | None) -> Response:
         """The blob from `offset` on (206), or whole (200) when the registry cannot do ranges."""
         what = f"fetching blob {digest}"
         # Identity: a transfer encoding would change the bytes we hash.
@@ -374,7 +394,7 @@ class Repository:
 
     def _get_page(
         self, url: str, what: str, pages: Pages, headers: Mapping[str, str] | None = None
-    ) -> tuple[dict[str, object], str | None, CaseInsensitiveDict[str]]:
+    ) -> tuple[dict[str, object], str | None, Headers]:
         """One page of a paginated JSON list, the URL of the next page if the registry gave
         one (`Link: <...>; rel="next"`), and the response headers."""
         pages.visit(url)
@@ -449,8 +469,17 @@ class Repository:
 
     def cosign_attachments(self, digest: str) -> dict[str, Descriptor]:
         """cosign's legacy tags of `digest` that exist; a missing tag is absent, an error
-        raises (so "unsigned" and "could not look" are never confused)."""
-        return cosign_attachments_by_tag(self.resolve_optional, digest)
+        raises (so "unsigned" and "could not look" are never confused). In a repository whose
+        tags this run listed, the listing says which exist (each of those is then resolved,
+        and one gone since is an error); otherwise each tag is asked for."""
+        listing = self.registry.tag_listing(self)
+        if listing is None:
+            return cosign_attachments_by_tag(self.resolve_optional, digest)
+        return {
+            suffix: self.resolve(tag)
+            for suffix in COSIGN_SUFFIXES
+            if (tag := cosign_tag(digest, suffix)) in listing
+        }
 
     # ------------------------------------------------------------------------- writes
     def push_manifest(
@@ -462,7 +491,7 @@ class Repository:
 
     def _put_manifest(
         self, raw: bytes, media_type: str, reference: str | None
-    ) -> tuple[Descriptor, CaseInsensitiveDict[str]]:
+    ) -> tuple[Descriptor, Headers]:
         digest = sha256_digest(raw)
         _check_declared_type(raw, digest, media_type)
         if reference is None:

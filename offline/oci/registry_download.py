@@ -7,13 +7,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import requests
-import urllib3.exceptions
-
+from offline.oci.http_client import HttpError, Response
 from offline.oci.registry_http import RegistryUnavailable
 
-# What a broken body looks like from below: urllib3's read errors and plain socket errors.
-_READ_ERRORS = (urllib3.exceptions.HTTPError, requests.RequestException, OSError)
+# What a broken body looks like from below: the client's read errors (BodyBroken is an
+# OSError) and plain socket errors.
+_READ_ERRORS = (HttpError, OSError)
 _SKIP_CHUNK = 1024 * 1024
 
 
@@ -22,8 +21,8 @@ class ResumableBody:
 
     def __init__(
         self,
-        response: requests.Response,
-        reopen: Callable[[int], requests.Response],
+        response: Response,
+        reopen: Callable[[int], Response],
         max_resumes: int,
         describe: Callable[[str], str],
     ) -> None:
@@ -47,12 +46,8 @@ class ResumableBody:
     def _read(self, n: int | None) -> bytes:
         raw = self._response.raw
         # read1 hands over what has arrived, so a break loses nothing already received and the
-        # resume starts exactly there; urllib3 1.x has only read.
-        if hasattr(raw, "read1"):
-            data: bytes = raw.read1(n, decode_content=True)
-        else:
-            data = raw.read(n, decode_content=True)
-        return data
+        # resume starts exactly there.
+        return raw.read1(n, decode_content=True)
 
     def _resume(self, exc: Exception) -> None:
         while True:

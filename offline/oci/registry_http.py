@@ -37,16 +37,20 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO
 from urllib.parse import urlencode, urljoin, urlsplit
-
-import requests
-import requests.utils
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
 from offline.errors import AirgapError, EnvironmentFailure, UsageError
 from offline.http_body import ERROR_BODY_LIMIT, BodyTooLarge, load, read_body
+from offline.oci.http_client import (
+    ConnectFailed,
+    HttpError,
+    Response,
+    Session,
+    TimedOut,
+    TlsFailed,
+)
+from offline.oci.http_client import origin as _origin
+from offline.oci.http_client import safe_url as _safe
 from offline.oci.registry_auth import (
     Credentials,
     TokenCache,
@@ -114,7 +118,7 @@ class Timeouts:
     read: float = 60.0
 
 
-Body = bytes | IO[bytes] | None
+Body = bytes | None
 
 
 class Transport:
@@ -151,18 +155,11 @@ class Transport:
         )
         if ca and not Path(ca).is_file():
             raise UsageError(f"registry CA bundle {ca} does not exist or is not a file")
-        # Passed on every request: requests would let REQUESTS_CA_BUNDLE override a session's.
-        self._verify: bool | str = str(ca) if ca else True
         self.retry = retry or RetryPolicy()
         self.timeouts = timeouts or Timeouts()
-        self._session = requests.Session()
-        # No ~/.netrc, no environment CA override; proxies are taken from the environment below.
-        self._session.trust_env = False
-        self._session.headers["User-Agent"] = USER_AGENT
-        # Enough kept-alive connections for concurrent work on one registry (the default is 10).
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        # One pool of kept-alive connections per origin, shared by every thread of the run; no
+        # ~/.netrc, and no CA override from the environment but CA_ENV; proxies from it.
+        self._session = Session(ca_bundle=str(ca) if ca else None, user_agent=USER_AGENT)
         self._tokens = TokenCache()
         self._lock = threading.Lock()
         self._scheme: str | None = None  # "basic" or "bearer", once the registry told us
@@ -188,18 +185,14 @@ class Transport:
         body: Body = None,
         stream: bool = False,
         retry: bool = True,
-    ) -> requests.Response:
+    ) -> Response:
         """One logical request: auth, retries; the response whatever its status (the caller
         decides what a 404 means). Raises RegistryUnavailable when no answer came."""
         started = time.monotonic()
         attempt = 0
         auth_tried = False
         override: str | None = None  # the Authorization a 401 told us to use
-        body_start = body.tell() if body is not None and not isinstance(body, bytes) else None
         while True:
-            if body_start is not None:
-                assert body is not None and not isinstance(body, bytes)
-                body.seek(body_start)
             try:
                 response = self._send(
                     method,
@@ -209,11 +202,11 @@ class Transport:
                     stream,
                     override or self._authorization(scopes, repository, what),
                 )
-            except requests.exceptions.SSLError as exc:
+            except TlsFailed as exc:
                 raise RegistryUnavailable(
                     self._message(repository, what, _tls_reason(exc))
                 ) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (ConnectFailed, TimedOut) as exc:
                 reason = _reason(exc)
                 if not retry or not self._wait(attempt, started, None):
                     raise RegistryUnavailable(
@@ -256,7 +249,7 @@ class Transport:
                 continue
             return response
 
-    def _load(self, response: requests.Response, repository: str, what: str) -> str | None:
+    def _load(self, response: Response, repository: str, what: str) -> str | None:
         """Read an answer the caller did not stream, within MAX_ANSWER_SIZE (an error answer is
         cut short instead: it only feeds a message); why reading broke off, if it did."""
         try:
@@ -267,7 +260,7 @@ class Transport:
         except BodyTooLarge as exc:
             response.close()
             raise RegistryError(self._message(repository, what, str(exc))) from None
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (HttpError, OSError) as exc:
             response.close()
             return f"reading the answer broke off ({type(exc).__name__})"
         return None
@@ -280,23 +273,19 @@ class Transport:
         body: Body,
         stream: bool,
         authorization: str | None,
-    ) -> requests.Response:
+    ) -> Response:
         all_headers = dict(headers or {})
         # Only to the registry's own origin: never to an upload location on another host or
-        # over plain HTTP (requests strips it from a redirect to another host or scheme).
+        # over plain HTTP (the session drops it on a redirect to another origin).
         if authorization and _origin(url) == _origin(self.base_url):
             all_headers["Authorization"] = authorization
-        # Always streamed: requests would read an unstreamed body whole, whatever its size;
-        # `request` reads it within a limit (offline.http_body).
+        # Always streamed: `request` reads the body within a limit (offline.http_body).
         return self._session.request(
             method,
             url,
             headers=all_headers,
-            data=body,
-            stream=True,
-            verify=self._verify,
+            body=body,
             timeout=(self.timeouts.connect, self.timeouts.read),
-            proxies=requests.utils.get_environ_proxies(url),
             allow_redirects=method in ("GET", "HEAD"),
         )
 
@@ -361,21 +350,20 @@ class Transport:
         started, attempt = time.monotonic(), 0
         while True:
             try:
-                response = self._session.get(
+                response = self._session.request(
+                    "GET",
                     url,
                     headers=headers,
-                    stream=True,
-                    verify=self._verify,
                     timeout=(self.timeouts.connect, self.timeouts.read),
-                    proxies=requests.utils.get_environ_proxies(url),
+                    allow_redirects=True,
                 )
-            except requests.exceptions.SSLError as exc:
+            except TlsFailed as exc:
                 raise RegistryUnavailable(
                     self._message(
                         repository, what, f"token service {_safe(realm)}: " + _tls_reason(exc)
                     )
                 ) from None
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (ConnectFailed, TimedOut) as exc:
                 if not self._wait(attempt, started, None):
                     raise RegistryUnavailable(
                         self._message(
@@ -398,7 +386,7 @@ class Transport:
 
     def _token_answer(
         self,
-        response: requests.Response,
+        response: Response,
         realm: str,
         service: str,
         scopes: tuple[str, ...],
@@ -427,7 +415,7 @@ class Transport:
             token, lifetime = token_from_response(
                 json.loads(read_body(response, MAX_TOKEN_ANSWER_SIZE))
             )
-        except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        except (HttpError, OSError) as exc:
             raise RegistryUnavailable(
                 self._message(repository, what, f"token service {_safe(realm)}: {_reason(exc)}")
             ) from None
@@ -498,7 +486,7 @@ class Transport:
 
     def error(
         self,
-        response: requests.Response,
+        response: Response,
         repository: str,
         what: str,
         cls: type[RegistryError] = RegistryError,
@@ -534,7 +522,7 @@ class Pages:
             raise self._error("pagination does not end")
         self._seen.add(url)
 
-    def count(self, response: requests.Response) -> None:
+    def count(self, response: Response) -> None:
         self._bytes += len(response.content)
         if self._bytes > MAX_LISTING_SIZE:
             raise self._error(
@@ -562,11 +550,11 @@ def _retry_after(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def _error_detail(response: requests.Response) -> str:
+def _error_detail(response: Response) -> str:
     """The registry's error codes and messages, else the start of its text, on one line."""
     try:
         load(response, ERROR_BODY_LIMIT, truncate=True)
-    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError):
+    except (HttpError, OSError):
         return ""
     try:
         document = response.json()
@@ -580,10 +568,7 @@ def _error_detail(response: requests.Response) -> str:
                 parts.append(f"{code}: {message}" if message else str(code))
         text = "; ".join(parts)
     else:
-        try:
-            text = response.text
-        except (requests.RequestException, UnicodeDecodeError):
-            text = ""
+        text = response.text
     text = " ".join(text.split())
     return text[:_MAX_ERROR_TEXT] + ("..." if len(text) > _MAX_ERROR_TEXT else "")
 
@@ -602,14 +587,14 @@ def _tls_reason(exc: Exception) -> str:
 
 
 def _reason(exc: Exception) -> str:
-    """A short, one-line reason from a requests exception, without its repr noise."""
+    """A short, one-line reason from a failed request, without its repr noise."""
     text = str(exc)
     for marker in ("Caused by ", "(Caused by "):
         if marker in text:
             text = text.split(marker, 1)[1]
     text = " ".join(text.split()).strip("()'\"")
     kind = type(exc).__name__
-    if isinstance(exc, requests.Timeout):
+    if isinstance(exc, TimedOut):
         return "timed out"
     if "Connection refused" in text:
         return "connection refused"
@@ -620,14 +605,3 @@ def _reason(exc: Exception) -> str:
         host = (named.group(1) or named.group(2)) if named else "the host name"
         return f"cannot resolve {host} (no DNS, or no route to it)"
     return f"{kind}: {text[:_MAX_ERROR_TEXT]}"
-
-
-def _origin(url: str) -> tuple[str, str]:
-    parts = urlsplit(url)
-    return parts.scheme.lower(), parts.netloc.lower()
-
-
-def _safe(url: str) -> str:
-    """A URL without its query, for messages (queries can carry upload state or scopes)."""
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}{parts.path}"

@@ -17,9 +17,8 @@ import time
 from dataclasses import dataclass
 from typing import IO
 
-import requests
-
 from offline.oci.digests import DigestMismatch, validate_digest
+from offline.oci.http_client import Response
 from offline.oci.registry_http import RETRY_STATUSES, RegistryError, RegistryUnavailable, Transport
 
 CHUNK_SIZE = 16 * 1024 * 1024
@@ -45,7 +44,7 @@ class Uploader:
         headers: dict[str, str] | None = None,
         body: bytes | None = None,
         retry: bool = True,
-    ) -> requests.Response:
+    ) -> Response:
         return self.transport.request(
             method,
             url,
@@ -71,7 +70,7 @@ class Uploader:
             minimum = response.headers.get("OCI-Chunk-Min-Length", "")
             return self._location(response, what), int(minimum) if minimum.isdigit() else 0
 
-    def _location(self, response: requests.Response, what: str) -> str:
+    def _location(self, response: Response, what: str) -> str:
         location = response.headers.get("Location")
         if not location:
             raise RegistryError(self.message(what, "the registry gave no upload location"))

@@ -10,7 +10,8 @@ The tag is looked up once here; `image.ref` carries the digest from then on.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -102,6 +103,15 @@ class Sources:
             return self.registry(ref.registry).repository(ref.repository)
         host, _, prefix = mirror.partition("/")
         return self.registry(host).repository(f"{prefix}/{ref.repository}".lstrip("/"))
+
+    def list_tags_once(self, references: Sequence[ImageRef]) -> None:
+        """Many images of one repository in this run: its tags are listed once, not probed for
+        cosign's tags image by image (a listing the registry refuses falls back to probing)."""
+        repositories = [self.repository(r) for r in references]
+        counts = Counter((r.registry.host, r.name) for r in repositories)
+        for repository in repositories:
+            if counts[repository.registry.host, repository.name] > 1:
+                repository.registry.listed_repositories.add(repository.name)
 
     def layout(self, path: Path) -> OCILayout:
         with self._lock:

@@ -30,10 +30,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from offline.errors import and_more
-from offline.policy.sbom import SbomRule, check_sbom, is_sbom_predicate
+
+if TYPE_CHECKING:  # the SBOM reader is imported only for a rule that has SBOM conditions
+    from offline.policy.sbom import SbomRule
 
 SLSA_PROVENANCE_V02 = "https://slsa.dev/provenance/v0.2"
 SLSA_PROVENANCE_V1 = "https://slsa.dev/provenance/v1"
@@ -98,12 +100,18 @@ class AttestationRule:
             raise ValueError(
                 f"slsa conditions need a SLSA provenance type, not {self.predicate_type}"
             )
-        if self.sbom is not None and not is_sbom_predicate(self.predicate_type):
+        if self.sbom is not None and not _sbom_predicate(self.predicate_type):
             raise ValueError(
                 f"sbom conditions need an SPDX or CycloneDX type, not {self.predicate_type}"
             )
         if self.vuln is not None and self.predicate_type != COSIGN_VULN:
             raise ValueError(f"vuln conditions need type {COSIGN_VULN}, not {self.predicate_type}")
+
+
+def _sbom_predicate(predicate_type: str) -> bool:
+    from offline.policy.sbom import is_sbom_predicate
+
+    return is_sbom_predicate(predicate_type)
 
 
 def check_statement(rule: AttestationRule, statement: Mapping[str, Any]) -> list[str]:
@@ -116,6 +124,8 @@ def check_statement(rule: AttestationRule, statement: Mapping[str, Any]) -> list
         return [f"attestation has predicate type {predicate_type!r}, not {rule.predicate_type}"]
     predicate = statement.get("predicate")
     if rule.sbom is not None:
+        from offline.policy.sbom import check_sbom
+
         # cosign's `--type spdx` stores the SBOM as a string: sbom reads both shapes.
         return check_sbom(rule.sbom, rule.predicate_type, predicate)
     if rule.slsa is None and rule.vuln is None:

@@ -47,7 +47,7 @@ import re
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from offline.errors import UsageError
 from offline.inputs import read_input
@@ -60,13 +60,13 @@ from offline.policy.attestations import (
     check_statement,
     resolve_predicate_type,
 )
-from offline.policy.sbom import BannedPackage, SbomRule, parse_purl
-from offline.policy.versions import parse_range
+
+if TYPE_CHECKING:  # SBOM rules are read only from a policy file that has them
+    from offline.policy.sbom import BannedPackage, SbomRule
 from offline.strict import StrictReader, at, describe
 from offline.tlog.pinning import PinningMode
 from offline.trust.keys import load_public_key_file
 from offline.trust.signers import AcceptedSigners, SignerRule
-from offline.yamlfile import load_yaml
 
 __all__ = [
     "API_VERSION",
@@ -190,6 +190,8 @@ def load_policy_file(path: str | Path) -> PolicyFile:
 
 def parse_policy(text: str, source: Path) -> PolicyFile:
     """Validate policy YAML; `source` names it in errors and anchors relative key paths."""
+    from offline.yamlfile import load_yaml  # a run given no policy file never loads YAML
+
     return _Parser(source).policy_file(load_yaml(text, f"policy {source}"))
 
 
@@ -350,11 +352,16 @@ class _Parser(StrictReader):
         )
 
     def sbom(self, value: object, path: str) -> SbomRule:
+        from offline.policy.sbom import SbomRule
+
         fields = self.mapping(value, path, required=("bannedPackages",))
         bans = self.items(fields["bannedPackages"], at(path, "bannedPackages"), self.ban)
         return SbomRule(banned_packages=tuple(bans))
 
     def ban(self, value: object, path: str) -> BannedPackage:
+        from offline.policy.sbom import BannedPackage, parse_purl
+        from offline.policy.versions import parse_range
+
         fields = self.mapping(value, path, optional=("name", "purl", "versions"))
         if ("name" in fields) == ("purl" in fields):
             self.fail(path, "a banned package needs exactly one of name and purl")

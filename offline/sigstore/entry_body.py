@@ -15,11 +15,11 @@ from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
-from sigstore_models.rekor.v1 import TransparencyLogEntry
 
 from offline.errors import VerificationFailure
 from offline.inputs import decode_json
 from offline.sigstore.model import SigstoreBundle
+from offline.tlog.entry_message import TransparencyLogEntry
 from offline.trust.root import PublicKey
 
 SUPPORTED_KINDS = frozenset(

@@ -1,28 +1,25 @@
 """Reading Sigstore bundles (v0.1 to v0.3) into the parts the verifier checks.
 
-Parsing uses the protobuf-specs models that ship with `sigstore` (`sigstore_models`); the
-structural rules each bundle version imposes are checked here, so that key-based bundles (which
-`sigstore.models.Bundle` refuses) go through the same reader as certificate bundles.
+The messages are read by offline.sigstore.messages (strictly, with no model library: its
+import would cost a one-image check more than the check); the structural rules each bundle
+version imposes are checked here, for key-based and certificate bundles alike.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from pydantic import ValidationError
-from sigstore_models.bundle.v1 import Bundle as _SpecBundle
-from sigstore_models.bundle.v1 import VerificationMaterial as _SpecMaterial
-from sigstore_models.intoto import Envelope
-from sigstore_models.rekor.v1 import InclusionProof, TransparencyLogEntry
 
 from offline.errors import UsageError, VerificationFailure
 from offline.inputs import open_input, parse_json_object, read_input
+from offline.protojson import ProtoJsonError
+from offline.sigstore.messages import Bundle, Envelope, read_bundle
+from offline.tlog.entry_message import TransparencyLogEntry
 from offline.trust.root import load_certificate
 
 MEDIA_TYPE_VERSIONS = {
@@ -38,20 +35,6 @@ MAX_LOG_INDEX = (1 << 53) - 1
 MAX_INTEGRATED_TIME = 253402300799  # 9999-12-31T23:59:59Z, the last second a datetime holds
 
 
-class _LogEntry(TransparencyLogEntry):
-    # The spec models require a proof; v0.1 bundles (and cosign's legacy format) may carry only
-    # a SET. Which versions need a proof is checked below, per bundle version.
-    inclusion_proof: InclusionProof | None = None  # type: ignore[assignment]
-
-
-class _Material(_SpecMaterial):
-    tlog_entries: list[_LogEntry]  # type: ignore[assignment]
-
-
-class BundleModel(_SpecBundle):
-    verification_material: _Material
-
-
 class BundleFormatError(VerificationFailure):
     """The bundle parses but breaks a rule of its format version."""
 
@@ -59,7 +42,7 @@ class BundleFormatError(VerificationFailure):
 @dataclass(frozen=True)
 class SigstoreBundle:
     raw: bytes
-    model: BundleModel
+    model: Bundle
     version: tuple[int, int]
     leaf_certificate: x509.Certificate | None
     key_hint: str | None
@@ -85,15 +68,10 @@ class SigstoreBundle:
         return self.model.dsse_envelope.signatures[0].sig
 
 
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(p) for p in err.get("loc", ())) or "bundle"
-    return f"{where}: {err.get('msg', 'invalid')}"
-
-
 def fill_proto3_defaults(document: dict[str, Any]) -> None:
-    """Put back the zero values protojson leaves out and the spec models require: cosign writes
-    no `logIndex` for the first entry of a log, and no `hashes` for a proof in a one-leaf tree."""
+    """Put back the zero values protojson leaves out, for a bundle that is written back: cosign
+    writes no `logIndex` for the first entry of a log, and no `hashes` for a proof in a one-leaf
+    tree (offline.tlog.entry_message reads both absences as these zeros)."""
     material = document.get("verificationMaterial")
     entries = material.get("tlogEntries") if isinstance(material, dict) else None
     for entry in entries if isinstance(entries, list) else []:
@@ -111,12 +89,9 @@ def parse_bundle(data: bytes, name: str = "bundle") -> SigstoreBundle:
     media_type = document.get("mediaType")
     if not isinstance(media_type, str) or media_type not in MEDIA_TYPE_VERSIONS:
         raise UsageError(f"{name}: unsupported bundle media type {media_type!r}")
-    fill_proto3_defaults(document)
     try:
-        model = BundleModel.from_json(json.dumps(document))
-    except ValidationError as exc:
-        raise UsageError(f"{name}: malformed bundle: {_first_error(exc)}") from exc
-    except ValueError as exc:
+        model = read_bundle(document)
+    except ProtoJsonError as exc:
         raise UsageError(f"{name}: malformed bundle: {exc}") from exc
     version = MEDIA_TYPE_VERSIONS[model.media_type]
     material = model.verification_material

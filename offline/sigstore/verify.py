@@ -186,8 +186,6 @@ def verify_bundle(
         for e in bundle.tlog_entries
     ]
 
-    from offline.trust.timestamps import verify_timestamps
-
     material = bundle.model.verification_material
     raw_timestamps = [
         t.signed_timestamp
@@ -197,7 +195,11 @@ def verify_bundle(
             else []
         )
     ]
-    tsa_times = verify_timestamps(raw_timestamps, bundle.signature, trusted_root)
+    tsa_times: list[datetime] = []
+    if raw_timestamps:  # the timestamp library is imported only for a bundle that needs it
+        from offline.trust.timestamps import verify_timestamps
+
+        tsa_times = verify_timestamps(raw_timestamps, bundle.signature, trusted_root)
     for entry in entries:
         # Rekor v2 entries carry no integrated time: the log key must cover a signed timestamp,
         # or, with no trusted time at all, be valid now (a retired log key proves nothing).

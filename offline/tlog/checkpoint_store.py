@@ -29,7 +29,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from offline.atomicfile import atomic_write
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from offline.inputs import MAX_INPUT_SIZE, open_regular
 from offline.tlog import checkpoint_state as rules
@@ -96,6 +95,14 @@ class ImportResult:
     checkpoints_added: int
     anchors_added: int
     latest_size: int
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """offline.atomicfile's, imported when the store is written: reading it (a verification)
+    pays for none of what writing needs."""
+    from offline import atomicfile
+
+    atomicfile.atomic_write(path, data)
 
 
 def default_checkpoint_dir() -> Path:

@@ -16,10 +16,10 @@ import rfc8785
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
-from sigstore_models.rekor.v1 import TransparencyLogEntry
 
 from offline.errors import VerificationFailure
 from offline.tlog.checkpoint import Checkpoint, verify_checkpoint
+from offline.tlog.entry_message import TransparencyLogEntry
 from offline.tlog.merkle import MerkleError, leaf_hash, verify_inclusion
 from offline.tlog.witness import WitnessPolicy
 from offline.trust.root import LogInstance, TrustedRoot
@@ -97,6 +97,25 @@ def _check_path(
         ) from exc
 
 
+# Checkpoints whose log signature verified, by the note's text and the log key that signed it:
+# the entries of a batch mostly share the checkpoint their proofs lead to, so its signature is
+# checked once per process. Only successes are kept; a note checked against a witness policy is
+# checked every time.
+_verified_checkpoints: dict[tuple[str, bytes, bytes, str, str], Checkpoint] = {}
+
+
+def _verified_checkpoint(
+    note: str, log: LogInstance, witness_policy: WitnessPolicy | None
+) -> Checkpoint:
+    if witness_policy is not None:
+        return verify_checkpoint(note, log, witness_policy)
+    key = (note, log.log_id, log.public_key_der, log.base_url, log.key_details)
+    checkpoint = _verified_checkpoints.get(key)
+    if checkpoint is None:
+        checkpoint = _verified_checkpoints[key] = verify_checkpoint(note, log)
+    return checkpoint
+
+
 def verify_entry(
     entry: TransparencyLogEntry,
     trusted_root: TrustedRoot,
@@ -142,7 +161,7 @@ def verify_entry(
             _check_path(entry, proof.log_index, proof.tree_size, proof.hashes, proof.root_hash)
         return VerifiedEntry(log, entry.log_index, integrated_time, None, None)
 
-    checkpoint = verify_checkpoint(proof.checkpoint.envelope, log, witness_policy)
+    checkpoint = _verified_checkpoint(proof.checkpoint.envelope, log, witness_policy)
     if checkpoint.size != proof.tree_size or checkpoint.root_hash != proof.root_hash:
         raise LogEntryFailure(
             f"inclusion proof of entry {entry.log_index} is for tree size {proof.tree_size} "

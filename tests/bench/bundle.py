@@ -36,7 +36,10 @@ after the delta it holds the changed image.
 
 The last line printed is one JSON object: create_mb_s, skopeo_create_mb_s, copy_mb_s,
 import_mb_s, skopeo_import_mb_s, bundle_bytes, unique_blob_bytes, delta_bytes,
-changed_layer_bytes, peak_rss_mb (MiB). Everything happens in a temporary work directory
+changed_layer_bytes, peak_rss_mb (MiB), registry_put_mb_s and registry_get_mb_s (the target
+registry's own ceiling: the skopeo layout's blobs pushed to a fresh docker-registry by parallel
+plain blob uploads, then read back, on the same MB basis), import_peak_rss_mb (MiB, `airgap
+bundle import`). Everything happens in a temporary work directory
 (removed unless --keep; the registries are stopped at the end, also on error), after a check
 that the disk has room.
 """
@@ -585,6 +588,8 @@ class Results:
     big_note: str = ""
     big_airgap: Ran | None = None
     big_skopeo: Ran | None = None
+    registry_put_mb_s: float = 0.0  # the target registry's own ceiling: plain parallel uploads
+    registry_get_mb_s: float = 0.0  # ... and downloads of the same blobs
 
 
 def bench(
@@ -682,6 +687,14 @@ def bench(
         )
     results.skopeo_pushes = blob_pushes(skopeo_target, mark)
     check_target(skopeo_target, images, "skopeo import")
+
+    _log("ceiling: plain parallel blob uploads and downloads to a fresh docker-registry")
+    (work / "ceiling").mkdir()
+    ceiling = start_docker_registry(work / "ceiling")
+    servers.append(ceiling)
+    results.registry_put_mb_s, results.registry_get_mb_s = registry_ceiling(layout, ceiling)
+    ceiling.stop()
+    shutil.rmtree(work / "ceiling")
     if not opts.keep:  # room for the big layer below
         shutil.rmtree(layout)
 
@@ -727,6 +740,32 @@ def bench(
     if not opts.keep:
         shutil.rmtree(work / "big-layout")
     return results
+
+
+def registry_ceiling(layout: Path, server: RegistryServer) -> tuple[float, float]:
+    """MB/s of the registry itself: every blob of the layout pushed to it, then read back, by
+    SIGNERS * 2 threads at once through one client (no manifests, no checks beyond the digests
+    the client verifies): what no import into this registry can beat."""
+    blobs = sorted(p for p in (layout / "blobs" / "sha256").iterdir() if p.is_file())
+    total = sum(p.stat().st_size for p in blobs)
+    repo = server.client().repository("bench/ceiling")
+
+    def put(path: Path) -> None:
+        with path.open("rb") as data:
+            repo.push_blob(data, f"sha256:{path.name}", path.stat().st_size)
+
+    def get(path: Path) -> None:
+        with repo.open_blob(f"sha256:{path.name}", path.stat().st_size) as reader:
+            while reader.read(CHUNK):
+                pass
+
+    rates = []
+    for action in (put, get):
+        began = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=SIGNERS * 2) as pool:
+            list(pool.map(action, blobs))
+        rates.append(total / MB / (time.perf_counter() - began))
+    return rates[0], rates[1]
 
 
 def warm_up(
@@ -799,6 +838,11 @@ def report(results: Results) -> dict[str, float | int]:
     print(f"  {'create airgap/copy':<52} {create / copy:>8.2f}")
     print(f"  {'import airgap/skopeo':<52} {import_ / skopeo_import:>8.2f}")
     print(f"  {'import airgap/copy':<52} {import_ / copy:>8.2f}")
+    print(
+        f"  {'import airgap/registry ceiling (plain parallel PUTs)':<52} "
+        f"{import_ / results.registry_put_mb_s:>8.2f}  (ceiling: PUT "
+        f"{results.registry_put_mb_s:.1f} MB/s, GET {results.registry_get_mb_s:.1f} MB/s)"
+    )
     for who, (uploads, mounts) in (
         ("airgap", results.import_pushes),
         ("skopeo", results.skopeo_pushes),
@@ -849,6 +893,9 @@ def report(results: Results) -> dict[str, float | int]:
         "delta_bytes": results.delta_bytes,
         "changed_layer_bytes": results.changed_layer_bytes,
         "peak_rss_mb": round(results.big_airgap.max_rss_mib, 1),
+        "registry_put_mb_s": round(results.registry_put_mb_s, 1),
+        "registry_get_mb_s": round(results.registry_get_mb_s, 1),
+        "import_peak_rss_mb": round(results.import_.max_rss_mib, 1),
     }
 
 

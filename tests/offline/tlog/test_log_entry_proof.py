@@ -26,8 +26,9 @@ from offline.sigstore.cosign_legacy import (
 )
 from offline.sigstore.model import parse_bundle
 from offline.sigstore.verify import Artifact, KeyPolicy, verify_bundle
+from offline.trust.root import parse_trusted_root
 from tests.bundle_factory import KeySigner, LoggedSignature, legacy_bundle
-from tests.tlog_fixture import TestLog, trusted_root
+from tests.tlog_fixture import TestLog, trusted_root, trusted_root_document
 
 ARTIFACT = b"an artifact that was never logged\n"
 GARBAGE_SET = base64.b64encode(b"\x30\x06\x02\x01\x01\x02\x01\x01").decode()
@@ -184,3 +185,23 @@ def test_an_inclusion_proof_without_a_checkpoint_must_still_lead_to_its_root(
     proof["rootHash"] = base64.b64encode(bytes(32)).decode()
     with pytest.raises(VerificationFailure, match="does not lead to the root it names"):
         _verify(bundle, signer, log)
+
+
+def test_a_checkpoint_verified_once_does_not_vouch_for_another_key_under_its_log_id(
+    log: TestLog, signer: KeySigner
+) -> None:
+    """A checkpoint's signature is checked once per process for its log key: a trusted root
+    that names another key under the same log ID gets its own check, and fails it."""
+    bundle = signer.log_artifact(log, ARTIFACT).bundle(log)
+    _entry(bundle).pop("inclusionPromise", None)  # the checkpoint is all that vouches
+    _verify(bundle, signer, log)
+    forged = trusted_root_document(log)
+    impostor = TestLog("rekor.airgap.test")
+    forged["tlogs"][0]["publicKey"]["rawBytes"] = base64.b64encode(impostor.public_key_der).decode()
+    with pytest.raises(VerificationFailure, match="no signature from a known key"):
+        verify_bundle(
+            parse_bundle(json.dumps(bundle).encode()),
+            Artifact.from_bytes(ARTIFACT, "artifact"),
+            parse_trusted_root(json.dumps(forged)),
+            KeyPolicy(load_pem_public_key(signer.public_pem)),  # type: ignore[arg-type]
+        )

@@ -1,0 +1,126 @@
+"""A transparency log entry as a Sigstore bundle carries it (protobuf-specs'
+`dev.sigstore.rekor.v1.TransparencyLogEntry`), read from its JSON form (offline.protojson).
+
+Only the shape is checked here; what the fields prove is offline.tlog.entry's concern. The
+messages are named tuples: immutable, and many times cheaper to define than data classes, which
+a one-image check would pay for at every start.
+protojson leaves out zero values: an absent `logIndex` is 0 (cosign writes none for a log's
+first entry), absent `hashes` are none (a proof in a one-leaf tree).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from offline.protojson import (
+    ProtoJsonError,
+    at,
+    bytes_field,
+    message,
+    repeated,
+    string,
+    uint64,
+)
+
+
+class LogId(NamedTuple):
+    key_id: bytes
+
+
+class KindVersion(NamedTuple):
+    kind: str
+    version: str
+
+
+class CheckpointEnvelope(NamedTuple):
+    envelope: str
+
+
+class InclusionProof(NamedTuple):
+    log_index: int
+    root_hash: bytes
+    tree_size: int
+    hashes: list[bytes]
+    checkpoint: CheckpointEnvelope | None
+
+
+class InclusionPromise(NamedTuple):
+    signed_entry_timestamp: bytes
+
+
+class TransparencyLogEntry(NamedTuple):
+    log_index: int
+    log_id: LogId
+    kind_version: KindVersion
+    integrated_time: int | None
+    inclusion_promise: InclusionPromise | None
+    # Optional here (protobuf-specs requires it): v0.1 bundles and cosign's legacy format
+    # may carry only a signed entry timestamp; which bundle versions need one is checked there.
+    inclusion_proof: InclusionProof | None
+    canonicalized_body: bytes
+
+
+def _inclusion_proof(value: object, where: str) -> InclusionProof:
+    fields = message(value, where, ("rootHash", "treeSize"), ("logIndex", "hashes", "checkpoint"))
+    log_index = uint64(fields.get("logIndex", "0"), at(where, "logIndex"))
+    tree_size = uint64(fields["treeSize"], at(where, "treeSize"))
+    if tree_size <= log_index:
+        raise ProtoJsonError(where, f"logIndex {log_index} must be less than treeSize {tree_size}")
+    hashes_where = at(where, "hashes")
+    checkpoint = None
+    if "checkpoint" in fields:
+        checkpoint_where = at(where, "checkpoint")
+        envelope = message(fields["checkpoint"], checkpoint_where, ("envelope",))["envelope"]
+        checkpoint = CheckpointEnvelope(string(envelope, at(checkpoint_where, "envelope")))
+    return InclusionProof(
+        log_index=log_index,
+        root_hash=bytes_field(fields["rootHash"], at(where, "rootHash")),
+        tree_size=tree_size,
+        hashes=[
+            bytes_field(h, at(hashes_where, i))
+            for i, h in enumerate(repeated(fields.get("hashes", []), hashes_where))
+        ],
+        checkpoint=checkpoint,
+    )
+
+
+def read_log_entry(value: object, where: str) -> TransparencyLogEntry:
+    """One entry; ProtoJsonError names the first field that is malformed."""
+    fields = message(
+        value,
+        where,
+        ("logId", "kindVersion", "canonicalizedBody"),
+        ("logIndex", "integratedTime", "inclusionPromise", "inclusionProof"),
+    )
+    log_id_where = at(where, "logId")
+    log_id = message(fields["logId"], log_id_where, ("keyId",))
+    kind_where = at(where, "kindVersion")
+    kind = message(fields["kindVersion"], kind_where, ("kind", "version"))
+    promise = None
+    if "inclusionPromise" in fields:
+        promise_where = at(where, "inclusionPromise")
+        set_ = message(fields["inclusionPromise"], promise_where, ("signedEntryTimestamp",))
+        promise = InclusionPromise(
+            bytes_field(set_["signedEntryTimestamp"], at(promise_where, "signedEntryTimestamp"))
+        )
+    integrated_time = fields.get("integratedTime")
+    return TransparencyLogEntry(
+        log_index=uint64(fields.get("logIndex", "0"), at(where, "logIndex")),
+        log_id=LogId(bytes_field(log_id["keyId"], at(log_id_where, "keyId"))),
+        kind_version=KindVersion(
+            string(kind["kind"], at(kind_where, "kind")),
+            string(kind["version"], at(kind_where, "version")),
+        ),
+        integrated_time=(
+            None
+            if integrated_time is None
+            else uint64(integrated_time, at(where, "integratedTime"))
+        ),
+        inclusion_promise=promise,
+        inclusion_proof=(
+            _inclusion_proof(fields["inclusionProof"], at(where, "inclusionProof"))
+            if "inclusionProof" in fields
+            else None
+        ),
+        canonicalized_body=bytes_field(fields["canonicalizedBody"], at(where, "canonicalizedBody")),
+    )
