@@ -12,10 +12,16 @@ from collections.abc import Sequence
 from offline.cli import main as offline_cli
 from provisioner.cli import bundle as bundle_cli
 from provisioner.cli import install as install_cli
+from provisioner.cli import policy as policy_cli
 from provisioner.cli import trust as trust_cli
 
 # The operator's command families, added to the verifier's parser.
-EXTENSIONS = (bundle_cli.register, trust_cli.register, install_cli.register)
+EXTENSIONS = (
+    bundle_cli.register,
+    trust_cli.register,
+    install_cli.register,
+    policy_cli.register,
+)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
