@@ -11,6 +11,7 @@ secret. Then `apply` goes in order:
     -> fulcio -> probe
     -> ctlog (its tree, then ctlog-secret from it) -> probe
     -> tsa (when on) -> tuf (the site's repository, signed offline, served statically) -> probe
+    -> policy-controller (when on: the registry's CA, no stale leases, its webhook answering)
     -> trusted_root.json and signing_config.v0.2.json written for clients
 
 A rerun is the same walk: what exists and matches is "unchanged", nothing is made twice, and an
@@ -54,7 +55,11 @@ from provisioner.stack.site import CT_LOG_PREFIX, SERVICES, Site
 from provisioner.stack.state import InstallState, check_tree_id, read_state
 from provisioner.stack.storage import claims, persistent_volumes
 from provisioner.stack.trusted_root import trusted_root_json
-from provisioner.stack.values import component_namespace
+from provisioner.stack.values import (
+    REGISTRY_CA_CONFIGMAP,
+    component_namespace,
+    registry_ca_configmap,
+)
 
 TREE_CONFIGMAPS = {"rekor": "rekor-config", "ctlog": "ctlog-config"}
 TREE_JOBS = {"rekor": "rekor-createtree", "ctlog": "ctlog-createtree"}
@@ -173,6 +178,8 @@ class Installer:
             wanted.append("tsa")
         if self.options.trust_repo is not None:
             wanted.append("tuf")
+        if self.site.policy_controller:
+            wanted.append("policy-controller")
         return wanted
 
     # ---- prepare: every refusal before the first write ------------------------------------
@@ -381,6 +388,8 @@ class Installer:
                 self._release(prepared, component)
             elif component == "tuf":
                 self._tuf(prepared)
+            elif component == "policy-controller":
+                self._policy_controller(prepared)
         self._write_trust_files(prepared)
 
     def _cluster_objects(self, prepared: Prepared) -> None:
@@ -505,6 +514,29 @@ class Installer:
         self._record("tuf", f"configmap {namespace}/{TUF_CONFIGMAP}", action)
         self._release(prepared, "tuf")
         self._probe("tuf", lambda get: check_tuf(get, tuf.pinned_root, tuf.targets))
+
+    def _policy_controller(self, prepared: Prepared) -> None:
+        """The webhook trusts the internal registry's CA (it fetches signatures itself), starts
+        without leases an earlier release left, and counts as ready once it answers."""
+        from provisioner.admission.webhook import delete_leases, wait_admitting
+
+        component = "policy-controller"
+        rendered = prepared.rendered[component]
+        configmap = registry_ca_configmap(self.site)
+        if configmap is not None:
+            action = self.kube.ensure_replaceable(configmap)
+            self._record(
+                component, f"configmap {rendered.namespace}/{REGISTRY_CA_CONFIGMAP}", action
+            )
+        if self.releases.revision(rendered.release, rendered.namespace) is None:
+            stale = delete_leases(self.kube, rendered.namespace)
+            if stale:
+                self._record(component, "leases", "deleted", f"{stale} left by an earlier release")
+        self._release(prepared, component)
+        started = time.monotonic()
+        wait_admitting(self.kube, self.options.timeout)
+        detail = "admits a ClusterImagePolicy (server-side dry run)"
+        self._record(component, "webhook", "verified", detail, started)
 
     # ---- releases, waits, probes ----------------------------------------------------------
 

@@ -13,6 +13,7 @@ refused, every error one line naming the field).
     oidc: {issuers: [{url: https://kubernetes.default.svc.cluster.local, type: kubernetes}]}
     database: {external: {host: db.internal, port: 3306, secret: trillian-db}}  # or absent
     tsa: {enabled: false}
+    policyController: {enabled: true}      # policy-controller, after tuf (airgap policy generate)
     tuf: {expiry: {root: 365, targets: 90, snapshot: 7, timestamp: 1},           # days
           serverImage: docker.io/nginxinc/nginx-unprivileged:1.27-alpine}  # static server
     keys: {fulcio: {organization: Example, commonName: Example Fulcio, rootDays: 3650,
@@ -157,6 +158,7 @@ class Site:
     tuf_server_image: ImageRef = field(
         default_factory=lambda: parse_image_ref(DEFAULT_TUF_SERVER_IMAGE)
     )
+    policy_controller: bool = False
 
     def namespace(self, component: str) -> str:
         return self.namespaces[component]
@@ -204,6 +206,7 @@ class _SiteReader(StrictReader):
                 "tuf",
                 "keys",
                 "values",
+                "policyController",
             ),
         )
         if top["apiVersion"] != API_VERSION:
@@ -211,6 +214,9 @@ class _SiteReader(StrictReader):
         if top["kind"] != KIND:
             self.fail("kind", f"expected {KIND!r}; got {top['kind']!r}")
         tsa = self.mapping(top.get("tsa", {}), "tsa", optional=("enabled",))
+        admission = self.mapping(
+            top.get("policyController", {}), "policyController", optional=("enabled",)
+        )
         return Site(
             path=self.path,
             charts=self.file(top["charts"], "charts"),
@@ -225,6 +231,9 @@ class _SiteReader(StrictReader):
             tuf_server_image=self.tuf_server_image(top.get("tuf", {}), "tuf"),
             fulcio_ca=self.keys(top.get("keys", {}), "keys"),
             values=self.chart_values(top.get("values", {}), "values"),
+            policy_controller=self.boolean(
+                admission.get("enabled", False), "policyController.enabled"
+            ),
         )
 
     # -- sections -------------------------------------------------------------------------
