@@ -662,7 +662,7 @@ def secret_names(site: Site) -> list[tuple[str, str]]:
 
 
 def rendered_workloads(rendered: RenderedComponent) -> list[Workload]:
-    """The release's Jobs first (schema, tree), then its long-running workloads."""
+    """The release's Jobs first (schema, tree), then its long-running workloads; not its hooks."""
     found = []
     for document in rendered.documents:
         if not isinstance(document, dict) or document.get("kind") not in (
@@ -673,6 +673,8 @@ def rendered_workloads(rendered: RenderedComponent) -> list[Workload]:
         ):
             continue
         metadata = document.get("metadata") or {}
+        if "helm.sh/hook" in (metadata.get("annotations") or {}):
+            continue  # helm runs hooks itself, when they are due (policy-controller's on delete)
         found.append(
             Workload(
                 document["kind"], metadata.get("namespace") or rendered.namespace, metadata["name"]
