@@ -83,11 +83,23 @@ def generate(request: GenerateRequest) -> GeneratedFiles:
     return GeneratedFiles(controllers, [note for g in controllers for note in g.notes])
 
 
+class _Dumper(yaml.SafeDumper):
+    """PEM keys, certificates and policies as literal blocks, as a person would write them."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:
+    style = "|" if "\n" in value else None
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def render(documents: list[dict[str, Any]]) -> str:
     """Multi-document YAML; a JSON round trip first, so shared parts print in full (no
     anchors, which some tools refuse)."""
     plain = json.loads(json.dumps(documents))
-    return yaml.safe_dump_all(plain, sort_keys=False, width=1000)
+    return yaml.dump_all(plain, Dumper=_Dumper, sort_keys=False, width=1000)
 
 
 def write_files(files: GeneratedFiles, out_dir: Path) -> dict[str, Path]:

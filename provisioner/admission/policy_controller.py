@@ -89,8 +89,8 @@ def _policy(
         for s_index, signature_format, authority in signers:
             authorities.append(
                 {
-                    **{k: v for k, v in authority.items() if k != "name"},
                     "name": f"{prefix}{s_index}-{signature_format}",
+                    **{k: v for k, v in authority.items() if k != "name"},
                     "attestations": [
                         {
                             "name": f"attestation-{a_index}",
