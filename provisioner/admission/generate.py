@@ -67,8 +67,10 @@ def generate(request: GenerateRequest) -> GeneratedFiles:
             f"the TUF repository is inlined as of now; its timestamp expires {expires}: after "
             "airgap trust refresh, generate and apply again (or use --tuf remote)",
         )
+    authorities = trusted_root_document(trust).get("certificateAuthorities") or [{}]
+    fulcio_url = str(authorities[0].get("uri") or site.service_url("fulcio"))
     policy_controller.cluster_image_policies(
-        policies, TRUST_ROOT_NAME, enforce=request.enforce, generated=pc
+        policies, TRUST_ROOT_NAME, fulcio_url, enforce=request.enforce, generated=pc
     )
     if not request.enforce:
         pc.note(

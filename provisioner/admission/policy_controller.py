@@ -38,14 +38,21 @@ _NOT_NAME = re.compile(r"[^a-z0-9-]+")
 
 
 def cluster_image_policies(
-    policies: PolicyFile, trust_root: str, *, enforce: bool, generated: Generated | None = None
+    policies: PolicyFile,
+    trust_root: str,
+    fulcio_url: str,
+    *,
+    enforce: bool,
+    generated: Generated | None = None,
 ) -> Generated:
-    """The ClusterImagePolicy objects for every policy of `policies`, with their notes."""
+    """The ClusterImagePolicy objects for every policy of `policies`, with their notes.
+    `fulcio_url` only names the site's Fulcio (policy-controller would otherwise default it to
+    the public one); the certificates come from the TrustRoot."""
     out = generated or Generated(CONTROLLER)
     names: set[str] = set()
     for index, policy in enumerate(policies.policies):
         name = object_name(policy.name, index, names)
-        document = _policy(policy, name, trust_root, enforce, out)
+        document = _policy(policy, name, (trust_root, fulcio_url), enforce, out)
         if document is not None:
             out.objects.append(document)
     _overlaps(policies.policies, out)
@@ -63,7 +70,7 @@ def object_name(policy_name: str, index: int, taken: set[str]) -> str:
 
 
 def _policy(
-    policy: ImagePolicy, name: str, trust_root: str, enforce: bool, out: Generated
+    policy: ImagePolicy, name: str, trust: tuple[str, str], enforce: bool, out: Generated
 ) -> dict[str, Any] | None:
     globs: list[str] = []
     for index, pattern in enumerate(policy.images):
@@ -79,7 +86,7 @@ def _policy(
     if not globs:
         out.note(policy.name, "images", "no pattern can be written: no ClusterImagePolicy")
         return None
-    signers = _signers(policy, trust_root, out)
+    signers = _signers(policy, trust, out)
     authorities = [authority for _index, _format, authority in signers]
     groups = ["sig-"]
     for a_index, attestation in enumerate(policy.attestations):
@@ -136,9 +143,10 @@ def _policy(
 
 
 def _signers(
-    policy: ImagePolicy, trust_root: str, out: Generated
+    policy: ImagePolicy, trust: tuple[str, str], out: Generated
 ) -> list[tuple[int, str, dict[str, Any]]]:
     """(signer index, signature format, authority) for every signer that can be written."""
+    trust_root, fulcio_url = trust
     found = []
     for index, signer in enumerate(policy.signers):
         where = at("signers", index)
@@ -159,7 +167,7 @@ def _signers(
         except Inexpressible as exc:
             out.note(policy.name, where, f"signer left out: {exc}")
             continue
-        keyless = {"identities": [identity], "trustRootRef": trust_root}
+        keyless = {"url": fulcio_url, "identities": [identity], "trustRootRef": trust_root}
         for signature_format in ("legacy", "bundle"):
             authority: dict[str, Any] = {
                 "name": f"sig-{index}-{signature_format}",

@@ -102,6 +102,7 @@ def test_a_keyless_signer_is_an_authority_for_legacy_signatures_and_one_for_bund
     assert set(found) == {"sig-0-legacy", "sig-0-bundle"}
     for authority in found.values():
         assert authority["keyless"] == {
+            "url": "http://fulcio.internal",  # the site's, not policy-controller's default
             "identities": [{"issuer": ISSUER, "subject": SUBJECT}],
             "trustRootRef": "airgap",
         }
