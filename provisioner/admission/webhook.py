@@ -5,6 +5,9 @@
   (no kubectl image, a failed uninstall) they stay, and a new webhook never becomes leader for
   its certificate (`tls: no certificates configured`, probes failing). Before a first install
   into the namespace they are deleted.
+- uninstall: the chart's CRDs go with the release, and with them every TrustRoot and
+  ClusterImagePolicy; their finalizers need the controller, so they are deleted (and waited
+  for) while it still runs, or the CRDs would hang in Terminating and block the next install.
 - real readiness: a Ready pod is not yet an answering webhook (its Service endpoints and
   certificate lag behind: the first object applied right after got `connection refused`).
   Ready means the API server got an answer from both webhooks: a server-side dry run of a
@@ -100,3 +103,42 @@ def _reason(exc: Any) -> str:
     except (TypeError, ValueError, AttributeError):
         message = None
     return str(message or exc.reason)
+
+
+def delete_policies(kube: Kube, timeout: float) -> int:
+    """Delete every TrustRoot and ClusterImagePolicy and wait until they are gone (their
+    finalizers run in the controller); how many there were. None when the CRDs are absent."""
+    from kubernetes import client
+    from kubernetes.client.exceptions import ApiException
+
+    custom = client.CustomObjectsApi(kube.api_client)
+
+    def listed(plural: str) -> list[dict[str, Any]]:
+        found: Any = custom.list_cluster_custom_object(GROUP, VERSION, plural)
+        items: list[dict[str, Any]] = found["items"]
+        return items
+
+    deleted = 0
+    for plural in ("clusterimagepolicies", "trustroots"):
+        try:
+            items = listed(plural)
+            for item in items:
+                name = item["metadata"]["name"]
+                try:
+                    custom.delete_cluster_custom_object(GROUP, VERSION, plural, name)
+                except ApiException as exc:
+                    if exc.status != 404:
+                        raise
+            deleted += len(items)
+            deadline = time.monotonic() + timeout
+            while listed(plural):
+                if time.monotonic() > deadline:
+                    raise StepNotReady(
+                        f"{plural} are still there {timeout:.0f}s after deletion", ""
+                    )
+                time.sleep(POLL_SECONDS)
+        except ApiException as exc:
+            if exc.status == 404:  # no such resource: the CRDs are not installed
+                continue
+            raise ClusterUnreachable(f"the API server refused: {exc.status} {exc.reason}") from exc
+    return deleted

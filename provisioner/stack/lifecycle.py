@@ -107,6 +107,11 @@ def uninstall(
     record: Callable[[str, str], None],
 ) -> None:
     """Remove what install made; `record(subject, action)` for each."""
+    if "policy-controller" in components:
+        from provisioner.admission.webhook import delete_policies
+
+        removed = delete_policies(kube, timeout)
+        record("policy-controller's TrustRoots and ClusterImagePolicies", f"removed {removed}")
     for component in reversed(components):
         namespace = component_namespace(site, component)
         removed = releases.uninstall(component, namespace, timeout=timeout)
