@@ -2,13 +2,16 @@
 
 One ClusterImagePolicy per airgap policy, named `airgap-<name>`:
 - `images`: the policy's patterns as policy-controller globs (patterns.py);
-- `authorities`: per signer, one authority for cosign's legacy signatures (`.sig` tags) and,
-  for keyless signers, one for Sigstore bundles (cosign v3's default, `signatureFormat:
-  bundle`); keyless ones name the site's TrustRoot for the Fulcio roots and CT log keys, and
-  every authority names it for the Rekor key unless the policy says `tlog: ignore`;
+- `authorities`: per signer, one for image signatures in cosign's legacy format (`.sig` tags:
+  policy-controller v0.13.1, through cosign v2.5, refuses Sigstore bundles for image
+  signatures: "bundle support for image signatures is not yet implemented"); keyless ones name
+  the site's TrustRoot for the Fulcio roots and CT log keys, and every authority names it for
+  the Rekor key unless the policy says `tlog: ignore`;
 - required attestations: per signer and attestation, an authority that verifies that
-  attestation, with a Rego policy over its content where one can be stated (rego.py), and a
-  ClusterImagePolicy-level policy that needs a signature and every attestation to pass;
+  attestation (for keyless signers in both formats: v0.13.1 reads attestations in Sigstore
+  bundles, cosign v3's default), with a Rego policy over its content where one can be stated
+  (rego.py), and a ClusterImagePolicy-level policy that needs a signature and every
+  attestation to pass;
 - `mode`: `warn` (admitted with a warning) unless enforcing, then `enforce`.
 
 Everything else `airgap verify` checks and policy-controller cannot is a Note.
@@ -87,7 +90,7 @@ def _policy(
         out.note(policy.name, "images", "no pattern can be written: no ClusterImagePolicy")
         return None
     signers = _signers(policy, trust, out)
-    authorities = [authority for _index, _format, authority in signers]
+    authorities = [a for _index, form, a in signers if form == "legacy"]
     groups = ["sig-"]
     for a_index, attestation in enumerate(policy.attestations):
         attestation_policy = _attestation_policy(policy, a_index, out)
@@ -157,9 +160,9 @@ def _signers(
             out.note(
                 policy.name,
                 where,
-                "a key's signatures in Sigstore bundles (cosign v3's default) are not read by "
-                "policy-controller v0.13 (it reads bundles for keyless signers only): sign with "
-                "a key in cosign's legacy format for admission",
+                "a key's attestations in Sigstore bundles (cosign v3's default) are not read by "
+                "policy-controller v0.13.1 (bundles only for keyless signers): attest with a "
+                "key in cosign's legacy format for admission",
             )
             continue
         try:
@@ -250,6 +253,13 @@ def _attestation_policy(policy: ImagePolicy, index: int, out: Generated) -> dict
 
 
 def _policy_notes(policy: ImagePolicy, out: Generated) -> None:
+    out.note(
+        policy.name,
+        "signature format",
+        "image signatures are read only in cosign's legacy format (.sig tags): policy-controller "
+        "v0.13.1 does not read image signatures in Sigstore bundles, cosign v3's default (sign "
+        "with --new-bundle-format=false); attestations are read in both",
+    )
     if policy.pinning != "off":
         out.note(
             policy.name,

@@ -131,8 +131,8 @@ class Signer:
         # The client sits on the node, outside the cluster's DNS: the signing config names the
         # same services by their cluster IPs.
         signing = json.loads((trust / "signing_config.v0.2.json").read_text())
-        fulcio = cluster_ip(cluster, "fulcio-system", "fulcio-server")
-        signing["caUrls"][0]["url"] = f"http://{fulcio}"
+        self.fulcio = f"http://{cluster_ip(cluster, 'fulcio-system', 'fulcio-server')}"
+        signing["caUrls"][0]["url"] = self.fulcio
         self.rekor = f"http://{cluster_ip(cluster, 'rekor-system', 'rekor-server')}"
         signing["rekorTlogUrls"][0]["url"] = self.rekor
         self.signing_config = self.work / "signing.json"
@@ -150,17 +150,20 @@ class Signer:
         path.write_text(token.strip())
         return path
 
-    def cosign(self, command: str, account: str, image: str, *extra: str) -> None:
+    def cosign(self, command: str, account: str, image: str, *flags: str) -> None:
         done = self.cluster.run(
             [str(go_tool("cosign")), command, "--yes", "--identity-token", str(self.token(account)),
-             "--signing-config", str(self.signing_config),
-             "--trusted-root", str(self.trusted_root), *extra, image],
+             "--trusted-root", str(self.trusted_root), *flags, image],
             timeout=180, check=False,
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
 
     def sign(self, account: str, image: str) -> None:
-        self.cosign("sign", account, image)
+        """In cosign's legacy format (`.sig` tag, SET only): policy-controller v0.13.1 reads
+        image signatures in no other."""
+        self.cosign("sign", account, image, "--new-bundle-format=false",
+                    "--use-signing-config=false", "--fulcio-url", self.fulcio,
+                    "--rekor-url", self.rekor)  # fmt: skip
 
     def attest_provenance(self, account: str, image: str) -> None:
         predicate = {
@@ -170,7 +173,9 @@ class Signer:
         }  # fmt: skip
         path = self.work / "provenance.json"
         path.write_text(json.dumps(predicate))
-        self.cosign("attest", account, image, "--type", "slsaprovenance1", "--predicate", str(path))
+        # A Sigstore bundle (cosign v3's default), which policy-controller reads for attestations.
+        self.cosign("attest", account, image, "--signing-config", str(self.signing_config),
+                    "--type", "slsaprovenance1", "--predicate", str(path))  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -216,12 +221,16 @@ def cases(cluster: Cluster, admission: Admission) -> list[Case]:
         ],
     }  # fmt: skip
     admission.policy.write_text(yaml.safe_dump(policy))
-    fetched = airgap(
-        cluster, "checkpoint", "fetch", "--rekor", signer.rekor,
-        "--trusted-root", str(signer.trusted_root),
-        "--checkpoints", str(admission.work / "checkpoints"),
-    )  # fmt: skip
+    # The legacy signatures carry a SET only: airgap pins the log, so their inclusion proofs
+    # are fetched while Rekor is reachable, as an operator does (`airgap proofs fetch`).
+    trust = ("--trusted-root", str(signer.trusted_root),
+             "--checkpoints", str(admission.work / "checkpoints"))  # fmt: skip
+    fetched = airgap(cluster, "checkpoint", "fetch", "--rekor", signer.rekor, *trust)
     assert fetched.returncode == 0, fetched.stderr
+    ca = ("--registry-ca", str(cluster.pki.ca))
+    proofs = airgap(cluster, "proofs", "fetch", "--rekor", signer.rekor, *trust, *ca,
+                    signed, other, attested, bare)  # fmt: skip
+    assert proofs.returncode == 0, proofs.stderr
     return [
         Case("signed by the site's builder", signed, True),
         Case("unsigned", unsigned, False),

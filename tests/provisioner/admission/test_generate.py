@@ -91,24 +91,24 @@ def authorities(cip: dict[str, Any]) -> dict[str, dict[str, Any]]:
 # -- policy-controller: signers ------------------------------------------------------------------
 
 
-def test_a_keyless_signer_is_an_authority_for_legacy_signatures_and_one_for_bundles(
+def test_a_keyless_signer_is_an_authority_checked_against_the_sites_trust_root(
     tmp_path: Path, site: Path, trust_repo: Path
 ) -> None:
     files = run(tmp_path, site, trust_repo, platform())
     cip = cips(files)["platform"]
     assert cip["metadata"]["name"] == "airgap-platform"
     assert cip["spec"]["mode"] == "warn"
-    found = authorities(cip)
-    assert set(found) == {"sig-0-legacy", "sig-0-bundle"}
-    for authority in found.values():
-        assert authority["keyless"] == {
-            "url": "http://fulcio.internal",  # the site's, not policy-controller's default
-            "identities": [{"issuer": ISSUER, "subject": SUBJECT}],
-            "trustRootRef": "airgap",
-        }
-        assert authority["ctlog"] == {"trustRootRef": "airgap"}  # the site's Rekor key
-    assert found["sig-0-bundle"]["signatureFormat"] == "bundle"
-    assert "signatureFormat" not in found["sig-0-legacy"]
+    (authority,) = cip["spec"]["authorities"]
+    assert authority["name"] == "sig-0-legacy"
+    assert authority["keyless"] == {
+        "url": "http://fulcio.internal",  # the site's, not policy-controller's default
+        "identities": [{"issuer": ISSUER, "subject": SUBJECT}],
+        "trustRootRef": "airgap",
+    }
+    assert authority["ctlog"] == {"trustRootRef": "airgap"}  # the site's Rekor key
+    # policy-controller v0.13.1 reads image signatures in cosign's legacy format only.
+    assert "signatureFormat" not in authority
+    assert "--new-bundle-format=false" in notes(files)["platform:signature format"]
     assert "policy" not in cip["spec"]  # one passing authority is enough
 
 
@@ -136,7 +136,7 @@ def test_a_signer_whose_expression_go_cannot_run_is_left_out_with_a_note(
 ) -> None:
     lookahead = {"issuer": ISSUER, "subjectRegExp": "(?!.*evil).*"}
     files = run(tmp_path, site, trust_repo, platform(signers=[lookahead, keyless()]))
-    assert set(authorities(cips(files)["platform"])) == {"sig-1-legacy", "sig-1-bundle"}
+    assert set(authorities(cips(files)["platform"])) == {"sig-1-legacy"}
     assert "lookaround" in notes(files)["platform:signers[0]"]
 
 
@@ -160,7 +160,7 @@ def test_a_key_signer_is_its_public_key_and_a_note_on_bundles(
     loaded = serialization.load_pem_public_key(authority["key"]["data"].encode())
     assert loaded.public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
     assert authority["ctlog"] == {"trustRootRef": "airgap"}
-    assert "bundles" in notes(files)["platform:signers[0]"]
+    assert "legacy format" in notes(files)["platform:signers[0]"]
 
 
 def test_tlog_ignore_drops_the_log_for_legacy_signatures_and_notes_bundles_still_need_it(
@@ -169,7 +169,7 @@ def test_tlog_ignore_drops_the_log_for_legacy_signatures_and_notes_bundles_still
     files = run(tmp_path, site, trust_repo, platform(tlog="ignore"))
     found = authorities(cips(files)["platform"])
     assert "ctlog" not in found["sig-0-legacy"]
-    assert "log entry" in notes(files)["platform:tlog"]
+    assert "log entry" in notes(files)["platform:tlog"]  # for attestations in bundles
 
 
 # -- policy-controller: attestations -------------------------------------------------------------
@@ -187,13 +187,14 @@ def test_required_attestations_need_a_signature_and_each_attestation_to_pass(
     cip = cips(files)["platform"]
     found = authorities(cip)
     assert set(found) == {
-        "sig-0-legacy", "sig-0-bundle",
+        "sig-0-legacy",
         "att0-0-legacy", "att0-0-bundle",
         "att1-0-legacy", "att1-0-bundle",
     }  # fmt: skip
     (provenance,) = found["att0-0-bundle"]["attestations"]
     assert provenance["predicateType"] == "https://slsa.dev/provenance/v1"
-    assert found["att0-0-bundle"]["keyless"] == found["sig-0-bundle"]["keyless"]
+    assert found["att0-0-bundle"]["keyless"] == found["sig-0-legacy"]["keyless"]
+    assert found["att0-0-bundle"]["signatureFormat"] == "bundle"
     checks = provenance["policy"]["data"]
     assert provenance["policy"]["type"] == "rego"
     assert 'input.predicate.runDetails.builder.id == "https://ci.internal/builder"' in checks
