@@ -2,16 +2,17 @@
 
 One ClusterImagePolicy per airgap policy, named `airgap-<name>`:
 - `images`: the policy's patterns as policy-controller globs (patterns.py);
-- `authorities`: per signer, one for image signatures in cosign's legacy format (`.sig` tags:
-  policy-controller v0.13.1, through cosign v2.5, refuses Sigstore bundles for image
-  signatures: "bundle support for image signatures is not yet implemented"); keyless ones name
-  the site's TrustRoot for the Fulcio roots and CT log keys, and every authority names it for
-  the Rekor key unless the policy says `tlog: ignore`;
+- `authorities`: per signer, one for image signatures; keyless ones name the site's TrustRoot
+  for the Fulcio roots and CT log keys, and every authority names it for the Rekor key unless
+  the policy says `tlog: ignore`;
 - required attestations: per signer and attestation, an authority that verifies that
-  attestation (for keyless signers in both formats: v0.13.1 reads attestations in Sigstore
-  bundles, cosign v3's default), with a Rego policy over its content where one can be stated
-  (rego.py), and a ClusterImagePolicy-level policy that needs a signature and every
-  attestation to pass;
+  attestation, with a Rego policy over its content where one can be stated (rego.py), and a
+  ClusterImagePolicy-level policy that needs a signature and every attestation to pass;
+
+All in cosign's legacy format (`.sig`/`.att` tags): policy-controller v0.13.1 (through cosign
+v2.5) answers Sigstore-bundle image signatures with "bundle support for image signatures is not
+yet implemented", and its bundle path for attestations stores a TrustRoot's log IDs as hex text,
+so no log entry is found ("not enough verified log entries"; sigstore/policy-controller#1968).
 - `mode`: `warn` (admitted with a warning) unless enforcing, then `enforce`.
 
 Everything else `airgap verify` checks and policy-controller cannot is a Note.
@@ -90,17 +91,17 @@ def _policy(
         out.note(policy.name, "images", "no pattern can be written: no ClusterImagePolicy")
         return None
     signers = _signers(policy, trust, out)
-    authorities = [a for _index, form, a in signers if form == "legacy"]
+    authorities = [{"name": f"sig-{index}", **authority} for index, authority in signers]
     groups = ["sig-"]
     for a_index, attestation in enumerate(policy.attestations):
         attestation_policy = _attestation_policy(policy, a_index, out)
         prefix = f"att{a_index}-"
         groups.append(prefix)
-        for s_index, signature_format, authority in signers:
+        for s_index, authority in signers:
             authorities.append(
                 {
-                    "name": f"{prefix}{s_index}-{signature_format}",
-                    **{k: v for k, v in authority.items() if k != "name"},
+                    "name": f"{prefix}{s_index}",
+                    **authority,
                     "attestations": [
                         {
                             "name": f"attestation-{a_index}",
@@ -147,48 +148,26 @@ def _policy(
 
 def _signers(
     policy: ImagePolicy, trust: tuple[str, str], out: Generated
-) -> list[tuple[int, str, dict[str, Any]]]:
-    """(signer index, signature format, authority) for every signer that can be written."""
+) -> list[tuple[int, dict[str, Any]]]:
+    """(signer index, authority without its name) for every signer that can be written."""
     trust_root, fulcio_url = trust
+    tlog = {"ctlog": {"trustRootRef": trust_root}} if policy.tlog == "required" else {}
     found = []
     for index, signer in enumerate(policy.signers):
-        where = at("signers", index)
-        tlog = {"ctlog": {"trustRootRef": trust_root}} if policy.tlog == "required" else {}
         if not signer.keyless:
-            found.append((index, "legacy", {"name": f"sig-{index}-legacy",
-                                            "key": {"data": key_pem(signer)}, **tlog}))  # fmt: skip
-            out.note(
-                policy.name,
-                where,
-                "a key's attestations in Sigstore bundles (cosign v3's default) are not read by "
-                "policy-controller v0.13.1 (bundles only for keyless signers): attest with a "
-                "key in cosign's legacy format for admission",
-            )
+            found.append((index, {"key": {"data": key_pem(signer)}, **tlog}))
             continue
         try:
             identity = _identity(signer)
         except Inexpressible as exc:
-            out.note(policy.name, where, f"signer left out: {exc}")
+            out.note(policy.name, at("signers", index), f"signer left out: {exc}")
             continue
-        keyless = {"url": fulcio_url, "identities": [identity], "trustRootRef": trust_root}
-        for signature_format in ("legacy", "bundle"):
-            authority: dict[str, Any] = {
-                "name": f"sig-{index}-{signature_format}",
-                "keyless": keyless,
-                **tlog,
-            }
-            if signature_format == "bundle":
-                # policy-controller needs the TrustRoot named for the log in this format.
-                authority["signatureFormat"] = "bundle"
-                authority["ctlog"] = {"trustRootRef": trust_root}
-            found.append((index, signature_format, authority))
-        if policy.tlog == "ignore":
-            out.note(
-                policy.name,
-                "tlog",
-                "ignore: policy-controller still requires a log entry for keyless signatures in "
-                "Sigstore bundles",
-            )
+        keyless: dict[str, Any] = {
+            "url": fulcio_url,
+            "identities": [identity],
+            "trustRootRef": trust_root,
+        }
+        found.append((index, {"keyless": keyless, **tlog}))
     return found
 
 
@@ -256,9 +235,10 @@ def _policy_notes(policy: ImagePolicy, out: Generated) -> None:
     out.note(
         policy.name,
         "signature format",
-        "image signatures are read only in cosign's legacy format (.sig tags): policy-controller "
-        "v0.13.1 does not read image signatures in Sigstore bundles, cosign v3's default (sign "
-        "with --new-bundle-format=false); attestations are read in both",
+        "signatures and attestations count only in cosign's legacy format (.sig and .att tags; "
+        "cosign v3: --new-bundle-format=false): policy-controller v0.13.1 does not verify image "
+        "signatures in Sigstore bundles, and its bundle path fails against a TrustRoot's logs "
+        "(sigstore/policy-controller#1968)",
     )
     if policy.pinning != "off":
         out.note(

@@ -128,15 +128,10 @@ class Signer:
         self.cluster = cluster
         self.work = admission.work
         self.trusted_root = trust / "trusted_root.json"
-        # The client sits on the node, outside the cluster's DNS: the signing config names the
-        # same services by their cluster IPs.
-        signing = json.loads((trust / "signing_config.v0.2.json").read_text())
+        # The client sits on the node, outside the cluster's DNS: it names the services by
+        # their cluster IPs.
         self.fulcio = f"http://{cluster_ip(cluster, 'fulcio-system', 'fulcio-server')}"
-        signing["caUrls"][0]["url"] = self.fulcio
         self.rekor = f"http://{cluster_ip(cluster, 'rekor-system', 'rekor-server')}"
-        signing["rekorTlogUrls"][0]["url"] = self.rekor
-        self.signing_config = self.work / "signing.json"
-        self.signing_config.write_text(json.dumps(signing))
         namespace(cluster, SIGNERS)
 
     def token(self, account: str) -> Path:
@@ -158,12 +153,15 @@ class Signer:
         )  # fmt: skip
         assert done.returncode == 0, done.stderr[-2000:]
 
-    def sign(self, account: str, image: str) -> None:
-        """In cosign's legacy format (`.sig` tag, SET only): policy-controller v0.13.1 reads
-        image signatures in no other."""
-        self.cosign("sign", account, image, "--new-bundle-format=false",
+    def legacy(self, command: str, account: str, image: str, *flags: str) -> None:
+        """In cosign's legacy format (`.sig`/`.att` tags, SET only): the one policy-controller
+        v0.13.1 verifies against a TrustRoot (see provisioner/admission/policy_controller.py)."""
+        self.cosign(command, account, image, "--new-bundle-format=false",
                     "--use-signing-config=false", "--fulcio-url", self.fulcio,
-                    "--rekor-url", self.rekor)  # fmt: skip
+                    "--rekor-url", self.rekor, *flags)  # fmt: skip
+
+    def sign(self, account: str, image: str) -> None:
+        self.legacy("sign", account, image)
 
     def attest_provenance(self, account: str, image: str) -> None:
         predicate = {
@@ -173,9 +171,7 @@ class Signer:
         }  # fmt: skip
         path = self.work / "provenance.json"
         path.write_text(json.dumps(predicate))
-        # A Sigstore bundle (cosign v3's default), which policy-controller reads for attestations.
-        self.cosign("attest", account, image, "--signing-config", str(self.signing_config),
-                    "--type", "slsaprovenance1", "--predicate", str(path))  # fmt: skip
+        self.legacy("attest", account, image, "--type", "slsaprovenance1", "--predicate", str(path))
 
 
 @dataclass(frozen=True)

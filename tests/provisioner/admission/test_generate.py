@@ -99,14 +99,14 @@ def test_a_keyless_signer_is_an_authority_checked_against_the_sites_trust_root(
     assert cip["metadata"]["name"] == "airgap-platform"
     assert cip["spec"]["mode"] == "warn"
     (authority,) = cip["spec"]["authorities"]
-    assert authority["name"] == "sig-0-legacy"
+    assert authority["name"] == "sig-0"
     assert authority["keyless"] == {
         "url": "http://fulcio.internal",  # the site's, not policy-controller's default
         "identities": [{"issuer": ISSUER, "subject": SUBJECT}],
         "trustRootRef": "airgap",
     }
     assert authority["ctlog"] == {"trustRootRef": "airgap"}  # the site's Rekor key
-    # policy-controller v0.13.1 reads image signatures in cosign's legacy format only.
+    # policy-controller v0.13.1 verifies cosign's legacy format only.
     assert "signatureFormat" not in authority
     assert "--new-bundle-format=false" in notes(files)["platform:signature format"]
     assert "policy" not in cip["spec"]  # one passing authority is enough
@@ -124,7 +124,7 @@ def test_regular_expressions_are_anchored_as_airgap_matches_the_whole_value(
     signer = {"issuerRegExp": "https://kubernetes\\.default\\.svc.*",
               "subjectRegExp": "https://kubernetes.io/namespaces/ci/.*"}  # fmt: skip
     files = run(tmp_path, site, trust_repo, platform(signers=[signer]))
-    (identity,) = authorities(cips(files)["platform"])["sig-0-legacy"]["keyless"]["identities"]
+    (identity,) = authorities(cips(files)["platform"])["sig-0"]["keyless"]["identities"]
     assert identity == {
         "issuerRegExp": "^(?:https://kubernetes\\.default\\.svc.*)$",
         "subjectRegExp": "^(?:https://kubernetes.io/namespaces/ci/.*)$",
@@ -136,7 +136,7 @@ def test_a_signer_whose_expression_go_cannot_run_is_left_out_with_a_note(
 ) -> None:
     lookahead = {"issuer": ISSUER, "subjectRegExp": "(?!.*evil).*"}
     files = run(tmp_path, site, trust_repo, platform(signers=[lookahead, keyless()]))
-    assert set(authorities(cips(files)["platform"])) == {"sig-1-legacy"}
+    assert set(authorities(cips(files)["platform"])) == {"sig-1"}
     assert "lookaround" in notes(files)["platform:signers[0]"]
 
 
@@ -150,9 +150,7 @@ def test_with_no_signer_left_every_image_of_the_policy_is_denied(
     assert "denied" in notes(files)["platform:signers"]
 
 
-def test_a_key_signer_is_its_public_key_and_a_note_on_bundles(
-    tmp_path: Path, site: Path, trust_repo: Path
-) -> None:
+def test_a_key_signer_is_its_public_key(tmp_path: Path, site: Path, trust_repo: Path) -> None:
     key = pki.ec_key()
     (tmp_path / "release.pub").write_bytes(pki.public_pem(key))
     files = run(tmp_path, site, trust_repo, platform(signers=[{"key": "release.pub"}]))
@@ -160,16 +158,11 @@ def test_a_key_signer_is_its_public_key_and_a_note_on_bundles(
     loaded = serialization.load_pem_public_key(authority["key"]["data"].encode())
     assert loaded.public_numbers() == key.public_key().public_numbers()  # type: ignore[union-attr]
     assert authority["ctlog"] == {"trustRootRef": "airgap"}
-    assert "legacy format" in notes(files)["platform:signers[0]"]
 
 
-def test_tlog_ignore_drops_the_log_for_legacy_signatures_and_notes_bundles_still_need_it(
-    tmp_path: Path, site: Path, trust_repo: Path
-) -> None:
+def test_tlog_ignore_drops_the_log(tmp_path: Path, site: Path, trust_repo: Path) -> None:
     files = run(tmp_path, site, trust_repo, platform(tlog="ignore"))
-    found = authorities(cips(files)["platform"])
-    assert "ctlog" not in found["sig-0-legacy"]
-    assert "log entry" in notes(files)["platform:tlog"]  # for attestations in bundles
+    assert "ctlog" not in authorities(cips(files)["platform"])["sig-0"]
 
 
 # -- policy-controller: attestations -------------------------------------------------------------
@@ -186,20 +179,15 @@ def test_required_attestations_need_a_signature_and_each_attestation_to_pass(
     files = run(tmp_path, site, trust_repo, platform(attestations=attestations))
     cip = cips(files)["platform"]
     found = authorities(cip)
-    assert set(found) == {
-        "sig-0-legacy",
-        "att0-0-legacy", "att0-0-bundle",
-        "att1-0-legacy", "att1-0-bundle",
-    }  # fmt: skip
-    (provenance,) = found["att0-0-bundle"]["attestations"]
+    assert set(found) == {"sig-0", "att0-0", "att1-0"}
+    (provenance,) = found["att0-0"]["attestations"]
     assert provenance["predicateType"] == "https://slsa.dev/provenance/v1"
-    assert found["att0-0-bundle"]["keyless"] == found["sig-0-legacy"]["keyless"]
-    assert found["att0-0-bundle"]["signatureFormat"] == "bundle"
+    assert found["att0-0"]["keyless"] == found["sig-0"]["keyless"]
     checks = provenance["policy"]["data"]
     assert provenance["policy"]["type"] == "rego"
     assert 'input.predicate.runDetails.builder.id == "https://ci.internal/builder"' in checks
     assert 'input.predicate.buildDefinition.buildType == "https://ci/t"' in checks
-    (sbom,) = found["att1-0-legacy"]["attestations"]
+    (sbom,) = found["att1-0"]["attestations"]
     assert sbom["predicateType"] == "https://spdx.dev/Document" and "policy" not in sbom
     assert "banned packages" in notes(files)["platform:attestations[1].sbom"]
     everything = cip["spec"]["policy"]
@@ -213,7 +201,7 @@ def test_slsa_v02_conditions_read_the_v02_fields(
 ) -> None:
     rule = {"predicateType": "slsaprovenance", "slsa": {"builderIdRegExp": "https://ci/.*"}}
     files = run(tmp_path, site, trust_repo, platform(attestations=[rule]))
-    (provenance,) = authorities(cips(files)["platform"])["att0-0-legacy"]["attestations"]
+    (provenance,) = authorities(cips(files)["platform"])["att0-0"]["attestations"]
     assert (
         'regex.match("^(?:https://ci/.*)$", input.predicate.builder.id)'
         in (provenance["policy"]["data"])
@@ -231,7 +219,7 @@ def test_what_admission_cannot_check_in_an_attestation_is_a_note(
     found = notes(files)
     assert "still required" in found["platform:attestations[0].slsa.sourceRepository"]
     assert "maxSeverity" in found["platform:attestations[1].vuln"]
-    (provenance,) = authorities(cips(files)["platform"])["att0-0-legacy"]["attestations"]
+    (provenance,) = authorities(cips(files)["platform"])["att0-0"]["attestations"]
     assert "policy" not in provenance  # nothing left it could check
 
 
