@@ -366,14 +366,19 @@ def kyverno_crd() -> Path:
     return directory / "kyverno.io_clusterpolicies.yaml"
 
 
+def established(cluster: Cluster) -> bool:
+    found = cluster.kubectl_json("get", "crd", "clusterpolicies.kyverno.io")
+    conditions = found.get("status", {}).get("conditions") or []
+    return any(c["type"] == "Established" and c["status"] == "True" for c in conditions)
+
+
 def test_the_kyverno_policy_is_valid_for_kyverno_crd(
     cluster: Cluster, admission: Admission, cases: list[Case], tmp_path: Path
 ) -> None:
     crd = kyverno_crd()
     cluster.kubectl("apply", "--server-side", "-f", str(crd))
     try:
-        cluster.kubectl("wait", "--for=condition=Established", "crd/clusterpolicies.kyverno.io",
-                        "--timeout=60s")  # fmt: skip
+        cluster.wait_until("Kyverno's CRD established", partial(established, cluster), 60)
         for extra in ((), ("--enforce",)):
             out = generate(admission, *extra)
             checked = cluster.run(
