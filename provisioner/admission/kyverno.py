@@ -117,8 +117,9 @@ def _rule(
     out.note(
         policy.name,
         "signers",
-        "Kyverno 1.13 reads cosign's legacy signatures (.sig and .att tags); signatures in "
-        "Sigstore bundles (cosign v3's default) are not found by this rule",
+        "written for cosign's legacy format (.sig and .att tags; cosign v3: "
+        "--new-bundle-format=false); checked against Kyverno 1.13's schema, not run against "
+        "Kyverno here",
     )
     if policy.pinning != "off":
         out.note(policy.name, "pinning", "checkpoint pinning is not checked at admission")

@@ -358,7 +358,7 @@ def test_kyverno_verifies_with_the_sites_own_rekor_ct_log_and_fulcio(
         {"all": [{"key": "{{ runDetails.builder.id }}", "operator": "Equals",
                   "value": "https://ci/b"}]}
     ]  # fmt: skip
-    assert "legacy signatures" in notes(files, "kyverno")["platform:signers"]
+    assert "legacy format" in notes(files, "kyverno")["platform:signers"]
 
 
 def test_kyverno_enforces_with_enforce(tmp_path: Path, site: Path, trust_repo: Path) -> None:
