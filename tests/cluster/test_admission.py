@@ -401,3 +401,26 @@ def test_the_kyverno_policy_is_valid_for_kyverno_crd(
         assert refused.returncode != 0 and "subjectRegex" in refused.stderr
     finally:
         cluster.kubectl("delete", "--ignore-not-found", "-f", str(crd), timeout=120)
+
+
+# -- uninstall (last: the module's teardown then finds nothing left to remove) ---------------------
+
+
+def crd_gone(cluster: Cluster, name: str) -> bool:
+    return not cluster.succeeds(["kubectl", "get", "crd", name])
+
+
+def test_uninstall_removes_the_policies_first_so_the_crds_and_leases_go_with_the_release(
+    cluster: Cluster, admission: Admission, enforced: Path
+) -> None:
+    assert cluster.kubectl_json("-n", POLICY_NAMESPACE, "get", "leases")["items"]
+    done = airgap(cluster, "uninstall", "--site", str(admission.site), "--output", "json")
+    assert done.returncode == 0, done.stderr
+    subjects = {s["subject"]: s["action"] for s in json.loads(done.stdout)["steps"]}
+    # The TrustRoot and both ClusterImagePolicies, while the controller ran their finalizers.
+    assert subjects["policy-controller's TrustRoots and ClusterImagePolicies"] == "removed 3"
+    assert subjects["release policy-controller"] == "removed"
+    for crd in ("clusterimagepolicies.policy.sigstore.dev", "trustroots.policy.sigstore.dev"):
+        cluster.wait_until(f"crd {crd} gone", partial(crd_gone, cluster, crd), 120)
+    # The chart's hook ran with the carried kubectl image: no lease holds a next install back.
+    assert cluster.kubectl_json("-n", POLICY_NAMESPACE, "get", "leases")["items"] == []
