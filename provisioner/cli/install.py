@@ -14,6 +14,8 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -120,6 +122,22 @@ class Progress:
             self.status.stop()
             self.status = None
 
+    @contextmanager
+    def shown(self) -> Iterator[None]:
+        """Around the work: the spinner stops at the end, and a workload that did not become
+        ready has its events and logs printed before its one-line error."""
+        from provisioner.stack.kube import StepNotReady
+
+        try:
+            yield
+        except StepNotReady as exc:
+            self.stop()
+            if exc.details:
+                print(exc.details, file=sys.stderr)
+            raise
+        finally:
+            self.stop()
+
 
 def _installer(args: argparse.Namespace, progress: Progress, dry_run: bool) -> Installer:
     from provisioner.stack.install import Installer, InstallOptions
@@ -143,19 +161,10 @@ def _installer(args: argparse.Namespace, progress: Progress, dry_run: bool) -> I
 
 
 def run_install(args: argparse.Namespace) -> int:
-    from provisioner.stack.kube import StepNotReady
-
     progress = Progress(args.output)
-    try:
+    with progress.shown():
         installer = _installer(args, progress, args.dry_run)
         result = installer.run()
-    except StepNotReady as exc:
-        progress.stop()
-        if exc.details:
-            print(exc.details, file=sys.stderr)
-        raise
-    finally:
-        progress.stop()
     if args.dry_run:
         for component, rendered in installer.prepared_values().items():
             if args.output == "text":

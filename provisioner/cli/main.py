@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from offline.cli import main as offline_cli
 from provisioner.cli import bundle as bundle_cli
 from provisioner.cli import install as install_cli
+from provisioner.cli import nodes as nodes_cli
 from provisioner.cli import policy as policy_cli
 from provisioner.cli import trust as trust_cli
 
@@ -20,6 +21,7 @@ EXTENSIONS = (
     bundle_cli.register,
     trust_cli.register,
     install_cli.register,
+    nodes_cli.register,
     policy_cli.register,
 )
 

@@ -22,7 +22,6 @@ would do, changing nothing (not even the local TUF repository).
 from __future__ import annotations
 
 import base64
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -31,14 +30,15 @@ from typing import Any, Protocol
 
 from offline.atomicfile import atomic_write
 from offline.errors import AirgapError, UsageError
-from offline.inputs import read_input
 from offline.trust.root import TrustedRoot, parse_trusted_root
 from provisioner.stack import secrets as names
 from provisioner.stack.chart_archives import find_chart
+from provisioner.stack.client_files import client_files
 from provisioner.stack.keys import KeySet, PublicMaterial, public_material
 from provisioner.stack.kube import Kube, ProbeFailed, StepNotReady, Workload
 from provisioner.stack.mapping import ImageMapping, load_mapping
 from provisioner.stack.probes import check_ctlog, check_fulcio, check_rekor, check_tuf
+from provisioner.stack.pull_secret import in_namespace, pull_secret_manifest
 from provisioner.stack.releases import Releases
 from provisioner.stack.render import RenderedComponent, render_component
 from provisioner.stack.secrets import (
@@ -204,6 +204,8 @@ class Installer:
             else None
         )
         pull_secret = self._pull_secret(components)
+        if site.nodes is not None:  # refused now, not after the stack is up
+            mapping.find(site.nodes.image, "site nodes.image")
         rendered = {c: self._render(c, charts[c], mapping, public, state, tuf) for c in components}
         self.rendered = rendered
         return Prepared(
@@ -278,23 +280,7 @@ class Installer:
                         f"registry.credentials"
                     )
             return None
-        where = f"site {self.site.path}: registry.credentials {registry.credentials}"
-        data = read_input(registry.credentials, where)
-        try:
-            auths = json.loads(data).get("auths")
-        except (ValueError, AttributeError):
-            auths = None
-        if not isinstance(auths, dict) or not any(
-            self.site.registry.host == host.removeprefix("https://").rstrip("/") for host in auths
-        ):
-            raise UsageError(f"{where}: not a docker config with auths for {registry.host}")
-        return {
-            "apiVersion": "v1",
-            "kind": "Secret",
-            "type": "kubernetes.io/dockerconfigjson",
-            "metadata": {"name": registry.pull_secret, "labels": names.MANAGED_BY},
-            "data": {".dockerconfigjson": base64.b64encode(data).decode()},
-        }
+        return pull_secret_manifest(self.site)
 
     def _tuf_repository(
         self, public: PublicMaterial, trusted_root: bytes, signing: bytes, *, sign: bool
@@ -362,6 +348,8 @@ class Installer:
                 )
         if prepared.tuf is not None:
             self._record("tuf", "repository", _would(prepared.tuf.changed, "sign"))
+        if self.site.nodes is not None:
+            self._record("nodes", "trust on every node", "would apply", "airgap nodes apply")
 
     # ---- apply ----------------------------------------------------------------------------
 
@@ -391,13 +379,14 @@ class Installer:
             elif component == "policy-controller":
                 self._policy_controller(prepared)
         self._write_trust_files(prepared)
+        self._nodes(prepared)
 
     def _cluster_objects(self, prepared: Prepared) -> None:
         for namespace in self._namespaces(prepared):
             action = self.kube.ensure_namespace(namespace)
             self._record("cluster", f"namespace {namespace}", action)
             if prepared.pull_secret is not None:
-                secret = _in_namespace(prepared.pull_secret, namespace)
+                secret = in_namespace(prepared.pull_secret, namespace)
                 action = self.kube.ensure_replaceable(secret)
                 self._record(
                     "cluster", f"pull secret {namespace}/{secret['metadata']['name']}", action
@@ -602,20 +591,28 @@ class Installer:
         if out is None:
             return
         out.mkdir(parents=True, exist_ok=True)
-        files = {
-            "trusted_root.json": prepared.trusted_root,
-            "signing_config.v0.2.json": prepared.signing_config,
-            "rekor.pub": prepared.public.rekor,
-            "ctfe.pub": prepared.public.ctlog,
-            "fulcio_v1.crt.pem": prepared.public.fulcio_chain,
-        }
-        if prepared.public.tsa_chain is not None:
-            files["tsa.certchain.pem"] = prepared.public.tsa_chain
+        files = client_files(prepared.trusted_root, prepared.signing_config, prepared.public)
         for name, data in files.items():
             path = out / name
             if not (path.is_file() and path.read_bytes() == data):
                 atomic_write(path, data, mode=0o644)
             self.result.trust_files[name] = str(path)
+
+    def _nodes(self, prepared: Prepared) -> None:
+        """Last: the trust files just written, on every node (`airgap nodes apply`)."""
+        if self.site.nodes is None or self.options.out_dir is None:
+            return
+        from provisioner.nodes.apply import apply_nodes, prepare_nodes
+
+        self.report.component("nodes")
+        objects = prepare_nodes(
+            self.site, prepared.mapping, self.options.out_dir, self.options.trust_repo
+        )
+
+        def record(subject: str, action: str, detail: str, seconds: float) -> None:
+            self._record("nodes", subject, action, detail, time.monotonic() - seconds)
+
+        apply_nodes(self.site, self.kube, objects, timeout=self.options.timeout, record=record)
 
     def _namespaces(self, prepared: Prepared) -> list[str]:
         """The components' namespaces, and those the key Secrets go to (tuf's public keys go
@@ -708,10 +705,6 @@ def oidc_discovery_binding() -> dict[str, Any]:
 
 def _configmap_key(path: str) -> str:
     return path.replace("/", ".")
-
-
-def _in_namespace(manifest: Mapping[str, Any], namespace: str) -> dict[str, Any]:
-    return {**manifest, "metadata": {**manifest["metadata"], "namespace": namespace}}
 
 
 def _would(change: bool, verb: str) -> str:

@@ -247,6 +247,51 @@ class Kube:
         self._call(create)
         return "created"
 
+    def ensure_daemon_set(self, manifest: Mapping[str, Any], spec_annotation: str) -> str:
+        """A DaemonSet airgap renders whole, its hash in the `spec_annotation` annotation:
+        created when absent, replaced when the hash differs, else left alone (so an unchanged
+        apply restarts no pod). 'created', 'updated' or 'unchanged'."""
+        metadata = manifest["metadata"]
+        name, namespace = metadata["name"], metadata["namespace"]
+        body: Any = dict(manifest)
+        found = self._read(lambda: self.apps.read_namespaced_daemon_set(name, namespace))
+        if found is None:
+            self._call(lambda: self.apps.create_namespaced_daemon_set(namespace, body))
+            return "created"
+        wanted = metadata["annotations"][spec_annotation]
+        if (found.metadata.annotations or {}).get(spec_annotation) == wanted:
+            return "unchanged"
+        self._call(lambda: self.apps.replace_namespaced_daemon_set(name, namespace, body))
+        return "updated"
+
+    def read_daemon_set(self, namespace: str, name: str) -> dict[str, Any] | None:
+        """The DaemonSet as the API's JSON; None when absent."""
+        found = self._read(lambda: self.apps.read_namespaced_daemon_set(name, namespace))
+        return None if found is None else self._plain(found)
+
+    def config_map_names(self, namespace: str, selector: str) -> list[str]:
+        listed = self._call(
+            lambda: self.core.list_namespaced_config_map(namespace, label_selector=selector)
+        )
+        return sorted(c.metadata.name for c in listed.items)
+
+    def node_names(self, selector: str | None = None) -> list[str]:
+        listed = self._call(lambda: self.core.list_node(label_selector=selector or ""))
+        return sorted(n.metadata.name for n in listed.items)
+
+    def pods(self, namespace: str, selector: str) -> list[dict[str, Any]]:
+        """The pods matching `selector`, as the API's JSON."""
+        listed = self._call(
+            lambda: self.core.list_namespaced_pod(namespace, label_selector=selector)
+        )
+        return [self._plain(pod) for pod in listed.items]
+
+    def log_tail(
+        self, namespace: str, pod: str, container: str, lines: int = LOG_LINES
+    ) -> list[str]:
+        """The container's last log lines; [] when it has not started."""
+        return self._log_tail(namespace, pod, container, lines=lines)
+
     def add_pull_secret(self, namespace: str, account: str, secret: str) -> str:
         """Add `secret` to the ServiceAccount's imagePullSecrets (for a chart that takes none):
         'updated' or 'unchanged'."""
@@ -441,17 +486,22 @@ class Kube:
         ]
 
     def _log_tail(
-        self, namespace: str, pod: str, container: str, previous: bool = False
+        self,
+        namespace: str,
+        pod: str,
+        container: str,
+        previous: bool = False,
+        lines: int = LOG_LINES,
     ) -> list[str]:
         from kubernetes.client.exceptions import ApiException
 
         try:
             text = self.core.read_namespaced_pod_log(
-                pod, namespace, container=container, tail_lines=LOG_LINES, previous=previous
+                pod, namespace, container=container, tail_lines=lines, previous=previous
             )
         except ApiException:
             return []  # not started yet: the events say why
-        return str(text).splitlines()[-LOG_LINES:]
+        return str(text).splitlines()[-lines:]
 
     # ---- calls ----------------------------------------------------------------------------
 

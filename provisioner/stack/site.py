@@ -16,6 +16,8 @@ refused, every error one line naming the field).
     policyController: {enabled: true}      # policy-controller, after tuf (airgap policy generate)
     tuf: {expiry: {root: 365, targets: 90, snapshot: 7, timestamp: 1},           # days
           serverImage: docker.io/nginxinc/nginx-unprivileged:1.27-alpine}  # static server
+    nodes: {image: docker.io/library/busybox:1.37, trustDir: /etc/sigstore,     # trust on
+            containerdCertsDir: /etc/containerd/certs.d}                        # every node
     keys: {fulcio: {organization: Example, commonName: Example Fulcio, rootDays: 3650,
                     intermediate: true}}
     values: {rekor: {server: {replicaCount: 2}}}   # the site's own chart values, merged last
@@ -30,7 +32,7 @@ import itertools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
 from offline.errors import UsageError
@@ -41,7 +43,7 @@ from offline.yamlfile import load_yaml
 
 API_VERSION = "airgap.dev/v1"
 KIND = "Site"
-COMPONENTS = ("trillian", "rekor", "fulcio", "ctlog", "tsa", "tuf", "policyController")
+COMPONENTS = ("trillian", "rekor", "fulcio", "ctlog", "tsa", "tuf", "policyController", "nodes")
 # Components reached from outside the cluster through an ingress (trillian never is).
 # Components whose chart values a site may extend (`values:`), by release name.
 VALUES_COMPONENTS = ("trillian", "rekor", "fulcio", "ctlog", "tsa", "tuf", "policy-controller")
@@ -54,6 +56,7 @@ DEFAULT_NAMESPACES = {
     "tsa": "tsa-system",
     "tuf": "tuf-system",
     "policyController": "cosign-system",
+    "nodes": "airgap-system",  # the trust DaemonSet (provisioner/nodes)
 }
 # The issuer kubeadm-style clusters give their service-account tokens (--service-account-issuer).
 DEFAULT_ISSUER = "https://kubernetes.default.svc.cluster.local"
@@ -77,6 +80,11 @@ _HOST = re.compile(
     r"(?=.{1,253}$)[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]*[A-Za-z0-9])?)*"
 )
 _REGISTRY_HOST = re.compile(r"[A-Za-z0-9.-]+(:[0-9]{1,5})?")
+# A node directory the trust DaemonSet writes through a hostPath: plain characters only (it is
+# written into hosts.toml and a shell script) and at least two levels deep (never all of /etc).
+_NODE_DIR = re.compile(r"(/[A-Za-z0-9._-]+){2,}")
+DEFAULT_TRUST_DIR = "/etc/sigstore"
+DEFAULT_CERTS_DIR = "/etc/containerd/certs.d"
 _QUANTITY = re.compile(r"[0-9]+(\.[0-9]+)?(Ki|Mi|Gi|Ti|Pi|k|M|G|T|P)?")
 
 
@@ -142,6 +150,19 @@ class FulcioCA:
 
 
 @dataclass(frozen=True)
+class Nodes:
+    """What `airgap nodes apply` puts on every node: `image` (a small shell image the bundle
+    carries, found through the import mapping) writes the trust files into `trust_dir` and the
+    internal registry's containerd configuration into `containerd_certs_dir`."""
+
+    image: ImageRef
+    trust_dir: PurePosixPath = field(default_factory=lambda: PurePosixPath(DEFAULT_TRUST_DIR))
+    containerd_certs_dir: PurePosixPath = field(
+        default_factory=lambda: PurePosixPath(DEFAULT_CERTS_DIR)
+    )
+
+
+@dataclass(frozen=True)
 class Site:
     path: Path
     charts: Path
@@ -159,6 +180,7 @@ class Site:
         default_factory=lambda: parse_image_ref(DEFAULT_TUF_SERVER_IMAGE)
     )
     policy_controller: bool = False
+    nodes: Nodes | None = None  # no `nodes:` block: no trust DaemonSet
 
     def namespace(self, component: str) -> str:
         return self.namespaces[component]
@@ -207,6 +229,7 @@ class _SiteReader(StrictReader):
                 "keys",
                 "values",
                 "policyController",
+                "nodes",
             ),
         )
         if top["apiVersion"] != API_VERSION:
@@ -234,6 +257,7 @@ class _SiteReader(StrictReader):
             policy_controller=self.boolean(
                 admission.get("enabled", False), "policyController.enabled"
             ),
+            nodes=self.nodes(top["nodes"], "nodes") if "nodes" in top else None,
         )
 
     # -- sections -------------------------------------------------------------------------
@@ -372,6 +396,38 @@ class _SiteReader(StrictReader):
             return parse_image_ref(self.string(entry["serverImage"], where))
         except UsageError as exc:
             self.fail(where, str(exc))
+
+    def nodes(self, value: object, path: str) -> Nodes:
+        entry = self.mapping(
+            value, path, required=("image",), optional=("trustDir", "containerdCertsDir")
+        )
+        where = at(path, "image")
+        try:
+            image = parse_image_ref(self.string(entry["image"], where))
+        except UsageError as exc:
+            self.fail(where, str(exc))
+        trust_dir = self.node_dir(entry.get("trustDir", DEFAULT_TRUST_DIR), at(path, "trustDir"))
+        certs_dir = self.node_dir(
+            entry.get("containerdCertsDir", DEFAULT_CERTS_DIR), at(path, "containerdCertsDir")
+        )
+        if trust_dir == certs_dir:
+            self.fail(at(path, "trustDir"), f"{str(trust_dir)!r} is also containerdCertsDir")
+        if certs_dir in trust_dir.parents:
+            self.fail(at(path, "trustDir"), f"{str(trust_dir)!r} is inside containerdCertsDir")
+        if trust_dir in certs_dir.parents:
+            self.fail(at(path, "containerdCertsDir"), f"{str(certs_dir)!r} is inside trustDir")
+        return Nodes(image, trust_dir, certs_dir)
+
+    def node_dir(self, value: object, path: str) -> PurePosixPath:
+        text = self.string(value, path)
+        parts = text.split("/")
+        if not _NODE_DIR.fullmatch(text) or "." in parts or ".." in parts:
+            self.fail(
+                path,
+                f"{text!r} is not an absolute directory at least two levels deep, named with "
+                "letters, digits, '.', '_' and '-'",
+            )
+        return PurePosixPath(text)
 
     def keys(self, value: object, path: str) -> FulcioCA:
         entry = self.mapping(value, path, optional=("fulcio",))

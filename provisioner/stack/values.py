@@ -25,13 +25,13 @@ from offline.errors import UsageError
 from offline.inputs import read_input
 from offline.oci.imageref import ImageRef, parse_image_ref
 from provisioner.create.charts import merge_values as merge
+from provisioner.shipped import shipped_dir
 from provisioner.stack.keys import PublicMaterial
 from provisioner.stack.mapping import ImageMapping, MappedImage
 from provisioner.stack.secrets import DATABASE
 from provisioner.stack.site import Site
 from provisioner.stack.storage import MYSQL_CLAIM
 
-CHARTS_VALUES = Path(__file__).resolve().parents[2] / "charts-values"
 # Install order; the TSA only where the site has one.
 COMPONENTS = ("trillian", "rekor", "fulcio", "ctlog", "tsa", "tuf", "policy-controller")
 SITE_COMPONENT = {"policy-controller": "policyController"}  # its key in site.namespaces
@@ -126,7 +126,7 @@ def build_values(
     mapping: ImageMapping,
     public: PublicMaterial,
     chart_defaults: Mapping[str, Any],
-    base_dir: Path = CHARTS_VALUES,
+    base_dir: Path | None = None,
 ) -> dict[str, Any]:
     """The values for `component`'s chart; `chart_defaults` is the chart's own values.yaml."""
     if component not in COMPONENTS:
@@ -135,8 +135,15 @@ def build_values(
     return merge(values, image_values(component, site, mapping, chart_defaults))
 
 
-def base_values(component: str, base_dir: Path = CHARTS_VALUES) -> dict[str, Any]:
-    path = base_dir / f"{component}.yaml"
+def charts_values_dir() -> Path:
+    try:
+        return shipped_dir("charts-values")
+    except FileNotFoundError as exc:
+        raise UsageError(f"this installation of airgap is incomplete: {exc}") from exc
+
+
+def base_values(component: str, base_dir: Path | None = None) -> dict[str, Any]:
+    path = (base_dir or charts_values_dir()) / f"{component}.yaml"
     text = read_input(path, f"chart values for {component}").decode("utf-8", errors="replace")
     try:
         document = yaml.safe_load(text)

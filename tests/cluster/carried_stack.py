@@ -46,7 +46,7 @@ import yaml
 from offline.oci.imageref import ImageRef, parse_image_ref
 from provisioner.stack.chart_check import chart_files
 from provisioner.stack.site import DEFAULT_NAMESPACES
-from provisioner.stack.values import CHARTS_VALUES, IMAGE_KEYS, dig, upstream_image
+from provisioner.stack.values import IMAGE_KEYS, charts_values_dir, dig, upstream_image
 from tests.bundle_sites import operator_key, write_spec
 from tests.chart_servers import ChartRepo, serve_chart_repo
 from tests.cluster.connected import CHARTS as UPSTREAM_CHART_DIRECTORIES
@@ -220,7 +220,7 @@ def write_stack_spec(path: Path, images: StackImages, connected: ConnectedSide) 
                 "version": files.version,
                 "repo": connected.chart_repo,
                 "namespace": DEFAULT_NAMESPACES[component],
-                "values": [str(CHARTS_VALUES / f"{component}.yaml")],
+                "values": [str(charts_values_dir() / f"{component}.yaml")],
                 "set": chart_image_values(component, files.values, images),
             }
         )

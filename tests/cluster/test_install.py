@@ -206,6 +206,37 @@ def test_status_shows_each_component_ready_and_what_it_serves(
     assert all("@sha256:" in image for image in components["rekor"]["images"])
 
 
+def test_with_a_nodes_block_install_ends_with_the_trust_on_every_node(
+    cluster: Cluster, installed: Install
+) -> None:
+    # A copy of the site beside it (the same trust/ directory) that names a node image: the
+    # carried curl stand-in is a small shell image (dash and busybox's applets).
+    node_dir = cluster.paths.hostpath / "install-nodes"
+    document = yaml.safe_load(installed.site.read_text())
+    document["nodes"] = {
+        "image": "docker.io/curlimages/curl:8.17.0",
+        "trustDir": str(node_dir / "sigstore"),
+        "containerdCertsDir": str(node_dir / "certs.d"),
+    }
+    site = installed.site.with_name("site-nodes.yaml")
+    site.write_text(yaml.safe_dump(document))
+    try:
+        summary = run_install(cluster, site, installed.trust_repo)
+        changed = {s["component"] for s in summary["steps"] if s["action"] not in QUIET}
+        assert changed == {"nodes"}
+        trust = installed.site.parent / "trust"
+        generation = installed.trust_repo / "current"
+        expected = {p.name: p.read_bytes() for p in trust.iterdir()}
+        expected["root.json"] = (generation / "root.json").read_bytes()
+        for name, data in expected.items():
+            assert (node_dir / "sigstore" / name).read_bytes() == data, name
+        again = run_install(cluster, site, installed.trust_repo)
+        assert again["changed"] is False, [s for s in again["steps"] if s["action"] not in QUIET]
+    finally:
+        cluster.kubectl("delete", "namespace", "--ignore-not-found", "airgap-system", timeout=240)
+        site.unlink()
+
+
 def test_dry_run_prints_the_plan_and_the_values_and_changes_nothing(
     cluster: Cluster, installed: Install
 ) -> None:

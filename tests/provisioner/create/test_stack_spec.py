@@ -10,6 +10,7 @@ import yaml
 from offline.oci.imageref import parse_image_ref
 from provisioner.bundle.spec import load_spec
 from provisioner.create.chart_images import ChartImage, compare_images
+from provisioner.stack.site import DEFAULT_TUF_SERVER_IMAGE
 from tests.chart_values import values_image_keys
 from tests.conftest import REPO, SHARED
 
@@ -53,7 +54,12 @@ def test_every_image_in_the_stack_spec_is_pinned_by_digest() -> None:
         assert image.ref.digest is not None, image.reference
 
 
-def test_the_stack_spec_lists_nothing_the_charts_do_not_use() -> None:
+def test_the_stack_spec_carries_the_static_server_the_install_runs_for_tuf() -> None:
+    wanted = [ChartImage(DEFAULT_TUF_SERVER_IMAGE, "site/tuf.serverImage", "serverImage", "tuf")]
+    assert compare_images(wanted, [i.reference for i in load_spec(STACK).images]) == []
+
+
+def test_the_stack_spec_lists_nothing_the_charts_or_the_install_do_not_use() -> None:
     used: set[str] = set()
     for component in COMPONENTS:
         values = yaml.safe_load((UPSTREAM / component / "values.yaml").read_text())
@@ -63,4 +69,5 @@ def test_the_stack_spec_lists_nothing_the_charts_do_not_use() -> None:
             if not key.startswith(DISABLED)
         }
     for image in load_spec(STACK).images:
-        assert image.ref.digest in used, image.reference
+        if image.ref.digest not in used:
+            assert image.ref.name == parse_image_ref(DEFAULT_TUF_SERVER_IMAGE).name, image.reference

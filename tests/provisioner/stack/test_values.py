@@ -52,8 +52,6 @@ MORE_IMAGES = (
     "ghcr.io/sigstore/policy-controller/policy-controller:v0.13.1@sha256:"
     "0bcd60beb93f4427c29cf3a669743caf58490e98ded4380c33c09f092734a6ab",
     "cgr.dev/chainguard/kubectl:latest-dev@sha256:" + "c" * 64,
-    # The TUF repository's static server (site.py's default), not a chart's own image.
-    "docker.io/nginxinc/nginx-unprivileged:1.27-alpine@sha256:" + "d" * 64,
 )
 
 
@@ -220,7 +218,8 @@ EXPECTED = {
         "ghcr.io/sigstore/timestamp-server@sha256:8637f0482ed1ecb229b44ebd0afc760f6f57114a4d53c6953cf65c00218896b2"
     },
     "tuf": {  # never the chart's own server: it makes new keys at every start
-        "docker.io/nginxinc/nginx-unprivileged@sha256:" + "d" * 64
+        "docker.io/nginxinc/nginx-unprivileged@sha256:"
+        "65e3e85dbaed8ba248841d9d58a899b6197106c23cb0ff1a132b7bfe0547e4c0"
     },
     "policy-controller": {
         "ghcr.io/sigstore/policy-controller/policy-controller@sha256:0bcd60beb93f4427c29cf3a669743caf58490e98ded4380c33c09f092734a6ab",
