@@ -14,6 +14,7 @@ from provisioner.cli import bundle as bundle_cli
 from provisioner.cli import hosts as hosts_cli
 from provisioner.cli import install as install_cli
 from provisioner.cli import nodes as nodes_cli
+from provisioner.cli import policy as policy_cli
 from provisioner.cli import trust as trust_cli
 
 # The operator's command families, added to the verifier's parser.
@@ -23,6 +24,7 @@ EXTENSIONS = (
     install_cli.register,
     nodes_cli.register,
     hosts_cli.register,
+    policy_cli.register,
 )
 
 

@@ -12,7 +12,9 @@ secret. Then `apply` goes in order:
     -> ctlog (its tree, then ctlog-secret from it) -> probe
     -> tsa (when on) -> probe
     -> tuf (the site's repository, signed offline, served statically) -> probe
+    -> policy-controller (when on: the registry's CA, no stale leases, its webhook answering)
     -> trusted_root.json and signing_config.v0.2.json written for clients
+    -> nodes (when the site has a nodes block: the trust on every node, provisioner/nodes/)
 
 A rerun is the same walk: what exists and matches is "unchanged", nothing is made twice, and an
 interrupted install resumes where it stopped. `dry_run` runs `prepare` and reports what `apply`
@@ -63,7 +65,11 @@ from provisioner.stack.site import CT_LOG_PREFIX, SERVICES, Site
 from provisioner.stack.state import InstallState, check_tree_id, read_state
 from provisioner.stack.storage import claims, persistent_volumes
 from provisioner.stack.trusted_root import trusted_root_json
-from provisioner.stack.values import component_namespace
+from provisioner.stack.values import (
+    REGISTRY_CA_CONFIGMAP,
+    component_namespace,
+    registry_ca_configmap,
+)
 
 TREE_CONFIGMAPS = {"rekor": "rekor-config", "ctlog": "ctlog-config"}
 TREE_JOBS = {"rekor": "rekor-createtree", "ctlog": "ctlog-createtree"}
@@ -182,6 +188,8 @@ class Installer:
             wanted.append("tsa")
         if self.options.trust_repo is not None:
             wanted.append("tuf")
+        if self.site.policy_controller:
+            wanted.append("policy-controller")
         return wanted
 
     # ---- prepare: every refusal before the first write ------------------------------------
@@ -377,6 +385,8 @@ class Installer:
                 self._tsa(prepared)
             elif component == "tuf":
                 self._tuf(prepared)
+            elif component == "policy-controller":
+                self._policy_controller(prepared)
         self._write_trust_files(prepared)
         self._nodes(prepared)
 
@@ -509,6 +519,29 @@ class Installer:
         self._record("tuf", f"configmap {namespace}/{TUF_CONFIGMAP}", action)
         self._release(prepared, "tuf")
         self._probe("tuf", lambda get: check_tuf(get, tuf.pinned_root, tuf.targets))
+
+    def _policy_controller(self, prepared: Prepared) -> None:
+        """The webhook trusts the internal registry's CA (it fetches signatures itself), starts
+        without leases an earlier release left, and counts as ready once it answers."""
+        from provisioner.admission.webhook import delete_leases, wait_admitting
+
+        component = "policy-controller"
+        rendered = prepared.rendered[component]
+        configmap = registry_ca_configmap(self.site)
+        if configmap is not None:
+            action = self.kube.ensure_replaceable(configmap)
+            self._record(
+                component, f"configmap {rendered.namespace}/{REGISTRY_CA_CONFIGMAP}", action
+            )
+        if self.releases.revision(rendered.release, rendered.namespace) is None:
+            stale = delete_leases(self.kube, rendered.namespace)
+            if stale:
+                self._record(component, "leases", "deleted", f"{stale} left by an earlier release")
+        self._release(prepared, component)
+        started = time.monotonic()
+        wait_admitting(self.kube, self.options.timeout)
+        detail = "admits a ClusterImagePolicy (server-side dry run)"
+        self._record(component, "webhook", "verified", detail, started)
 
     # ---- releases, waits, probes ----------------------------------------------------------
 
@@ -646,7 +679,7 @@ def secret_names(site: Site) -> list[tuple[str, str]]:
 
 
 def rendered_workloads(rendered: RenderedComponent) -> list[Workload]:
-    """The release's Jobs first (schema, tree), then its long-running workloads."""
+    """The release's Jobs first (schema, tree), then its long-running workloads; not its hooks."""
     found = []
     for document in rendered.documents:
         if not isinstance(document, dict) or document.get("kind") not in (
@@ -657,6 +690,8 @@ def rendered_workloads(rendered: RenderedComponent) -> list[Workload]:
         ):
             continue
         metadata = document.get("metadata") or {}
+        if "helm.sh/hook" in (metadata.get("annotations") or {}):
+            continue  # helm runs hooks itself, when they are due (policy-controller's on delete)
         found.append(
             Workload(
                 document["kind"], metadata.get("namespace") or rendered.namespace, metadata["name"]

@@ -32,7 +32,7 @@ from provisioner.stack.releases import Releases
 from provisioner.stack.site import CT_LOG_PREFIX, SERVICES, Site
 from provisioner.stack.state import STATE_CONFIGMAP
 from provisioner.stack.storage import claims
-from provisioner.stack.values import component_namespace
+from provisioner.stack.values import REGISTRY_CA_CONFIGMAP, component_namespace
 
 
 @dataclass
@@ -111,12 +111,20 @@ def uninstall(
     record: Callable[[str, str], None],
 ) -> None:
     """Remove what install made; `record(subject, action)` for each."""
+    if "policy-controller" in components:
+        from provisioner.admission.webhook import delete_policies
+
+        removed = delete_policies(kube, timeout)
+        record("policy-controller's TrustRoots and ClusterImagePolicies", f"removed {removed}")
     for component in reversed(components):
         namespace = component_namespace(site, component)
         removed = releases.uninstall(component, namespace, timeout=timeout)
         record(f"release {component}", "removed" if removed else "absent")
     tuf_namespace = component_namespace(site, "tuf")
     _delete(kube, record, "ConfigMap", TUF_CONFIGMAP, tuf_namespace)
+    if "policy-controller" in components and site.registry.ca_file is not None:
+        namespace = component_namespace(site, "policy-controller")
+        _delete(kube, record, "ConfigMap", REGISTRY_CA_CONFIGMAP, namespace)
     _delete(kube, record, "ClusterRoleBinding", OIDC_DISCOVERY_BINDING, None)
     if site.registry.credentials is not None and site.registry.pull_secret is not None:
         # Written by install from the site's credentials: a copy of them, not a key.

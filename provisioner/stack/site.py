@@ -13,6 +13,7 @@ refused, every error one line naming the field).
     oidc: {issuers: [{url: https://kubernetes.default.svc.cluster.local, type: kubernetes}]}
     database: {external: {host: db.internal, port: 3306, secret: trillian-db}}  # or absent
     tsa: {enabled: false}
+    policyController: {enabled: true}      # policy-controller, after tuf (airgap policy generate)
     tuf: {expiry: {root: 365, targets: 90, snapshot: 7, timestamp: 1},           # days
           serverImage: docker.io/nginxinc/nginx-unprivileged:1.27-alpine}  # static server
     nodes: {image: docker.io/library/busybox:1.37, trustDir: /etc/sigstore,     # trust on
@@ -178,6 +179,7 @@ class Site:
     tuf_server_image: ImageRef = field(
         default_factory=lambda: parse_image_ref(DEFAULT_TUF_SERVER_IMAGE)
     )
+    policy_controller: bool = False
     nodes: Nodes | None = None  # no `nodes:` block: no trust DaemonSet
 
     def namespace(self, component: str) -> str:
@@ -226,6 +228,7 @@ class _SiteReader(StrictReader):
                 "tuf",
                 "keys",
                 "values",
+                "policyController",
                 "nodes",
             ),
         )
@@ -234,6 +237,9 @@ class _SiteReader(StrictReader):
         if top["kind"] != KIND:
             self.fail("kind", f"expected {KIND!r}; got {top['kind']!r}")
         tsa = self.mapping(top.get("tsa", {}), "tsa", optional=("enabled",))
+        admission = self.mapping(
+            top.get("policyController", {}), "policyController", optional=("enabled",)
+        )
         return Site(
             path=self.path,
             charts=self.file(top["charts"], "charts"),
@@ -248,6 +254,9 @@ class _SiteReader(StrictReader):
             tuf_server_image=self.tuf_server_image(top.get("tuf", {}), "tuf"),
             fulcio_ca=self.keys(top.get("keys", {}), "keys"),
             values=self.chart_values(top.get("values", {}), "values"),
+            policy_controller=self.boolean(
+                admission.get("enabled", False), "policyController.enabled"
+            ),
             nodes=self.nodes(top["nodes"], "nodes") if "nodes" in top else None,
         )
 

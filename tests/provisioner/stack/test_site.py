@@ -46,6 +46,7 @@ def test_defaults_of_a_minimal_site() -> None:
     assert dict(site.namespaces) == DEFAULT_NAMESPACES
     assert [i.url for i in site.issuers] == [DEFAULT_ISSUER]
     assert site.database is None and site.tsa is False and site.ingress is None
+    assert site.policy_controller is False
     assert site.registry.mapping == Path("/sites/lab/mapping.json")
     assert site.registry.ca_file is None
     assert site.tuf_expiry_days == {"root": 365, "targets": 90, "snapshot": 7, "timestamp": 1}
@@ -153,6 +154,14 @@ def test_urls_inside_and_outside_the_cluster() -> None:
         (
             site_document(tsa={"enabled": "yes"}),
             "tsa.enabled: expected true or false; got the text 'yes'",
+        ),
+        (
+            site_document(policyController={"enabled": 1}),
+            "policyController.enabled: expected true or false; got the number 1",
+        ),
+        (
+            site_document(policyController={"enable": True}),
+            "policyController: unknown key",
         ),
         (
             site_document(tuf={"expiry": {"timestamp": 0}}),
