@@ -20,7 +20,6 @@ would only scatter one interface over several files.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
+from offline.debuglog import debug
 from offline.errors import AirgapError, UsageError
 from offline.http_body import BodyTooLarge, read_body
 from offline.oci import registry_upload
@@ -67,8 +67,6 @@ from offline.oci.registry_http import (
     Timeouts,
     Transport,
 )
-
-log = logging.getLogger(__name__)
 
 _MANIFEST_CACHE_SIZE = 256
 # How often to re-merge the fallback index when another writer raced us.
@@ -542,7 +540,13 @@ class Repository:
         if headers.get("OCI-Subject") == subject.digest or self.has_referrers_api(subject.digest):
             return listed
         tag = fallback_tag(subject.digest)
-        log.debug("%s: no referrers API; listing %s under the tag %s", self.location, digest, tag)
+        debug(
+            __name__,
+            "%s: no referrers API; listing %s under the tag %s",
+            self.location,
+            digest,
+            tag,
+        )
         for _attempt in range(_FALLBACK_ATTEMPTS):
             current = self.resolve_optional(tag)
             index = self.fetch_manifest(current.digest) if current is not None else None

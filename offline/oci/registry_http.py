@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import email.utils
 import json
-import logging
 import os
 import random
 import re
@@ -39,6 +38,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
+from offline.debuglog import debug
 from offline.errors import AirgapError, EnvironmentFailure, UsageError
 from offline.http_body import ERROR_BODY_LIMIT, BodyTooLarge, load, read_body
 from offline.oci.http_client import (
@@ -60,8 +60,6 @@ from offline.oci.registry_auth import (
     realm_credentials_host,
     token_from_response,
 )
-
-log = logging.getLogger(__name__)
 
 CA_ENV = "AIRGAP_REGISTRY_CA"
 USER_AGENT = "airgap-oci/0.1"
@@ -212,7 +210,7 @@ class Transport:
                     raise RegistryUnavailable(
                         self._message(repository, what, f"{reason} (after {attempt + 1} attempts)")
                     ) from None
-                log.debug("%s %s: %s; retrying", method, _safe(url), reason)
+                debug(__name__, "%s %s: %s; retrying", method, _safe(url), reason)
                 attempt += 1
                 continue
             if response.status_code == 401 and not auth_tried:
@@ -231,7 +229,7 @@ class Transport:
                             repository, what, f"HTTP {status} (after {attempt + 1} attempts)"
                         )
                     )
-                log.debug("%s %s: HTTP %s; retrying", method, _safe(url), status)
+                debug(__name__, "%s %s: HTTP %s; retrying", method, _safe(url), status)
                 attempt += 1
                 continue
             if response.status_code == 401:
