@@ -24,13 +24,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO
+from typing import IO, TYPE_CHECKING
 from urllib.parse import quote
 
 from offline.debuglog import debug
 from offline.errors import AirgapError, UsageError
 from offline.http_body import BodyTooLarge, read_body
-from offline.oci import registry_upload
 from offline.oci.blobstream import BlobReader
 from offline.oci.digests import (
     COSIGN_SUFFIXES,
@@ -67,6 +66,10 @@ from offline.oci.registry_http import (
     Timeouts,
     Transport,
 )
+
+if TYPE_CHECKING:
+    # Uploads load on the first push: a verify never pays for them.
+    from offline.oci import registry_upload
 
 _MANIFEST_CACHE_SIZE = 256
 # How often to re-merge the fallback index when another writer raced us.
@@ -337,17 +340,20 @@ class Repository:
         digest: str,
         size: int,
         *,
-        chunk_size: int = registry_upload.CHUNK_SIZE,
+        chunk_size: int | None = None,
         checked_absent: bool = False,
     ) -> None:
         """Upload a blob unless the registry has it (`checked_absent`: the caller just asked,
         spare the second request). Bytes, and streams no larger than `chunk_size`, go in one
-        PUT; larger streams in chunks of `chunk_size` (so memory stays at one chunk). The
-        content is checked against `digest` and `size` before it is committed."""
+        PUT; larger streams in chunks of `chunk_size` (default 16 MiB; memory stays at one
+        chunk). The content is checked against `digest` and `size` before it is committed."""
         validate_digest(digest)
         if not checked_absent and self.blob_exists(digest):
             return
-        registry_upload.upload(self._uploader(), data, digest, size, chunk_size)
+        from offline.oci import registry_upload
+
+        chunk = registry_upload.CHUNK_SIZE if chunk_size is None else chunk_size
+        registry_upload.upload(self._uploader(), data, digest, size, chunk)
 
     def push_absent_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
         """`push_blob` of a blob `blob_exists` just said is absent: no second HEAD."""
@@ -356,9 +362,13 @@ class Repository:
     def mount_blob(self, digest: str, from_repository: str) -> bool:
         """Ask the registry to link a blob from another repository without copying it; False
         when it would not (the caller then uploads)."""
+        from offline.oci import registry_upload
+
         return registry_upload.mount(self._uploader(from_repository), digest, from_repository)
 
     def _uploader(self, from_repository: str | None = None) -> registry_upload.Uploader:
+        from offline.oci import registry_upload
+
         scopes = self._push + ((f"repository:{from_repository}:pull",) if from_repository else ())
         return registry_upload.Uploader(self._t, self.name, scopes)
 
