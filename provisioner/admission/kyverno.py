@@ -22,7 +22,12 @@ from offline.policy.policy_file import ImagePolicy, PolicyFile
 from offline.strict import at
 from provisioner.admission.notes import Generated, Inexpressible
 from provisioner.admission.patterns import go_regexp, kyverno_globs
-from provisioner.admission.policy_controller import MANAGED_BY, key_pem, object_name
+from provisioner.admission.policy_controller import (
+    MANAGED_BY,
+    identity_fields,
+    key_pem,
+    object_name,
+)
 
 CONTROLLER = "kyverno"
 POLICY_NAME = "airgap-images"
@@ -146,14 +151,7 @@ def _entries(policy: ImagePolicy, keys: SiteKeys, out: Generated) -> list[dict[s
         if keys.ctlogs:
             keyless["ctlog"] = {"pubkey": keys.ctlogs[0]}
         try:
-            if signer.issuer is not None:
-                keyless["issuer"] = signer.issuer
-            elif signer.issuer_regexp is not None:
-                keyless["issuerRegExp"] = go_regexp(signer.issuer_regexp)
-            if signer.subject is not None:
-                keyless["subject"] = signer.subject
-            elif signer.subject_regexp is not None:
-                keyless["subjectRegExp"] = go_regexp(signer.subject_regexp)
+            keyless.update(identity_fields(signer))
         except Inexpressible as exc:
             out.note(policy.name, at("signers", index), f"signer left out: {exc}")
             continue

@@ -158,7 +158,7 @@ def _signers(
             found.append((index, {"key": {"data": key_pem(signer)}, **tlog}))
             continue
         try:
-            identity = _identity(signer)
+            identity = identity_fields(signer)
         except Inexpressible as exc:
             out.note(policy.name, at("signers", index), f"signer left out: {exc}")
             continue
@@ -171,7 +171,9 @@ def _signers(
     return found
 
 
-def _identity(signer: SignerRule) -> dict[str, str]:
+def identity_fields(signer: SignerRule) -> dict[str, str]:
+    """A keyless signer's issuer and subject, by value or RE2 pattern: the same four keys in
+    policy-controller's identities and Kyverno's keyless attestors."""
     identity: dict[str, str] = {}
     if signer.issuer is not None:
         identity["issuer"] = signer.issuer
