@@ -2,7 +2,9 @@
 
 Memory stays at one chunk whatever the blob's size. Too many bytes fail as soon as they arrive;
 too few, or the wrong ones, fail at the end of the stream. A reader abandoned before the end
-has verified nothing, which `verified` says.
+has verified nothing, which `verified` says. A reader over a seekable file can be moved back
+(an upload resumed after a failure sends a part again): it then hashes from the start anew, so
+what it verifies at the end is always the bytes it delivered last.
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ class BlobReader:
 
     def __init__(self, raw: RawStream | IO[bytes], digest: str, size: int | None, where: str):
         self._raw = raw
+        self._start: int | None = None
+        seekable = getattr(raw, "seekable", None)
+        if seekable is not None and seekable():
+            self._start = raw.tell()  # type: ignore[union-attr]
         self.digest = validate_digest(digest)
         self.size = size
         self._where = where
@@ -51,6 +57,51 @@ class BlobReader:
         self._take(data)
         return data
 
+    def readinto(self, buffer: bytearray | memoryview) -> int:
+        """`read` into `buffer` (no bytes object made when the stream can read into one)."""
+        if self._eof:
+            return 0
+        view = memoryview(buffer).cast("B")
+        if not len(view):
+            return 0
+        readinto = getattr(self._raw, "readinto", None)
+        if readinto is not None:
+            count = readinto(view) or 0
+        else:
+            data = self._raw.read(len(view))
+            count = len(data)
+            view[:count] = data
+        if not count:
+            self._finish()
+            return 0
+        self._take(view[:count])
+        return count
+
+    def seekable(self) -> bool:
+        return self._start is not None
+
+    def tell(self) -> int:
+        return self.bytes_read
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        """Move to `offset` (from the start of the blob; `whence` 1 with 0 only tells where
+        it is). Back: read again from the start, hashing, so the digest check still covers
+        every byte delivered."""
+        if whence == 1 and offset == 0:
+            return self.bytes_read
+        if whence != 0 or offset < 0 or self._start is None:
+            raise OSError(f"{self._where}: blob {self.digest} cannot be read again from {offset}")
+        if offset < self.bytes_read:
+            self._raw.seek(self._start)  # type: ignore[union-attr]
+            self._hash = hashlib.sha256()
+            self.bytes_read = 0
+            self._eof = self.verified = False
+        scratch = bytearray(min(CHUNK_SIZE, max(0, offset - self.bytes_read)))
+        while self.bytes_read < offset:
+            if not self.readinto(memoryview(scratch)[: offset - self.bytes_read]):
+                break
+        return self.bytes_read
+
     def chunks(self, chunk_size: int = CHUNK_SIZE) -> Iterator[bytes]:
         while True:
             data = self.read(chunk_size)
@@ -64,7 +115,7 @@ class BlobReader:
             out.write(data)
         return self.bytes_read
 
-    def _take(self, data: bytes) -> None:
+    def _take(self, data: bytes | memoryview) -> None:
         self.bytes_read += len(data)
         if self.size is not None and self.bytes_read > self.size:
             self.close()

@@ -24,7 +24,7 @@ import socket
 import ssl
 import threading
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 from urllib.parse import unquote, urljoin, urlsplit
 
@@ -35,6 +35,9 @@ MAX_IDLE_PER_ORIGIN = 32
 MAX_DRAIN = 64 * 1024
 DRAIN_TIMEOUT = 2.0
 _READ_CHUNK = 64 * 1024
+# A request body: bytes, or pieces sent as they come (with a Content-Length header; one sent
+# again, after a 401, is iterated again).
+Body = bytes | Iterable[bytes | memoryview] | None
 
 
 class HttpError(Exception):
@@ -330,7 +333,7 @@ class Session:
         url: str,
         *,
         headers: Mapping[str, str] | None = None,
-        body: bytes | None = None,
+        body: Body = None,
         timeout: tuple[float, float],
         allow_redirects: bool = False,
     ) -> Response:
@@ -354,7 +357,7 @@ class Session:
         method: str,
         url: str,
         headers: dict[str, str],
-        body: bytes | None,
+        body: Body,
         timeout: tuple[float, float],
     ) -> Response:
         parts = urlsplit(url)
@@ -388,6 +391,9 @@ class Session:
                 if reused and method in ("GET", "HEAD") and not isinstance(exc, TimeoutError):
                     continue  # a kept-alive connection the server had closed: once more, anew
                 raise _failure(exc, host) from None
+            except BaseException:
+                connection.close()  # a streamed body's source failed: the request is half sent
+                raise
             return Response(self._pool, key, connection, answer, method, url)
         raise AssertionError("unreachable")
 

@@ -42,6 +42,7 @@ from offline.debuglog import debug
 from offline.errors import AirgapError, EnvironmentFailure, UsageError
 from offline.http_body import ERROR_BODY_LIMIT, BodyTooLarge, load, read_body
 from offline.oci.http_client import (
+    Body,
     ConnectFailed,
     HttpError,
     Response,
@@ -114,9 +115,6 @@ class RetryPolicy:
 class Timeouts:
     connect: float = 10.0
     read: float = 60.0
-
-
-Body = bytes | None
 
 
 class Transport:

@@ -7,6 +7,11 @@ becomes a committed blob even on a registry that would not check. A chunk that f
 not sent again blindly: we ask the registry how far it got (GET on the upload) and continue
 from there, which is what lets a multi-gigabyte layer cross a flaky link; when the registry has
 dropped the session, a source that can be rewound is uploaded again.
+
+A source that can be read again (a seekable file, a BlobReader over one) is streamed: each chunk
+goes out in pieces read as they are sent, and a resumed chunk reads its part again, so memory
+stays at one piece per upload whatever the chunk size. Any other stream is read a chunk at a
+time into memory, since a chunk resumed halfway must be sent again from what was kept.
 """
 
 from __future__ import annotations
@@ -14,14 +19,23 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import IO
+from typing import IO, TYPE_CHECKING
 
 from offline.oci.digests import DigestMismatch, validate_digest
-from offline.oci.http_client import Response
+from offline.oci.http_client import Body, Response
 from offline.oci.registry_http import RETRY_STATUSES, RegistryError, RegistryUnavailable, Transport
 
+if TYPE_CHECKING:
+    from hashlib import _Hash
+
 CHUNK_SIZE = 16 * 1024 * 1024
+# What a streamed upload reads and sends at a time (and keeps in memory).
+PIECE_SIZE = 256 * 1024
+# Blobs up to this size go in one PUT from memory even from a seekable source: streaming them
+# would cost a PATCH more each.
+STREAM_ABOVE = 1024 * 1024
 _OCTETS = "application/octet-stream"
 
 
@@ -42,7 +56,7 @@ class Uploader:
         what: str,
         *,
         headers: dict[str, str] | None = None,
-        body: bytes | None = None,
+        body: Body = None,
         retry: bool = True,
     ) -> Response:
         return self.transport.request(
@@ -105,19 +119,32 @@ class Uploader:
 
     def patch(self, location: str, chunk: bytes, start: int, what: str) -> str:
         """Send `chunk` as bytes `start`.. of the upload; the next location."""
+        return self.patch_from(location, lambda offset: chunk[offset:], len(chunk), start, what)
+
+    def patch_from(
+        self,
+        location: str,
+        body: Callable[[int], bytes | _Section],
+        length: int,
+        start: int,
+        what: str,
+    ) -> str:
+        """Send `length` bytes as bytes `start`.. of the upload, `body(offset)` giving them
+        from `offset` on (after a failure, from where the registry says it got to); the next
+        location."""
         offset = 0
         policy = self.transport.retry
         for attempt in range(policy.attempts):
-            end = start + len(chunk) - 1
+            end = start + length - 1
             headers = {
                 "Content-Type": _OCTETS,
                 "Content-Range": f"{start + offset}-{end}",
-                "Content-Length": str(len(chunk) - offset),
+                "Content-Length": str(length - offset),
             }
             failure: str
             try:
                 response = self.request(
-                    "PATCH", location, what, headers=headers, body=chunk[offset:], retry=False
+                    "PATCH", location, what, headers=headers, body=body(offset), retry=False
                 )
             except RegistryUnavailable as exc:
                 failure = str(exc).rsplit(" failed: ", 1)[-1]
@@ -134,12 +161,12 @@ class Uploader:
                 )
             time.sleep(policy.delay(attempt))
             location, received = self.progress(location, what)
-            if not start <= received <= start + len(chunk):
+            if not start <= received <= start + length:
                 raise RegistryError(
                     self.message(what, f"the upload holds {received} bytes, expected {start}..")
                 )
             offset = received - start
-            if offset == len(chunk):
+            if offset == length:
                 return location
         raise AssertionError("unreachable")
 
@@ -171,15 +198,70 @@ def upload(
         _monolithic(uploader, data, digest, size, what)
         return
     start = data.tell() if data.seekable() else None
+    send = _upload_stream
+    if start is not None and size > STREAM_ABOVE:
+        send = _streamed
     try:
-        _upload_stream(uploader, data, digest, size, chunk_size, what)
+        send(uploader, data, digest, size, chunk_size, what)
     except UploadLost:
         # The registry dropped the session (Distribution does, once an answer is lost, since
         # its upload state travels in the location). A source we can rewind starts again.
         if start is None:
             raise
         data.seek(start)
-        _upload_stream(uploader, data, digest, size, chunk_size, what)
+        send(uploader, data, digest, size, chunk_size, what)
+
+
+class _Section:
+    """Bytes `start`..`end` of a seekable source (positions from `base`) as a request body
+    that can be sent again: each iteration seeks and reads them anew, a piece at a time into
+    one buffer, hashing every byte from `start` onto a copy of `hasher` and sending those from
+    `skip` on (what the registry already holds of the chunk is hashed, not sent)."""
+
+    def __init__(
+        self,
+        source: IO[bytes],
+        base: int,
+        span: tuple[int, int, int],
+        hasher: _Hash,
+        buffer: bytearray,
+        message: Callable[[str], str],
+    ) -> None:
+        self.source, self.base = source, base
+        self.start, self.skip, self.end = span
+        self._hasher = hasher
+        self.hasher = hasher.copy()
+        self.buffer = buffer
+        self.message = message
+        self.done = False  # every byte of the section read and hashed
+
+    def __iter__(self) -> Iterator[memoryview]:
+        self.hasher = self._hasher.copy()
+        self.done = False
+        self.source.seek(self.base + self.start)
+        view = memoryview(self.buffer)
+        position = self.start
+        while position < self.end:
+            count = self.source.readinto(view[: min(len(view), self.end - position)])  # type: ignore[attr-defined]
+            if not count:
+                raise DigestMismatch(self.message(f"the source ended after {position} bytes"))
+            piece = view[:count]
+            self.hasher.update(piece)
+            if position + count > self.skip:
+                yield piece[max(0, self.skip - position) :]
+            position += count
+        self.done = True
+
+    def hashed(self) -> _Hash:
+        """The hash through the section's end: read again if the sending stopped short of it
+        (the registry had the rest already)."""
+        if self.done:
+            return self.hasher
+        span = (self.start, self.end, self.end)  # hashed only, nothing to send
+        again = _Section(self.source, self.base, span, self._hasher, self.buffer, self.message)
+        for _ in again:
+            pass
+        return again.hasher
 
 
 def _upload_stream(
@@ -196,6 +278,50 @@ def _upload_stream(
     pieces = [first, carry]
     del first, carry
     _chunked(uploader, pieces, data, digest, size, chunk_size, what)
+
+
+def _streamed(
+    uploader: Uploader, data: IO[bytes], digest: str, size: int, chunk_size: int, what: str
+) -> None:
+    """PATCH after PATCH of a seekable source, each streamed from it (see _Section); the
+    digest checked before the final PUT."""
+    base = data.tell()
+    location, minimum = uploader.start(what)
+    chunk_size = max(chunk_size, minimum)
+    hasher = hashlib.sha256()
+    buffer = bytearray(PIECE_SIZE)
+    sent = 0
+
+    def message(reason: str) -> str:
+        return uploader.message(what, reason)
+
+    try:
+        while sent < size:
+            end = min(size, sent + chunk_size)
+            sections: list[_Section] = []
+
+            def body(
+                offset: int,
+                start: int = sent,
+                end: int = end,
+                hashed: _Hash = hasher,
+                sections: list[_Section] = sections,
+            ) -> _Section:
+                span = (start, start + offset, end)
+                sections.append(_Section(data, base, span, hashed, buffer, message))
+                return sections[-1]
+
+            location = uploader.patch_from(location, body, end - sent, sent, what)
+            hasher = sections[-1].hashed()
+            sent = end
+        # The end of the source (a BlobReader checks its own digest there).
+        if data.read(1):
+            raise DigestMismatch(uploader.message(what, f"the source is longer than {size}"))
+        _check(uploader, what, digest, size, hasher.hexdigest(), sent)
+    except BaseException:
+        uploader.cancel(location)
+        raise
+    uploader.finish(location, digest, b"", what)
 
 
 def _monolithic(uploader: Uploader, data: bytes, digest: str, size: int, what: str) -> None:

@@ -449,7 +449,8 @@ class _Mirror:
 
 class _SourceStream(io.RawIOBase):
     """A source blob as a file object for the sink, remembering a failure of the source (so a
-    corrupt or truncated source is told apart from a sink that refused)."""
+    corrupt or truncated source is told apart from a sink that refused). Seekable when the
+    source is (a file): a sink can then stream it and read a part again to resume."""
 
     def __init__(self, reader: BlobReader, progress: Progress | None) -> None:
         super().__init__()
@@ -460,14 +461,25 @@ class _SourceStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
+    def seekable(self) -> bool:
+        return self._reader.seekable()
+
+    def tell(self) -> int:
+        return self._reader.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
         try:
-            data = self._reader.read(len(view))
+            return self._reader.seek(offset, whence)
         except AirgapError as exc:
             self.failure = exc
             raise
-        view[: len(data)] = data
-        if data and self._progress is not None:
-            self._progress("bytes", self._reader.digest, len(data))
-        return len(data)
+
+    def readinto(self, buffer: Any) -> int:
+        try:
+            count = self._reader.readinto(buffer)
+        except AirgapError as exc:
+            self.failure = exc
+            raise
+        if count and self._progress is not None:
+            self._progress("bytes", self._reader.digest, count)
+        return count

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import random
 
 import pytest
 
@@ -114,6 +115,50 @@ def test_blob_reader_checks_as_it_reads() -> None:
     out = io.BytesIO()
     assert BlobReader(io.BytesIO(data), digest, None, "here").copy_to(out) == len(data)
     assert out.getvalue() == data
+
+
+def test_a_blob_reader_over_a_file_reads_again_from_any_point_and_still_checks_it_all() -> None:
+    data = random.Random(5).randbytes(10_000)
+    digest = sha256_digest(data)
+    reader = BlobReader(io.BytesIO(data), digest, len(data), "here")
+    assert reader.seekable()
+    buffer = bytearray(4000)
+    assert reader.readinto(buffer) == 4000 and bytes(buffer) == data[:4000]
+    # Back (as an upload resumed halfway does): what follows is hashed on from there.
+    assert reader.seek(1500) == 1500 and reader.tell() == 1500
+    assert reader.read() == data[1500:] and reader.verified
+    # Forward skips what it passes over, hashed all the same.
+    reader = BlobReader(io.BytesIO(data), digest, len(data), "here")
+    assert reader.seek(7000) == 7000 and reader.read() == data[7000:] and reader.verified
+    # Changed between the two reads: the check at the end is of the bytes read last.
+    source = io.BytesIO(data)
+    reader = BlobReader(source, digest, len(data), "here")
+    reader.read(5000)
+    source.getbuffer()[100] ^= 1
+    reader.seek(0)
+    with pytest.raises(DigestMismatch, match="corrupted or replaced"):
+        reader.read()
+
+
+def test_a_blob_reader_over_a_stream_cannot_go_back() -> None:
+    class Stream:
+        def __init__(self, data: bytes) -> None:
+            self.data = io.BytesIO(data)
+
+        def read(self, n: int = -1) -> bytes:
+            return self.data.read(n)
+
+        def close(self) -> None:
+            pass
+
+    data = b"y" * 100
+    reader = BlobReader(Stream(data), sha256_digest(data), len(data), "here")
+    assert not reader.seekable()
+    assert reader.read(10) == data[:10]
+    with pytest.raises(OSError, match="cannot be read again"):
+        reader.seek(0)
+    buffer = bytearray(200)
+    assert reader.readinto(buffer) == 90 and reader.readinto(buffer) == 0 and reader.verified
 
 
 def _index(*digests: str) -> bytes:

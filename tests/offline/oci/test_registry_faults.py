@@ -18,11 +18,13 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import IO, Any, cast
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
 from offline.errors import VerificationFailure
+from offline.oci import registry_upload
 from offline.oci.digests import DigestMismatch
 from offline.oci.manifest import walk
 from offline.oci.registry import Registry, Repository
@@ -214,15 +216,49 @@ def test_a_blob_download_resumes_where_it_broke(
     assert all(r is not None and r.startswith("bytes=") for r in ranges[1:]), ranges
 
 
+class _Recorded(io.RawIOBase):
+    """A file-like source that records the largest read it was asked for; seekable or not."""
+
+    def __init__(self, data: bytes, seekable: bool) -> None:
+        super().__init__()
+        self._data = io.BytesIO(data)
+        self._seekable = seekable
+        self.largest = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return self._seekable
+
+    def tell(self) -> int:
+        return self._data.tell()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        assert self._seekable
+        return self._data.seek(offset, whence)
+
+    def readinto(self, buffer: Any) -> int:
+        self.largest = max(self.largest, len(buffer))
+        return self._data.readinto(buffer)
+
+
+@pytest.mark.parametrize("source", ["bytes in memory", "seekable file", "stream"])
 @pytest.mark.parametrize("registry_got_it", [False, True])
 def test_a_failed_chunk_is_resumed(
-    docker_registry: RegistryServer, request: pytest.FixtureRequest, registry_got_it: bool
+    docker_registry: RegistryServer,
+    request: pytest.FixtureRequest,
+    registry_got_it: bool,
+    source: str,
 ) -> None:
     """The second chunk of an upload fails. Before the registry saw it (503): the client asks
     the upload how far it got and carries on from there. After (the answer is lost):
     Distribution keeps the upload state in the location, so the old location is no longer
-    valid and the client starts again from its (rewindable) source."""
-    chunk = 256 * 1024
+    valid and the client starts again from its (rewindable) source. A seekable source larger
+    than a piece is streamed: read a piece at a time, whatever the chunk size, and read again
+    where a chunk is resumed; a stream is read a chunk at a time (a resumed chunk is sent
+    again from memory)."""
+    chunk = 512 * 1024
     data = random.Random(11).randbytes(3 * chunk + 100)
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
     patches = 0
@@ -249,11 +285,24 @@ def test_a_failed_chunk_is_resumed(
         docker_registry.url, ca=docker_registry.ca.ca_cert, on_request=before, on_response=after
     ) as proxy:
         repo = _through(proxy, request, credentials=docker_registry.credentials)
-        repo.push_blob(io.BytesIO(data), digest, len(data), chunk_size=chunk)
+        recorded = _Recorded(data, seekable=source == "seekable file")
+        stream = cast(IO[bytes], recorded)
+        if source == "bytes in memory":
+            repo.push_blob(io.BytesIO(data), digest, len(data), chunk_size=chunk)
+        elif source == "seekable file" or not registry_got_it:
+            repo.push_blob(stream, digest, len(data), chunk_size=chunk)
+        else:
+            with pytest.raises(RegistryError, match="no longer knows the upload"):
+                repo.push_blob(stream, digest, len(data), chunk_size=chunk)
+            return
         with repo.open_blob(digest, len(data)) as reader:
             assert reader.read() == data
     assert status_checks == 1
     assert patches == (2 + 4 if registry_got_it else 5)
+    if source == "seekable file":
+        assert recorded.largest == registry_upload.PIECE_SIZE
+    elif source == "stream":
+        assert recorded.largest >= chunk
 
 
 def _flip(handler: ProxyHandler, number: int, reply: Reply) -> Reply:
