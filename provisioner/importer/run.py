@@ -1,12 +1,23 @@
 """The import run, once the bundle is verified: each image planned (source, tag, target
 repository), a delta bundle's left-out blobs found or mounted on the target, every image
 mirrored, the tags written last, and every attachment and tag found again in the target.
-importer.py says the order and why; `import_bundle` there starts this run."""
+importer.py says the order and why; `import_bundle` there starts this run.
+
+Into a registry, images of different repositories are mirrored several at a time (a
+repository's own images one after the other, in the bundle's order): each image still pushes
+its manifests only after everything under them is acknowledged, a blob two images share is
+uploaded once and mounted by the other (claims.py), and the tags wait until every image is
+whole. The first image to fail stops the others before their next write; the import then fails
+with that image's error and writes no tag. The tags and referrer listings are written per
+repository at once (each repository's in order), and the attachments are found again per image
+at once.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -20,15 +31,20 @@ from provisioner.bundle.manifest import BundleManifest, ImageEntry
 from provisioner.copy.inventory import Target
 from provisioner.copy.layout import RepositoryView
 from provisioner.copy.mirror import Progress, mirror_image
+from provisioner.importer.claims import BlobHomes, ImportStopping
 from provisioner.importer.discovery import discover_attachments, missing_attachments
 from provisioner.importer.journal import ImportJournal, JournalKind
 from provisioner.importer.record import RECORD_REPOSITORY
 from provisioner.importer.report import ImageImport, ImportReport
-from provisioner.importer.sink import Deferred, TargetSink
+from provisioner.importer.sink import TargetSink
 from provisioner.importer.stores import AbsentLayout, SignedSource, TagListed
 
 # How many repositories of the catalog are asked for a blob a delta bundle left out.
 _MOUNT_SEARCH_LIMIT = 200
+# Images mirrored at once into a registry (each copies BLOB_JOBS blobs at once), and
+# repositories tagged or checked at once at the end. A layout target takes one at a time.
+IMAGE_JOBS = 3
+TAG_JOBS = 4
 
 
 class ImportFailed(AirgapError):
@@ -118,11 +134,11 @@ class ImportRun:
         self.journal = journal
         self.progress = progress
         self.dry_run = report.dry_run
-        self.deferred: list[Deferred] = []
         self.sinks: dict[str, TargetSink] = {}
         self.stores: dict[str, Store] = {}
-        # A repository of the target known to hold each blob: where to mount it from.
-        self.blob_homes: dict[str, str] = {}
+        # A repository of the target known to hold each blob (where to mount it from), and
+        # the uploads under way.
+        self.homes = BlobHomes()
         self.lock = threading.Lock()  # for counters updated by concurrent blob copies
         self._layout: OCILayout | None = None
         self._layout_blobs: set[str] = set()
@@ -182,13 +198,61 @@ class ImportRun:
         return None if self.target.is_layout else self.registry.referrers_api
 
     # -------------------------------------------------------------------------- phases
+    @property
+    def jobs(self) -> int:
+        return 1 if self.target.is_layout else IMAGE_JOBS
+
     def run(self) -> None:
         self._check_on_target()
-        for plan in self.plans:
-            self.report.images.append(self._mirror(plan))
+        self.report.images.extend(self._mirror_all())
         self._tag()
         if not self.dry_run:
             self._verify()
+
+    def _mirror_all(self) -> list[ImageImport]:
+        """Every image, those of different repositories at once; the first failure stops the
+        rest (before their next write) and is raised once every image has stopped."""
+        queues: dict[str, list[int]] = {}
+        for number, plan in enumerate(self.plans):
+            queues.setdefault(plan.repository, []).append(number)
+            self.sink(plan.repository)  # opened here, not in the threads
+        outcomes: dict[int, ImageImport] = {}
+        failures: list[ImportFailed] = []
+
+        def mirror_repository(numbers: list[int]) -> None:
+            for number in numbers:
+                if self.homes.stopping.is_set():
+                    return
+                try:
+                    outcomes[number] = self._mirror(self.plans[number])
+                except ImportStopping:
+                    return
+                except BaseException as exc:
+                    with self.lock:
+                        if isinstance(exc, ImportFailed):
+                            failures.append(exc)
+                        self.homes.stopping.set()
+                    raise
+
+        self._each(mirror_repository, queues.values(), self.jobs)
+        if failures:
+            raise failures[0]
+        return [outcomes[number] for number in range(len(self.plans))]
+
+    def _each(
+        self, work: Callable[[list[int]], None], items: Iterable[list[int]], jobs: int
+    ) -> None:
+        """`work` on each of `items`, `jobs` at a time; every one is waited for, then the
+        first failure (if any) raised."""
+        todo = list(items)
+        if jobs == 1 or len(todo) < 2:
+            for item in todo:
+                work(item)
+            return
+        with ThreadPoolExecutor(max_workers=min(jobs, len(todo))) as pool:
+            futures = [pool.submit(work, item) for item in todo]
+        for future in futures:
+            future.result()
 
     def _mirror(self, plan: Planned) -> ImageImport:
         entry = plan.entry
@@ -204,8 +268,14 @@ class ImportRun:
         )
         try:
             outcome.mirror = mirror_image(plan.source, sink, entry.digest, progress=self.progress)
+        except ImportStopping:
+            raise
         except AirgapError as exc:
+            if isinstance(exc.__cause__, ImportStopping):
+                raise exc.__cause__ from None
             raise self._failed(plan, exc, "no image was tagged") from None
+        finally:
+            sink.give_up()
         outcome.tag_moves.extend(sink.moves)
         sink.moves.clear()
         self.record(plan.repository, "image", entry.digest)
@@ -213,10 +283,17 @@ class ImportRun:
 
     def _tag(self) -> None:
         """Cosign tags and referrer listings, then the images' own tags: last of all."""
-        self.report.attachment_tags = len(self.deferred)
+        sinks = [self.sinks[r] for r in dict.fromkeys(p.repository for p in self.plans)]
+        self.report.attachment_tags = sum(len(sink.deferred) for sink in sinks)
+        numbers = {sink.key: [i] for i, sink in enumerate(sinks)}
+
+        def finish(items: list[int]) -> None:
+            sink = sinks[items[0]]
+            for deferred in sink.deferred:  # in order: a fallback tag is read, then written
+                sink.finish(deferred)
+
         try:
-            for deferred in self.deferred:
-                deferred.sink.finish(deferred)
+            self._each(finish, numbers.values(), TAG_JOBS)
         except AirgapError as exc:
             raise _stopped(
                 f"importing into {self.target}: {exc}; no image was tagged (rerun to resume)", exc
@@ -243,29 +320,45 @@ class ImportRun:
         )
 
     def _verify(self) -> None:
-        """Every attachment the manifest lists, found again in the target; every tag in place."""
+        """Every attachment the manifest lists, found again in the target; every tag in place
+        (several images at once); the first image that fails raises."""
+        failures: dict[int, VerificationFailure] = {}
+
+        def verify(numbers: list[int]) -> None:
+            try:
+                self._verify_image(self.plans[numbers[0]])
+            except VerificationFailure as exc:
+                failures[numbers[0]] = exc
+
+        jobs = 1 if self.target.is_layout else TAG_JOBS
+        self._each(verify, ([i] for i in range(len(self.plans))), jobs)
+        if failures:
+            raise failures[min(failures)]
         for plan in self.plans:
-            store = self.store(plan.repository)
             entry = plan.entry
-            if isinstance(store, ReferrersProber):
-                # Asked where the image now is: some registries answer 404 for a repository
-                # they do not know, with the API or without.
-                store.has_referrers_api(entry.digest)
-            found = discover_attachments(self.reader(store), entry.digest)
-            missing = missing_attachments(entry, found)
-            if missing:
-                raise VerificationFailure(
-                    f"after the import, {store.location}@{entry.digest} lacks {missing[0]}"
-                    f"{_more(missing)}: the target did not keep it (rerun the import)"
-                )
-            if plan.tag is not None:
-                current = store.resolve_optional(plan.tag)
-                if current is None or current.digest != entry.digest:
-                    raise VerificationFailure(
-                        f"after the import, {store.location}:{plan.tag} names "
-                        f"{current.digest if current else 'nothing'}, not {entry.digest}"
-                    )
             self.report.attachments_verified += sum(len(v) for v in entry.attachments.values())
+
+    def _verify_image(self, plan: Planned) -> None:
+        store = self.store(plan.repository)
+        entry = plan.entry
+        if isinstance(store, ReferrersProber):
+            # Asked where the image now is: some registries answer 404 for a repository
+            # they do not know, with the API or without.
+            store.has_referrers_api(entry.digest)
+        found = discover_attachments(self.reader(store), entry.digest)
+        missing = missing_attachments(entry, found)
+        if missing:
+            raise VerificationFailure(
+                f"after the import, {store.location}@{entry.digest} lacks {missing[0]}"
+                f"{_more(missing)}: the target did not keep it (rerun the import)"
+            )
+        if plan.tag is not None:
+            current = store.resolve_optional(plan.tag)
+            if current is None or current.digest != entry.digest:
+                raise VerificationFailure(
+                    f"after the import, {store.location}:{plan.tag} names "
+                    f"{current.digest if current else 'nothing'}, not {entry.digest}"
+                )
 
     # ------------------------------------------------------------------- delta bundles
     def _check_on_target(self) -> None:
@@ -325,6 +418,8 @@ class ImportRun:
         # A dry run goes on as if the missing blobs were there, to report the rest.
         for repository, digest in unresolved:
             self.sink(repository).blobs.add(digest)
+        for sink in self.sinks.values():
+            sink.give_up()  # what was found missing is mounted above, or refused
 
     def _on_target(self, repository: str, digest: str, state: str) -> None:
         location = self.store(repository).location

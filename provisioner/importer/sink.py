@@ -3,7 +3,9 @@
 It answers existence from what this run learned from the target before asking the target (never
 from the journal), defers tag-like writes (cosign tags, referrer listings) to the end so that no
 image is tagged before every image is whole, mounts blobs this run already put in another
-repository of the same registry, and in a dry run writes nothing but records what would happen.
+repository of the same registry (waiting, when another image is uploading one right now, for
+that upload to be acknowledged: claims.py), and in a dry run writes nothing but records what
+would happen.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from offline.oci.manifest import (
 )
 from offline.oci.referrers import filter_artifact_type
 from offline.oci.store import AbsentBlobPusher, BlobMounter, ImageSource, Store
+from provisioner.importer.claims import BlobHomes
 from provisioner.importer.journal import JournalKind
 from provisioner.importer.report import ImportReport, TagMove
 
@@ -35,9 +38,9 @@ class SinkRun(Protocol):
     dry_run: bool
     report: ImportReport
     lock: threading.Lock  # for counters updated by concurrent blob copies
-    # A repository of the target known to hold each blob: where to mount it from.
-    blob_homes: dict[str, str]
-    deferred: list[Deferred]
+    # A repository of the target known to hold each blob (where to mount it from), and the
+    # uploads under way.
+    homes: BlobHomes
 
     def record(self, repository: str, kind: JournalKind, digest: str) -> None: ...
 
@@ -82,6 +85,9 @@ class TargetSink:
         self.blobs = blobs
         self.manifests = manifests
         self.seen_tags: dict[str, str | None] = {}
+        # Tag-like writes kept for the end, in the order they came (one image at a time per
+        # repository: run.py).
+        self.deferred: list[Deferred] = []
         self.planned_tags: dict[str, Descriptor] = {}
         self.planned_referrers: dict[str, dict[str, Descriptor]] = {}
         self.moves: list[TagMove] = []
@@ -130,21 +136,30 @@ class TargetSink:
 
     # -------------------------------------------------------------------------- ImageSink
     def blob_exists(self, digest: str) -> bool:
+        """Whether the repository holds `digest` (after a mount, perhaps). False: this sink
+        holds the claim to upload it (claims.py), until `push_blob` or `give_up`."""
         # What this run learned from the target itself; the journal is never asked here.
         if digest in self.blobs:
-            self.run.blob_homes.setdefault(digest, self.key)
+            self.run.homes.known(digest, self.key)
             return True
+        homes = self.run.homes
+        home = homes.claim(digest, self.key)
+        if home is None:  # ours: no other image is uploading it, and none holds it yet
+            if self.store.blob_exists(digest):
+                self.have("blob", digest)
+                return True
+            return False
         if self.store.blob_exists(digest):
             self.have("blob", digest)
             return True
-        return self._mount(digest)
+        # Not mounted: uploaded after all, claimed or not (a second upload is only bytes).
+        return self._mount(digest, home)
 
-    def _mount(self, digest: str) -> bool:
+    def _mount(self, digest: str, home: str) -> bool:
         """A blob this import already put in another repository of the same registry is
         mounted from there (one request, no bytes) instead of uploaded again: images sharing
         base layers cost their bytes once."""
-        home = self.run.blob_homes.get(digest)
-        if home is None or home == self.key or not isinstance(self.store, BlobMounter):
+        if home == self.key or not isinstance(self.store, BlobMounter):
             return False
         if not self.run.dry_run and not self.store.mount_blob(digest, home):
             return False
@@ -152,6 +167,10 @@ class TargetSink:
             self.run.report.blobs_mounted += 1
         self.have("blob", digest)
         return True
+
+    def give_up(self) -> None:
+        """Every claim of this repository ends (its image is done, or failed)."""
+        self.run.homes.give_up(self.key)
 
     def manifest_exists(self, digest: str) -> bool:
         if digest in self.manifests:
@@ -162,12 +181,17 @@ class TargetSink:
         return False
 
     def push_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
-        if not self.run.dry_run:  # a dry run does not even read the stream
-            if isinstance(self.store, AbsentBlobPusher):
-                # mirror_image asked blob_exists just before: the answer was no.
-                self.store.push_absent_blob(data, digest, size)
-            else:
-                self.store.push_blob(data, digest, size)
+        self.run.homes.check_stopping()
+        try:
+            if not self.run.dry_run:  # a dry run does not even read the stream
+                if isinstance(self.store, AbsentBlobPusher):
+                    # mirror_image asked blob_exists just before: the answer was no.
+                    self.store.push_absent_blob(data, digest, size)
+                else:
+                    self.store.push_blob(data, digest, size)
+        except BaseException:
+            self.run.homes.give_up(self.key, digest)  # whoever waits for it tries itself
+            raise
         self.have("blob", digest)
 
     def push_manifest(
@@ -179,7 +203,7 @@ class TargetSink:
             self.note_move(reference, descriptor.digest)
             if reference not in self.planned_tags:
                 self.planned_tags[reference] = descriptor
-                self.run.deferred.append(Deferred(self, raw, media_type, reference))
+                self.deferred.append(Deferred(self, raw, media_type, reference))
         return descriptor
 
     def push_referrer(self, raw: bytes, media_type: str) -> Descriptor:
@@ -192,7 +216,7 @@ class TargetSink:
         planned = self.planned_referrers.setdefault(subject.digest, {})
         if manifest.digest not in planned:
             planned[manifest.digest] = listed
-            self.run.deferred.append(Deferred(self, raw, media_type, None))
+            self.deferred.append(Deferred(self, raw, media_type, None))
         return listed
 
     def _push_content(self, raw: bytes, media_type: str) -> Descriptor:
@@ -200,6 +224,7 @@ class TargetSink:
         descriptor = Descriptor(media_type=media_type, digest=digest, size=len(raw))
         if digest in self.manifests:
             return descriptor
+        self.run.homes.check_stopping()
         if not self.run.dry_run:
             descriptor = self.store.push_manifest(raw, media_type, None)
         self.have("manifest", digest)
@@ -208,7 +233,7 @@ class TargetSink:
     def have(self, kind: Literal["blob", "manifest"], digest: str) -> None:
         (self.blobs if kind == "blob" else self.manifests).add(digest)
         if kind == "blob":
-            self.run.blob_homes.setdefault(digest, self.key)
+            self.run.homes.known(digest, self.key)
         self.run.record(self.key, kind, digest)
 
     # ------------------------------------------------------------------------------ tags

@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import random
 import shutil
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -443,16 +444,27 @@ def test_an_import_killed_anywhere_then_rerun_ends_identical_to_a_clean_import(
     prefix = fresh_prefix()
     target = f"{docker_registry.host}/{prefix}"
     journal = tmp_path / "journal.jsonl"
-    writes = {"n": 0}
+    writes = {"n": 0, "killed": 0}
+    lock = threading.Lock()
+
+    def kill_once() -> None:
+        # Images of different repositories are written at once: the count moves on in other
+        # threads, and only one write is the one killed.
+        with lock:
+            if writes["n"] < kill_at or writes["killed"]:
+                return
+            writes["killed"] = 1
+        raise Killed
 
     def count(name: str, args: tuple[Any, ...]) -> None:
-        writes["n"] += 1
-        if writes["n"] == kill_at and not acknowledged:
-            raise Killed
+        with lock:
+            writes["n"] += 1
+        if not acknowledged:
+            kill_once()
 
     def after(name: str, args: tuple[Any, ...]) -> None:
-        if writes["n"] == kill_at and acknowledged:
-            raise Killed
+        if acknowledged:
+            kill_once()
 
     spy(monkeypatch, count, after)
     with pytest.raises(Killed):
