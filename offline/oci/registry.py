@@ -534,8 +534,10 @@ class Repository:
             self._manifests.pop(digest, None)
         return descriptor, headers
 
-    def push_referrer(self, raw: bytes, media_type: str) -> Descriptor:
-        """Push a manifest that has a `subject`, so that `referrers(subject)` lists it.
+    def push_referrer(self, raw: bytes, media_type: str, *, pushed: bool = False) -> Descriptor:
+        """Push a manifest that has a `subject`, so that `referrers(subject)` lists it
+        (`pushed`: the caller put it in this repository already, by digest; only its listing
+        is left to write).
 
         A registry that processed the subject says so (`OCI-Subject`) or serves the referrers
         API; otherwise the manifest is added to the subject's fallback-tag index, which is read
@@ -546,8 +548,11 @@ class Repository:
         if subject is None:
             raise UsageError(f"manifest {digest} has no subject: it cannot be a referrer")
         listed = referrer_descriptor(manifest)
-        _, headers = self._put_manifest(raw, media_type, None)
-        if headers.get("OCI-Subject") == subject.digest or self.has_referrers_api(subject.digest):
+        processed = False
+        if not pushed:
+            _, headers = self._put_manifest(raw, media_type, None)
+            processed = headers.get("OCI-Subject") == subject.digest
+        if processed or self.has_referrers_api(subject.digest):
             return listed
         tag = fallback_tag(subject.digest)
         debug(

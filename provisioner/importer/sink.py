@@ -26,6 +26,7 @@ from offline.oci.manifest import (
     referrer_descriptor,
 )
 from offline.oci.referrers import filter_artifact_type
+from offline.oci.registry import Repository
 from offline.oci.store import AbsentBlobPusher, BlobMounter, ImageSource, Store
 from provisioner.importer.claims import BlobHomes
 from provisioner.importer.journal import JournalKind
@@ -261,5 +262,8 @@ class TargetSink:
             return
         if deferred.tag is not None:
             self.store.push_manifest(deferred.raw, deferred.media_type, deferred.tag)
+        elif isinstance(self.store, Repository):
+            # Pushed by digest with the image's content: only the listing is left to write.
+            self.store.push_referrer(deferred.raw, deferred.media_type, pushed=True)
         else:
             self.store.push_referrer(deferred.raw, deferred.media_type)

@@ -19,6 +19,7 @@ import subprocess
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -361,6 +362,38 @@ def test_referrers_through_the_fallback_tag(
     assert by_digest[bundle.digest].artifact_type == BUNDLE
     assert [d.digest for d in repo.referrers(image.digest, BUNDLE).descriptors] == [bundle.digest]
     assert repo.referrers(make_image(rng).digest).descriptors == ()
+
+
+def test_a_referrer_pushed_already_is_only_listed(
+    server: RegistryServer,
+    request: pytest.FixtureRequest,
+    rng: random.Random,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`pushed=True`: the manifest went up by digest before (an import pushes content first
+    and lists referrers at the end): it is listed without being sent again, through the API
+    or the fallback tag."""
+    repo = _repo(server, request)
+    image = make_image(rng)
+    push_image(repo, image, "v1")
+    sbom = make_artifact(image.descriptor, SBOM, b'{"n":1}')
+    for blob in sbom.blobs:
+        repo.push_blob(blob.data, blob.digest, len(blob.data))
+    repo.push_manifest(sbom.manifest, OCI_MANIFEST)
+    sent: list[str | None] = []
+    real = Repository._put_manifest
+
+    def put(self: Repository, raw: bytes, media_type: str, reference: str | None) -> Any:
+        sent.append(reference)
+        return real(self, raw, media_type, reference)
+
+    monkeypatch.setattr(Repository, "_put_manifest", put)
+
+    repo.push_referrer(sbom.manifest, OCI_MANIFEST, pushed=True)
+
+    assert [d.digest for d in repo.referrers(image.digest).descriptors] == [sbom.digest]
+    # Nothing by digest: the fallback index under its tag where there is no API, or nothing.
+    assert all(r is not None and not r.startswith("sha256:") for r in sent), sent
 
 
 def test_fallback_tag_that_is_not_an_index(
