@@ -24,12 +24,15 @@ visible before it is complete:
    (named in the bundle or found through the catalog under the prefix); one that is missing
    everywhere refuses the import, naming it: import the base bundle first.
 3. Each image with `mirror_image`: blobs (streamed; those the target has are never read from
-   the bundle), manifests children first, attachment manifests by digest.
+   the bundle), manifests children first, attachment manifests by digest. Into a registry,
+   images of different repositories go at once (run.py); a blob they share is uploaded once
+   and mounted by the others once acknowledged (claims.py).
 4. Then every tag, last: cosign's `.sig/.att/.sbom` tags and the referrers (`push_referrer`,
    which writes the `sha256-<hex>` fallback tag where the registry has no referrers API), then
    the images' own tags. An import that fails before this point leaves no tag of any image.
-5. Every attachment is discovered again in the target (cosign tags and referrers, recursively)
-   and compared with the manifest; one missing is a VerificationFailure naming it.
+5. Every attachment is discovered again in the target (cosign tags and referrers, recursively;
+   several images at once) and compared with the manifest; one missing is a
+   VerificationFailure naming it.
 
 Before anything is pushed, the bundle's sequence is checked against the highest of its name
 the target imported (record.py): an older bundle, or another one with the same
@@ -50,8 +53,9 @@ another digest; it writes nothing, not even the journal.
 
 The parts, in provisioner/importer/: stores.py (the bundle's signed view of an image, the dry-run
 stand-in for a layout not made yet, registry reads through the tag list), sink.py (one target
-repository as the copy sees it), discovery.py (attachments found again), run.py (the run once
-the bundle is verified), journal.py, record.py and report.py.
+repository as the copy sees it), claims.py (which repository holds or is uploading each blob),
+discovery.py (attachments found again), run.py (the run once the bundle is verified),
+journal.py, record.py and report.py.
 """
 
 from __future__ import annotations
