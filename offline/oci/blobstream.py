@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from types import TracebackType
-from typing import IO, Protocol
+from typing import IO, Protocol, runtime_checkable
 
 from offline.oci.digests import DigestMismatch, validate_digest
 
@@ -21,6 +21,22 @@ class RawStream(Protocol):
     def read(self, n: int = -1, /) -> bytes: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class CheckedStream(Protocol):
+    """A stream that checks what it hands out against `digest` and `size` as it is read (a
+    BlobReader, or a wrapper passing its reads through unchanged): `verified` is true once a
+    read returned b"" with both right. A sink that stores exactly the bytes it read from one
+    need not hash them again; it must still see `verified` before it keeps them."""
+
+    digest: str
+    size: int | None
+
+    @property
+    def verified(self) -> bool: ...
+
+    def read(self, n: int = -1, /) -> bytes: ...
 
 
 class BlobReader:

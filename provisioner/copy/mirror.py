@@ -28,10 +28,10 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import IO, Any, Literal, cast
 
 from offline.errors import AirgapError
-from offline.oci.blobstream import CHUNK_SIZE, BlobReader
+from offline.oci.blobstream import BlobReader
 from offline.oci.digests import COSIGN_SUFFIXES, cosign_tag, validate_digest
 from offline.oci.manifest import MANIFEST_MEDIA_TYPES, Descriptor, Manifest
 from offline.oci.store import ImageSink, ImageSource, IndexedStore, ManifestChecker
@@ -404,7 +404,8 @@ class _Mirror:
         with reader:
             stream = _SourceStream(reader, self.progress)
             try:
-                self.sink.push_blob(io.BufferedReader(stream, CHUNK_SIZE), digest, descriptor.size)
+                # Handed over unbuffered: a buffer would copy every byte once more.
+                self.sink.push_blob(cast(IO[bytes], stream), digest, descriptor.size)
             except AirgapError as exc:
                 if stream.failure is not None:
                     raise _SourceFailure(str(stream.failure)) from exc
@@ -449,25 +450,37 @@ class _Mirror:
 
 class _SourceStream(io.RawIOBase):
     """A source blob as a file object for the sink, remembering a failure of the source (so a
-    corrupt or truncated source is told apart from a sink that refused)."""
+    corrupt or truncated source is told apart from a sink that refused). Reads pass the
+    reader's bytes through unchanged (short reads, as a socket gives them), so it is a
+    CheckedStream: a sink that stores what it reads need not hash the bytes again."""
 
     def __init__(self, reader: BlobReader, progress: Progress | None) -> None:
         super().__init__()
         self._reader = reader
         self._progress = progress
         self.failure: AirgapError | None = None
+        self.digest = reader.digest
+        self.size = reader.size
+
+    @property
+    def verified(self) -> bool:
+        return self._reader.verified
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
+    def read(self, size: int | None = -1, /) -> bytes:
         try:
-            data = self._reader.read(len(view))
+            data = self._reader.read(-1 if size is None else size)
         except AirgapError as exc:
             self.failure = exc
             raise
-        view[: len(data)] = data
         if data and self._progress is not None:
             self._progress("bytes", self._reader.digest, len(data))
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        data = self.read(len(view))
+        view[: len(data)] = data
         return len(data)
