@@ -300,16 +300,27 @@ class OCILayout:
                     yield f"sha256:{entry.name}"
 
     # ------------------------------------------------------------------------- writing
-    def push_blob(self, data: bytes | IO[bytes] | CheckedStream, digest: str, size: int) -> None:
+    def push_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
         """Write a blob unless present: to a temporary file, checked, then renamed."""
+        self._write_blob(data, digest, size, None)
+
+    def push_checked_blob(self, data: CheckedStream, digest: str, size: int) -> None:
+        """`push_blob` of a stream that checks itself against `digest` and `size` as it is
+        read: the bytes are hashed once, by it, and kept only once it says they verified."""
+        checked = data if (data.digest, data.size) == (digest, size) else None
+        self._write_blob(data, digest, size, checked)
+
+    def _write_blob(
+        self,
+        data: bytes | IO[bytes] | CheckedStream,
+        digest: str,
+        size: int,
+        checked: CheckedStream | None,
+    ) -> None:
         target = self._blob_path(digest)
         if target.is_file() and target.stat().st_size == size:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
-        # A stream that checks itself against this digest and size is hashed once, there.
-        checked = data if isinstance(data, CheckedStream) else None
-        if checked is not None and (checked.digest, checked.size) != (digest, size):
-            checked = None
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".partial")
         try:
             hasher = hashlib.sha256()

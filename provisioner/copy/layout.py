@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import IO
 
-from offline.oci.blobstream import BlobReader
+from offline.oci.blobstream import BlobReader, CheckedStream
 from offline.oci.digests import is_digest
 from offline.oci.layout import OCILayout
 from offline.oci.manifest import Descriptor, Manifest, Referrers, cosign_attachments_by_tag
@@ -78,6 +78,9 @@ class RepositoryView:
 
     def push_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
         self.layout.push_blob(data, digest, size)
+
+    def push_checked_blob(self, data: CheckedStream, digest: str, size: int) -> None:
+        self.layout.push_checked_blob(data, digest, size)
 
     def push_manifest(
         self, raw: bytes, media_type: str, reference: str | None = None

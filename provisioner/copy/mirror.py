@@ -15,10 +15,11 @@ What is copied, in the order that keeps anything from becoming visible before it
 3. the given tags, last.
 
 Manifests are copied as the exact bytes fetched (each checked against its digest by the
-source), blobs as the exact bytes streamed (hashed on the way through by the source reader and
-again by the sink), so no digest changes. Each manifest and blob is handled at most once per
-call. A failure to fetch an attachment raises by default; `allow_missing=True` records it in
-the report instead, kept apart from "this image has no attachments".
+source), blobs as the exact bytes streamed (hashed on the way through by the source reader, and
+again by a sink that cannot take the reader's check; a layout takes it), so no digest changes.
+Each manifest and blob is handled at most once per call. A failure to fetch an attachment
+raises by default; `allow_missing=True` records it in the report instead, kept apart from "this
+image has no attachments".
 """
 
 from __future__ import annotations
@@ -28,13 +29,19 @@ import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import IO, Any, Literal, cast
+from typing import Any, Literal
 
 from offline.errors import AirgapError
-from offline.oci.blobstream import BlobReader
+from offline.oci.blobstream import CHUNK_SIZE, BlobReader
 from offline.oci.digests import COSIGN_SUFFIXES, cosign_tag, validate_digest
 from offline.oci.manifest import MANIFEST_MEDIA_TYPES, Descriptor, Manifest
-from offline.oci.store import ImageSink, ImageSource, IndexedStore, ManifestChecker
+from offline.oci.store import (
+    CheckedBlobPusher,
+    ImageSink,
+    ImageSource,
+    IndexedStore,
+    ManifestChecker,
+)
 
 AttachmentKind = Literal["cosign-sig", "cosign-att", "cosign-sbom", "referrer"]
 ATTACHMENT_KINDS: tuple[AttachmentKind, ...] = (
@@ -404,8 +411,12 @@ class _Mirror:
         with reader:
             stream = _SourceStream(reader, self.progress)
             try:
-                # Handed over unbuffered: a buffer would copy every byte once more.
-                self.sink.push_blob(cast(IO[bytes], stream), digest, descriptor.size)
+                if isinstance(self.sink, CheckedBlobPusher):
+                    # Unbuffered, hashed once: as the source reader checks them.
+                    self.sink.push_checked_blob(stream, digest, descriptor.size)
+                else:
+                    buffered = io.BufferedReader(stream, CHUNK_SIZE)
+                    self.sink.push_blob(buffered, digest, descriptor.size)
             except AirgapError as exc:
                 if stream.failure is not None:
                     raise _SourceFailure(str(stream.failure)) from exc

@@ -229,15 +229,19 @@ def test_a_self_checking_stream_is_trusted_only_for_its_own_digest_once_verified
     blobs = layout.path / "blobs" / "sha256"
     # The stream checks itself: the wrong bytes fail at its end, nothing is kept.
     with pytest.raises(DigestMismatch, match="corrupted or replaced"):
-        layout.push_blob(BlobReader(io.BytesIO(other), digest, len(other), "src"), digest, 14)
+        layout.push_checked_blob(
+            BlobReader(io.BytesIO(other), digest, len(other), "src"), digest, 14
+        )
     # Checked against another digest than the one pushed: the layout hashes for itself.
     with pytest.raises(DigestMismatch, match=f"digest {digest}"):
-        layout.push_blob(BlobReader(io.BytesIO(data), digest, len(data), "src"), wrong, 14)
+        layout.push_checked_blob(BlobReader(io.BytesIO(data), digest, len(data), "src"), wrong, 14)
     # A stream that never says it verified its bytes is refused.
     with pytest.raises(DigestMismatch, match="not verified by its stream"):
-        layout.push_blob(_Unchecked(other, digest), digest, len(other))
+        layout.push_checked_blob(_Unchecked(other, digest), digest, len(other))
     assert list(blobs.iterdir()) == []  # no blob, no temporary file
-    layout.push_blob(BlobReader(io.BytesIO(data), digest, len(data), "src"), digest, len(data))
+    layout.push_checked_blob(
+        BlobReader(io.BytesIO(data), digest, len(data), "src"), digest, len(data)
+    )
     assert (blobs / digest.split(":", 1)[1]).read_bytes() == data
 
 
