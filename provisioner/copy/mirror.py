@@ -36,6 +36,7 @@ from offline.oci.blobstream import CHUNK_SIZE, BlobReader
 from offline.oci.digests import COSIGN_SUFFIXES, cosign_tag, validate_digest
 from offline.oci.manifest import MANIFEST_MEDIA_TYPES, Descriptor, Manifest
 from offline.oci.store import (
+    BlobClaimer,
     CheckedBlobPusher,
     ImageSink,
     ImageSource,
@@ -399,6 +400,14 @@ class _Mirror:
         with self._lock:
             if digest in self.report.blobs:
                 return
+        if isinstance(self.sink, BlobClaimer):
+            with self.sink.claim_blob(digest):
+                self._copy_absent_blob(descriptor)
+        else:
+            self._copy_absent_blob(descriptor)
+
+    def _copy_absent_blob(self, descriptor: Descriptor) -> None:
+        digest = descriptor.digest
         if self.sink.blob_exists(digest):
             self._mark_present("blobs", digest, descriptor.size)
             return

@@ -66,7 +66,7 @@ from provisioner.bundle.manifest import (
 from provisioner.bundle.sequence import next_sequence
 from provisioner.bundle.spec import BundleSpec, FileSpec, ImageSpec
 from provisioner.copy.inventory import Inventory
-from provisioner.copy.layout import DeltaView, RepositoryView
+from provisioner.copy.layout import BlobClaims, DeltaView, RepositoryView
 from provisioner.copy.mirror import MirrorReport, Progress, mirror_image
 
 # How a note about the create reaches the user (warnings; the CLI prints them on stderr).
@@ -312,6 +312,7 @@ def _carry_all(
     results: dict[int, tuple[list[ImageOutcome], list[str]]] = {}
     failures: dict[int, BaseException] = {}
     stop = threading.Event()
+    claims = BlobClaims()  # a blob two images share is fetched by one, found by the other
 
     def carry_group(positions: list[int]) -> None:
         for position in positions:
@@ -328,6 +329,7 @@ def _carry_all(
                     spec,
                     progress,
                     notes.append,
+                    claims,
                 )
             except BaseException as exc:
                 failures[position] = exc
@@ -358,11 +360,14 @@ def _carry(
     spec: BundleSpec,
     progress: Progress | None,
     note: Warn,
+    claims: BlobClaims,
 ) -> list[ImageOutcome]:
     assert ref.digest is not None
     source = sources.repository(ref)
     view: RepositoryView = (
-        DeltaView(layout, ref.name, on_target) if on_target else RepositoryView(layout, ref.name)
+        DeltaView(layout, ref.name, on_target, claims)
+        if on_target
+        else RepositoryView(layout, ref.name, claims)
     )
     roots: list[tuple[str, str | None]] = [(ref.digest, None)]
     if image.platforms:

@@ -1,17 +1,20 @@
 """`bundle create` carries several images at once: the bundle does not depend on the order in
-which the images' copies run (same index.json, same manifest content), an image given twice
-is carried once, and a failed image leaves no bundle and is the one named."""
+which the images' copies run (same index.json, same manifest content), a blob or image shared
+by several is fetched once, and a failed image leaves no bundle and is the one named."""
 
 from __future__ import annotations
 
 import random
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
 from offline.errors import AirgapError
+from offline.oci.blobstream import BlobReader
+from offline.oci.registry import Repository
 from provisioner.bundle.check import verify_bundle_dir
 from provisioner.bundle.manifest import MANIFEST_FILE, OCI_DIR
 from provisioner.create import create as create_module
@@ -24,6 +27,8 @@ from tests.bundle_sites import (
     unique_repository,
     write_spec,
 )
+from tests.image_graphs import image_of
+from tests.oci_images import push_image, random_layer
 from tests.registries import RegistryServer
 
 pytestmark = pytest.mark.slow
@@ -100,6 +105,41 @@ def test_an_image_named_twice_is_carried_once_and_listed_twice(
     assert [e.reference for e in result.manifest.images] == [first, second, by_digest]
     again = result.images[2].report
     assert again.manifests and set(again.manifests.values()) == {"present"}
+    assert verify_bundle_dir(result.path, key.public_key()).ok
+
+
+def test_a_layer_that_images_carried_at_once_share_is_fetched_once(
+    referrers_registry: RegistryServer,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    rng = random.Random(request.node.name)
+    base = random_layer(rng, 256 * 1024)[0]
+    references = []
+    with referrers_registry.client() as registry:
+        for i in range(4):  # four images (four digests), one base layer
+            image = image_of(rng, [base, random_layer(rng, 2048)[0]], ("linux", "amd64"))
+            repository = unique_repository(request, f"app{i}")
+            push_image(registry.repository(repository), image, "v1")
+            references.append(f"{referrers_registry.host}/{repository}:v1")
+    spec = write_spec(tmp_path / "spec.yaml", images=references)
+    _, key = operator_key(tmp_path)
+    fetched: Counter[str] = Counter()
+    real_open = Repository.open_blob
+
+    def open_blob(self: Repository, digest: str, size: int | None = None) -> BlobReader:
+        fetched[digest] += 1
+        time.sleep(0.05)  # every image asks for the base before any copy of it ends
+        return real_open(self, digest, size)
+
+    monkeypatch.setattr(Repository, "open_blob", open_blob)
+    monkeypatch.setattr(create_module, "IMAGE_JOBS", 4)
+    result = create(spec, tmp_path / "out", key, registry_options(referrers_registry))
+
+    assert fetched[base.digest] == 1
+    assert max(fetched.values()) == 1
+    assert [r.blobs[base.digest] for r in (o.report for o in result.images)].count("copied") == 1
     assert verify_bundle_dir(result.path, key.public_key()).ok
 
 
