@@ -338,8 +338,14 @@ def _carry_all(
             results[position] = (outcomes, notes)
 
     with ThreadPoolExecutor(max_workers=IMAGE_JOBS) as pool:
-        for future in [pool.submit(carry_group, positions) for positions in groups.values()]:
-            future.result()
+        futures = [pool.submit(carry_group, positions) for positions in groups.values()]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:  # interrupted (Ctrl-C): start no further image
+            stop.set()
+            pool.shutdown(cancel_futures=True)
+            raise
     if failures:
         raise failures[min(failures)]
     outcomes: list[ImageOutcome] = []
