@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from types import TracebackType
-from typing import IO, Protocol, runtime_checkable
+from typing import IO, Protocol
 
 from offline.oci.digests import DigestMismatch, validate_digest
 
@@ -23,7 +23,6 @@ class RawStream(Protocol):
     def close(self) -> None: ...
 
 
-@runtime_checkable
 class CheckedStream(Protocol):
     """A stream that checks what it hands out against `digest` and `size` as it is read (a
     BlobReader, or a wrapper passing its reads through unchanged): `verified` is true once a
