@@ -25,6 +25,21 @@ class RawStream(Protocol):
     def close(self) -> None: ...
 
 
+class CheckedStream(Protocol):
+    """A stream that checks what it hands out against `digest` and `size` as it is read (a
+    BlobReader, or a wrapper passing its reads through unchanged): `verified` is true once a
+    read returned b"" with both right. A sink that stores exactly the bytes it read from one
+    need not hash them again; it must still see `verified` before it keeps them."""
+
+    digest: str
+    size: int | None
+
+    @property
+    def verified(self) -> bool: ...
+
+    def read(self, n: int = -1, /) -> bytes: ...
+
+
 class BlobReader:
     """A read-only stream over `raw` that is checked against `digest` (and `size` if known)."""
 

@@ -31,7 +31,7 @@ from typing import IO, Any
 from offline.atomicfile import atomic_write, fsync_dir
 from offline.errors import AirgapError, UsageError
 from offline.inputs import open_regular
-from offline.oci.blobstream import CHUNK_SIZE, BlobReader
+from offline.oci.blobstream import CHUNK_SIZE, BlobReader, CheckedStream
 from offline.oci.digests import (
     DigestMismatch,
     fallback_tag,
@@ -302,6 +302,21 @@ class OCILayout:
     # ------------------------------------------------------------------------- writing
     def push_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
         """Write a blob unless present: to a temporary file, checked, then renamed."""
+        self._write_blob(data, digest, size, None)
+
+    def push_checked_blob(self, data: CheckedStream, digest: str, size: int) -> None:
+        """`push_blob` of a stream that checks itself against `digest` and `size` as it is
+        read: the bytes are hashed once, by it, and kept only once it says they verified."""
+        checked = data if (data.digest, data.size) == (digest, size) else None
+        self._write_blob(data, digest, size, checked)
+
+    def _write_blob(
+        self,
+        data: bytes | IO[bytes] | CheckedStream,
+        digest: str,
+        size: int,
+        checked: CheckedStream | None,
+    ) -> None:
         target = self._blob_path(digest)
         if target.is_file() and target.stat().st_size == size:
             return
@@ -317,11 +332,15 @@ class OCILayout:
                         raise DigestMismatch(
                             f"{self.location}: blob {digest} source is longer than {size}"
                         )
-                    hasher.update(chunk)
+                    if checked is None:
+                        hasher.update(chunk)
                     out.write(chunk)
                 out.flush()
                 os.fsync(out.fileno())
-            actual = f"sha256:{hasher.hexdigest()}"
+            if checked is not None:
+                actual = digest if checked.verified else "(not verified by its stream)"
+            else:
+                actual = f"sha256:{hasher.hexdigest()}"
             if written != size or actual != digest:
                 raise DigestMismatch(
                     f"{self.location}: blob {digest} source has {written} bytes and digest "
@@ -392,6 +411,17 @@ class OCILayout:
         with self._locked():
             self._set_entry(descriptor, ref_name)
 
+    def sort_index(self) -> None:
+        """Put the entries of index.json in one fixed order (untagged first, then by ref name;
+        then by digest): entries added concurrently give the same file as one after another."""
+        with self._locked():
+            document = self._read_index()
+            entries: list[Any] = list(document.get("manifests", []))
+            ordered = sorted(entries, key=_entry_order)
+            if ordered != entries:
+                document["manifests"] = ordered
+                atomic_write(self.path / INDEX_FILE, _dumps(document))
+
     def _set_entry(self, descriptor: Descriptor, ref_name: str | None) -> None:
         """index.json update; the caller holds the lock."""
         document = self._read_index()
@@ -424,6 +454,15 @@ def _ref_name(entry: object) -> str | None:
     return name if isinstance(name, str) else None
 
 
+def _entry_order(entry: object) -> tuple[str, str, str]:
+    digest = entry.get("digest") if isinstance(entry, dict) else None
+    return (
+        _ref_name(entry) or "",
+        digest if isinstance(digest, str) else "",
+        json.dumps(entry, sort_keys=True),
+    )
+
+
 def _match_ref_name(entries: list[Descriptor], reference: str) -> list[Descriptor]:
     """Entries named `reference`: exactly, else as the same image reference, else by tag."""
     named = [e for e in entries if ANNOTATION_REF_NAME in e.annotations]
@@ -454,7 +493,7 @@ def _tag_of(name: str) -> str | None:
     return tag if sep and "/" not in tag and head else None
 
 
-def _chunks(data: bytes | IO[bytes]) -> Iterator[bytes]:
+def _chunks(data: bytes | IO[bytes] | CheckedStream) -> Iterator[bytes]:
     if isinstance(data, bytes):
         yield data
         return

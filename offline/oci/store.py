@@ -20,6 +20,8 @@ treatment as the real store, and one that lacks it gets the plain path:
 - `ManifestChecker`: whether a manifest is present, by digest (HEAD in a registry).
 - `BlobMounter`: link a blob from another repository of the same registry, no bytes sent.
 - `AbsentBlobPusher`: upload a blob the caller has just found absent, without asking again.
+- `CheckedBlobPusher`: store a blob from a stream that checks itself, without hashing again.
+- `BlobClaimer`: one copy of a blob at a time when several images are copied into it at once.
 - `ReferrersProber`: ask the registry whether it serves the OCI 1.1 referrers API.
 - `IndexedStore`: a store whose images are found only through its index (an OCI layout's
   index.json): a manifest stored there but not listed is invisible to other tools.
@@ -30,9 +32,10 @@ These are runtime protocols: `isinstance` checks that the methods exist, not the
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from typing import IO, Protocol, runtime_checkable
 
-from offline.oci.blobstream import BlobReader
+from offline.oci.blobstream import BlobReader, CheckedStream
 from offline.oci.manifest import Descriptor, Manifest, Referrers
 
 
@@ -121,6 +124,23 @@ class AbsentBlobPusher(Protocol):
 
 
 @runtime_checkable
+class CheckedBlobPusher(Protocol):
+    def push_checked_blob(self, data: CheckedStream, digest: str, size: int) -> None:
+        """`push_blob` of a stream that checks its bytes against `digest` and `size` as they
+        are read (a BlobReader): a store that keeps exactly what it read need not hash again,
+        and takes the bytes in whatever pieces they arrive."""
+        ...
+
+
+@runtime_checkable
+class BlobClaimer(Protocol):
+    def claim_blob(self, digest: str) -> AbstractContextManager[None]:
+        """Held while a copy checks for blob `digest` and writes it: another copy into the same
+        store at the same time waits, then finds it there, instead of fetching it again."""
+        ...
+
+
+@runtime_checkable
 class ReferrersProber(Protocol):
     def has_referrers_api(self, digest: str) -> bool:
         """Whether the store serves the OCI 1.1 referrers API, asked about `digest`."""
@@ -136,7 +156,9 @@ class IndexedStore(Protocol):
 
 __all__ = [
     "AbsentBlobPusher",
+    "BlobClaimer",
     "BlobMounter",
+    "CheckedBlobPusher",
     "ImageSink",
     "ImageSource",
     "IndexedStore",

@@ -15,20 +15,45 @@ mirroring into it leaves them out of the bundle.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from typing import IO
 
-from offline.oci.blobstream import BlobReader
+from offline.oci.blobstream import BlobReader, CheckedStream
 from offline.oci.digests import is_digest
 from offline.oci.layout import OCILayout
 from offline.oci.manifest import Descriptor, Manifest, Referrers, cosign_attachments_by_tag
 
 
-class RepositoryView:
-    """ImageSource and ImageSink over `layout` for the images of `repository`."""
+class BlobClaims:
+    """The blobs being copied into one layout by several copies at once (one view per image):
+    a second copy of a blob waits for the first, then finds it present (or, when the first
+    failed, copies it itself). A claim covers one blob's check and write, nothing else, so
+    no two claims ever wait for each other."""
 
-    def __init__(self, layout: OCILayout, repository: str) -> None:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._blobs: dict[str, threading.Lock] = {}
+
+    @contextlib.contextmanager
+    def claim(self, digest: str) -> Iterator[None]:
+        with self._lock:
+            blob = self._blobs.setdefault(digest, threading.Lock())
+        with blob:
+            yield
+
+
+class RepositoryView:
+    """ImageSource and ImageSink over `layout` for the images of `repository`; views of one
+    layout that copy at the same time share `claims`."""
+
+    def __init__(
+        self, layout: OCILayout, repository: str, claims: BlobClaims | None = None
+    ) -> None:
         self.layout = layout
         self.repository = repository
+        self.claims = claims if claims is not None else BlobClaims()
 
     @property
     def location(self) -> str:
@@ -79,6 +104,12 @@ class RepositoryView:
     def push_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
         self.layout.push_blob(data, digest, size)
 
+    def claim_blob(self, digest: str) -> contextlib.AbstractContextManager[None]:
+        return self.claims.claim(digest)
+
+    def push_checked_blob(self, data: CheckedStream, digest: str, size: int) -> None:
+        self.layout.push_checked_blob(data, digest, size)
+
     def push_manifest(
         self, raw: bytes, media_type: str, reference: str | None = None
     ) -> Descriptor:
@@ -93,8 +124,14 @@ class RepositoryView:
 class DeltaView(RepositoryView):
     """A RepositoryView in which the blobs of `on_target` count as present (not copied)."""
 
-    def __init__(self, layout: OCILayout, repository: str, on_target: frozenset[str]) -> None:
-        super().__init__(layout, repository)
+    def __init__(
+        self,
+        layout: OCILayout,
+        repository: str,
+        on_target: frozenset[str],
+        claims: BlobClaims | None = None,
+    ) -> None:
+        super().__init__(layout, repository, claims)
         self.on_target = on_target
 
     def blob_exists(self, digest: str) -> bool:

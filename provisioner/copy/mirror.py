@@ -15,10 +15,11 @@ What is copied, in the order that keeps anything from becoming visible before it
 3. the given tags, last.
 
 Manifests are copied as the exact bytes fetched (each checked against its digest by the
-source), blobs as the exact bytes streamed (hashed on the way through by the source reader and
-again by the sink), so no digest changes. Each manifest and blob is handled at most once per
-call. A failure to fetch an attachment raises by default; `allow_missing=True` records it in
-the report instead, kept apart from "this image has no attachments".
+source), blobs as the exact bytes streamed (hashed on the way through by the source reader, and
+again by a sink that cannot take the reader's check; a layout takes it), so no digest changes.
+Each manifest and blob is handled at most once per call. A failure to fetch an attachment
+raises by default; `allow_missing=True` records it in the report instead, kept apart from "this
+image has no attachments".
 """
 
 from __future__ import annotations
@@ -34,7 +35,14 @@ from offline.errors import AirgapError
 from offline.oci.blobstream import CHUNK_SIZE, BlobReader
 from offline.oci.digests import COSIGN_SUFFIXES, cosign_tag, validate_digest
 from offline.oci.manifest import MANIFEST_MEDIA_TYPES, Descriptor, Manifest
-from offline.oci.store import ImageSink, ImageSource, IndexedStore, ManifestChecker
+from offline.oci.store import (
+    BlobClaimer,
+    CheckedBlobPusher,
+    ImageSink,
+    ImageSource,
+    IndexedStore,
+    ManifestChecker,
+)
 
 AttachmentKind = Literal["cosign-sig", "cosign-att", "cosign-sbom", "referrer"]
 ATTACHMENT_KINDS: tuple[AttachmentKind, ...] = (
@@ -392,6 +400,14 @@ class _Mirror:
         with self._lock:
             if digest in self.report.blobs:
                 return
+        if isinstance(self.sink, BlobClaimer):
+            with self.sink.claim_blob(digest):
+                self._copy_absent_blob(descriptor)
+        else:
+            self._copy_absent_blob(descriptor)
+
+    def _copy_absent_blob(self, descriptor: Descriptor) -> None:
+        digest = descriptor.digest
         if self.sink.blob_exists(digest):
             self._mark_present("blobs", digest, descriptor.size)
             return
@@ -404,7 +420,12 @@ class _Mirror:
         with reader:
             stream = _SourceStream(reader, self.progress)
             try:
-                self.sink.push_blob(io.BufferedReader(stream, CHUNK_SIZE), digest, descriptor.size)
+                if isinstance(self.sink, CheckedBlobPusher):
+                    # Unbuffered, hashed once: as the source reader checks them.
+                    self.sink.push_checked_blob(stream, digest, descriptor.size)
+                else:
+                    buffered = io.BufferedReader(stream, CHUNK_SIZE)
+                    self.sink.push_blob(buffered, digest, descriptor.size)
             except AirgapError as exc:
                 if stream.failure is not None:
                     raise _SourceFailure(str(stream.failure)) from exc
@@ -449,14 +470,22 @@ class _Mirror:
 
 class _SourceStream(io.RawIOBase):
     """A source blob as a file object for the sink, remembering a failure of the source (so a
-    corrupt or truncated source is told apart from a sink that refused). Seekable when the
-    source is (a file): a sink can then stream it and read a part again to resume."""
+    corrupt or truncated source is told apart from a sink that refused). Reads pass the
+    reader's bytes through unchanged (short reads, as a socket gives them), so it is a
+    CheckedStream: a sink that stores what it reads need not hash the bytes again. Seekable
+    when the source is (a file): a sink can then stream it and read a part again to resume."""
 
     def __init__(self, reader: BlobReader, progress: Progress | None) -> None:
         super().__init__()
         self._reader = reader
         self._progress = progress
         self.failure: AirgapError | None = None
+        self.digest = reader.digest
+        self.size = reader.size
+
+    @property
+    def verified(self) -> bool:
+        return self._reader.verified
 
     def readable(self) -> bool:
         return True
@@ -473,6 +502,16 @@ class _SourceStream(io.RawIOBase):
         except AirgapError as exc:
             self.failure = exc
             raise
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        try:
+            data = self._reader.read(-1 if size is None else size)
+        except AirgapError as exc:
+            self.failure = exc
+            raise
+        if data and self._progress is not None:
+            self._progress("bytes", self._reader.digest, len(data))
+        return data
 
     def readinto(self, buffer: Any) -> int:
         try:

@@ -27,7 +27,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -64,11 +66,15 @@ from provisioner.bundle.manifest import (
 from provisioner.bundle.sequence import next_sequence
 from provisioner.bundle.spec import BundleSpec, FileSpec, ImageSpec
 from provisioner.copy.inventory import Inventory
-from provisioner.copy.layout import DeltaView, RepositoryView
+from provisioner.copy.layout import BlobClaims, DeltaView, RepositoryView
 from provisioner.copy.mirror import MirrorReport, Progress, mirror_image
 
 # How a note about the create reaches the user (warnings; the CLI prints them on stderr).
 Warn = Callable[[str], None]
+# Images carried at once. One image waits on one round trip or fsync after another (its
+# manifests, attachment listings and index entries go in order); several at once keep the
+# link and the disk busy. The blobs of each manifest are copied mirror.BLOB_JOBS at a time.
+IMAGE_JOBS = 4
 
 
 class CreateError(AirgapError):
@@ -179,7 +185,9 @@ def _create(
     sequence: int | None,
 ) -> CreateResult:
     with Sources(options) as sources:
-        resolved = [_resolve(sources, image) for image in spec.images]
+        with ThreadPoolExecutor(max_workers=IMAGE_JOBS) as pool:
+            # One round trip per tag, all at once; the first failure in spec order is raised.
+            resolved = list(pool.map(lambda image: _resolve(sources, image), spec.images))
         if spec.verify is not None:
             _verify_images(spec, resolved, sources)
         charts = _charts(spec, resolved, partial, helm, options)
@@ -188,9 +196,10 @@ def _create(
         # Referrers are listed in index.json as they are written: no need to scan every blob.
         layout = OCILayout.create(partial / OCI_DIR, scan_blobs=False)
         on_target = frozenset(since.blobs) if since is not None else frozenset()
-        outcomes: list[ImageOutcome] = []
-        for image, ref in zip(spec.images, resolved, strict=True):
-            outcomes += _carry(sources, layout, image, ref, on_target, spec, progress, note)
+        outcomes = _carry_all(sources, layout, spec, resolved, on_target, progress, note)
+        # Written in the order the images' copies happened to end: the same content gives
+        # the same index.json (and so the same manifest) whatever that order was.
+        layout.sort_index()
 
     entries = [_image_entry(layout, o) for o in outcomes]
     blobs, left_out = _blob_lists(layout, entries, since)
@@ -282,6 +291,72 @@ def _verify_images(spec: BundleSpec, resolved: list[ImageRef], sources: Sources)
         )
 
 
+def _carry_all(
+    sources: Sources,
+    layout: OCILayout,
+    spec: BundleSpec,
+    resolved: list[ImageRef],
+    on_target: frozenset[str],
+    progress: Progress | None,
+    note: Warn,
+) -> list[ImageOutcome]:
+    """Every image of the spec into `layout`, IMAGE_JOBS images at a time; the outcomes and
+    notes in spec order. Images of one digest are carried by one job, one after the other, so
+    no two jobs write the same attachments (a fallback index lists them in the order one job
+    found them). After a failure no further image is started; the running ones end, and the
+    failure of the first image in spec order is raised."""
+    groups: dict[str, list[int]] = {}
+    for position, ref in enumerate(resolved):
+        assert ref.digest is not None
+        groups.setdefault(ref.digest, []).append(position)
+    results: dict[int, tuple[list[ImageOutcome], list[str]]] = {}
+    failures: dict[int, BaseException] = {}
+    stop = threading.Event()
+    claims = BlobClaims()  # a blob two images share is fetched by one, found by the other
+
+    def carry_group(positions: list[int]) -> None:
+        for position in positions:
+            if stop.is_set():
+                return
+            notes: list[str] = []
+            try:
+                outcomes = _carry(
+                    sources,
+                    layout,
+                    spec.images[position],
+                    resolved[position],
+                    on_target,
+                    spec,
+                    progress,
+                    notes.append,
+                    claims,
+                )
+            except BaseException as exc:
+                failures[position] = exc
+                stop.set()
+                return
+            results[position] = (outcomes, notes)
+
+    with ThreadPoolExecutor(max_workers=IMAGE_JOBS) as pool:
+        futures = [pool.submit(carry_group, positions) for positions in groups.values()]
+        try:
+            for future in futures:
+                future.result()
+        except BaseException:  # interrupted (Ctrl-C): start no further image
+            stop.set()
+            pool.shutdown(cancel_futures=True)
+            raise
+    if failures:
+        raise failures[min(failures)]
+    outcomes: list[ImageOutcome] = []
+    for position in range(len(resolved)):
+        carried, notes = results[position]
+        outcomes += carried
+        for message in notes:
+            note(message)
+    return outcomes
+
+
 def _carry(
     sources: Sources,
     layout: OCILayout,
@@ -291,11 +366,14 @@ def _carry(
     spec: BundleSpec,
     progress: Progress | None,
     note: Warn,
+    claims: BlobClaims,
 ) -> list[ImageOutcome]:
     assert ref.digest is not None
     source = sources.repository(ref)
     view: RepositoryView = (
-        DeltaView(layout, ref.name, on_target) if on_target else RepositoryView(layout, ref.name)
+        DeltaView(layout, ref.name, on_target, claims)
+        if on_target
+        else RepositoryView(layout, ref.name, claims)
     )
     roots: list[tuple[str, str | None]] = [(ref.digest, None)]
     if image.platforms:

@@ -4,6 +4,7 @@ skopeo both ways."""
 
 from __future__ import annotations
 
+import io
 import json
 import random
 import shutil
@@ -13,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from offline.errors import UsageError, VerificationFailure
+from offline.oci.blobstream import BlobReader
 from offline.oci.digests import DigestMismatch, cosign_tag, fallback_tag, sha256_digest
 from offline.oci.layout import OCILayout
 from offline.oci.manifest import (
@@ -204,6 +206,59 @@ def test_writes_check_digests(layout: OCILayout, tmp_path: Path) -> None:
         layout.push_manifest(b'{"schemaVersion":2}', OCI_MANIFEST, wrong)
     with pytest.raises(UsageError, match="pushed as"):
         layout.push_manifest(json.dumps({"mediaType": OCI_INDEX}).encode(), OCI_MANIFEST)
+
+
+class _Unchecked:
+    """A stream claiming a digest and size that never checks them (verified stays False)."""
+
+    def __init__(self, data: bytes, digest: str) -> None:
+        self._stream = io.BytesIO(data)
+        self.digest = digest
+        self.size: int | None = len(data)
+        self.verified = False
+
+    def read(self, n: int = -1, /) -> bytes:
+        return self._stream.read(n)
+
+
+def test_a_self_checking_stream_is_trusted_only_for_its_own_digest_once_verified(
+    layout: OCILayout,
+) -> None:
+    data, other = b"the real layer", b"another layer!"  # the same length
+    digest, wrong = sha256_digest(data), sha256_digest(other)
+    blobs = layout.path / "blobs" / "sha256"
+    # The stream checks itself: the wrong bytes fail at its end, nothing is kept.
+    with pytest.raises(DigestMismatch, match="corrupted or replaced"):
+        layout.push_checked_blob(
+            BlobReader(io.BytesIO(other), digest, len(other), "src"), digest, 14
+        )
+    # Checked against another digest than the one pushed: the layout hashes for itself.
+    with pytest.raises(DigestMismatch, match=f"digest {digest}"):
+        layout.push_checked_blob(BlobReader(io.BytesIO(data), digest, len(data), "src"), wrong, 14)
+    # A stream that never says it verified its bytes is refused.
+    with pytest.raises(DigestMismatch, match="not verified by its stream"):
+        layout.push_checked_blob(_Unchecked(other, digest), digest, len(other))
+    assert list(blobs.iterdir()) == []  # no blob, no temporary file
+    layout.push_checked_blob(
+        BlobReader(io.BytesIO(data), digest, len(data), "src"), digest, len(data)
+    )
+    assert (blobs / digest.split(":", 1)[1]).read_bytes() == data
+
+
+def test_sorting_the_index_gives_one_order_whatever_the_order_of_writes(
+    tmp_path: Path, rng: random.Random
+) -> None:
+    images = [make_image(rng) for _ in range(3)]
+    files = []
+    for number, order in enumerate(([0, 1, 2], [2, 0, 1])):
+        layout = OCILayout.create(tmp_path / f"layout{number}")
+        for i in order:
+            push_image(layout, images[i], f"app:v{i}")
+            layout.add_to_index(images[i].descriptor, None)
+        layout.sort_index()
+        files.append((layout.path / "index.json").read_bytes())
+        assert {e.digest for e in layout.entries()} == {i.digest for i in images}
+    assert files[0] == files[1]
 
 
 def test_referrers(layout: OCILayout, rng: random.Random) -> None:
