@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 
 from offline.errors import VerificationFailure
 from offline.inputs import decode_json
+from offline.record import Record
 from offline.sigstore.model import SigstoreBundle
 from offline.tlog.entry_message import TransparencyLogEntry
 from offline.trust.root import PublicKey
@@ -31,12 +31,14 @@ class EntryMismatch(VerificationFailure):
     """The log entry is about something other than this bundle."""
 
 
-@dataclass(frozen=True)
-class Signer:
+class Signer(Record):
     """Who signed: a leaf certificate (keyless) or a bare public key (managed key)."""
 
-    public_key: PublicKey
-    certificate: x509.Certificate | None = None
+    __slots__ = ("certificate", "public_key")
+
+    def __init__(self, public_key: PublicKey, certificate: x509.Certificate | None = None) -> None:
+        self.public_key = public_key
+        self.certificate = certificate
 
     def matches_pem(self, pem: bytes) -> bool:
         """Whether a PEM certificate or key recorded in the log is this signer."""
