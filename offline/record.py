@@ -11,7 +11,7 @@ class costs.
 
 from __future__ import annotations
 
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Self
 
 
 class Record:
@@ -33,13 +33,15 @@ class Record:
         cls._fields = (*cls._fields, *((own,) if isinstance(own, str) else own))
         cls._compared = tuple(name for name in cls._fields if name not in cls._uncompared)
 
-    def __setattr__(self, name: str, value: object) -> None:
-        if hasattr(self, name):
-            raise AttributeError(f"{type(self).__name__}.{name} is set once, by __init__")
-        object.__setattr__(self, name, value)
+    if not TYPE_CHECKING:  # mypy still checks each assignment against the class's fields
 
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__}.{name} cannot be deleted")
+        def __setattr__(self, name: str, value: object) -> None:
+            if hasattr(self, name):
+                raise AttributeError(f"{type(self).__name__}.{name} is set once, by __init__")
+            object.__setattr__(self, name, value)
+
+        def __delattr__(self, name: str) -> None:
+            raise AttributeError(f"{type(self).__name__}.{name} cannot be deleted")
 
     def _values(self) -> tuple[object, ...]:
         return tuple(getattr(self, name) for name in self._compared)
