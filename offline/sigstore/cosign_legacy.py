@@ -19,11 +19,11 @@ import json
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from offline.errors import VerificationFailure
 from offline.oci.manifest import Descriptor
 from offline.record import Record
+from offline.trust.key_encoding import Encoding
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
@@ -183,7 +183,7 @@ def to_sigstore_bundle(legacy: LegacySignature) -> dict[str, Any]:
     """The v0.1 Sigstore bundle that says what the legacy layer says."""
     material: dict[str, Any] = {}
     if legacy.certificate is not None:
-        der = legacy.certificate.public_bytes(serialization.Encoding.DER)
+        der = legacy.certificate.public_bytes(Encoding.DER)
         # Only the leaf: trust anchors come from the trusted root, never from the registry.
         material["x509CertificateChain"] = {
             "certificates": [{"rawBytes": base64.b64encode(der).decode()}]

@@ -21,11 +21,12 @@ from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
 from offline.errors import UsageError, VerificationFailure
 from offline.record import Record
+from offline.trust.key_encoding import raw_public_bytes
 from offline.trust.root import PublicKey
 
 EM_DASH = "\u2014"
@@ -250,7 +251,7 @@ def der_key_id(public_key_der: bytes) -> bytes:
 
 
 def _raw_ed25519(key: ed25519.Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw_public_bytes(key)
 
 
 def _check_name(name: str) -> None:

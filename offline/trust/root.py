@@ -20,12 +20,12 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
 from offline.errors import AirgapError, UsageError
 from offline.inputs import parse_json_object, read_input
 from offline.record import Record
+from offline.trust.key_encoding import load_der_public_key
 
 TRUSTED_ROOT_MEDIA_TYPES = frozenset(
     {
@@ -217,7 +217,7 @@ def _b64(value: Any, where: str) -> bytes:
 
 def load_public_key(der: bytes, where: str) -> PublicKey:
     try:
-        key = serialization.load_der_public_key(der)
+        key = load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise UsageError(f"{where}: not a DER public key ({exc})") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):

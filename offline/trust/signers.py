@@ -18,10 +18,10 @@ import re
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from offline.record import Record
+from offline.trust.key_encoding import spki_der
 from offline.trust.root import PublicKey
 
 SAN_OTHERNAME_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
@@ -62,7 +62,7 @@ class SignerRule(Record):
             if has_issuer or has_subject:
                 raise ValueError("a signer is a key or an identity, not both")
             if key_spki is None:
-                key_spki = _spki(public_key)
+                key_spki = spki_der(public_key)
         else:
             if not (has_issuer and has_subject):
                 raise ValueError("a keyless signer needs an issuer and a subject")
@@ -114,7 +114,7 @@ class SignerRule(Record):
         if self.key_spki is None:
             return False
         try:
-            return _spki(public_key) == self.key_spki
+            return spki_der(public_key) == self.key_spki
         except (ValueError, TypeError):
             return False
 
@@ -224,9 +224,3 @@ def _matches(value: str, exact: str | None, pattern: re.Pattern[str] | None) -> 
 
 def _pattern(pattern: re.Pattern[str] | None) -> str:
     return repr(pattern.pattern) if pattern is not None else "(anything)"
-
-
-def _spki(public_key: PublicKeyTypes) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
