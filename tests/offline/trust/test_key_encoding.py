@@ -10,10 +10,11 @@ import sys
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
 from offline.trust import key_encoding
 
-KEYS = {
+KEYS: dict[str, PublicKeyTypes] = {
     "p256": ec.generate_private_key(ec.SECP256R1()).public_key(),
     "ed25519": ed25519.Ed25519PrivateKey.generate().public_key(),
     "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048).public_key(),
