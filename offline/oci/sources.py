@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from offline.errors import UsageError
 from offline.oci.imageref import (
@@ -24,13 +25,17 @@ from offline.oci.imageref import (
     normalize_registry,
     parse_reference,
 )
-from offline.oci.layout import OCILayout
 from offline.oci.manifest import Descriptor
-from offline.oci.registry import Registry, Repository
-from offline.oci.registry_auth import Credentials
-from offline.oci.registry_http import RetryPolicy, Timeouts
 from offline.oci.store import ImageSource
 from offline.record import Record
+
+# A registry's client (http.client, ssl) and a layout's code are imported by the first image
+# that needs them: verifying an oci: layout reaches no registry, and the reverse.
+if TYPE_CHECKING:
+    from offline.oci.layout import OCILayout
+    from offline.oci.registry import Registry, Repository
+    from offline.oci.registry_auth import Credentials
+    from offline.oci.registry_http import RetryPolicy, Timeouts
 
 
 class RegistryOptions(Record):
@@ -101,6 +106,8 @@ class Sources:
     def registry(self, host: str) -> Registry:
         with self._lock:
             if host not in self._registries:
+                from offline.oci.registry import Registry
+
                 self._registries[host] = Registry(
                     host,
                     credentials=self.options.credentials.get(host),
@@ -131,6 +138,8 @@ class Sources:
     def layout(self, path: Path) -> OCILayout:
         with self._lock:
             if path not in self._layouts:
+                from offline.oci.layout import OCILayout
+
                 self._layouts[path] = OCILayout(path)
             return self._layouts[path]
 
