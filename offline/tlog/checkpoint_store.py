@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from offline.datadir import user_data_dir
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from offline.inputs import MAX_INPUT_SIZE, open_regular
 from offline.record import Record
@@ -114,9 +115,7 @@ def default_checkpoint_dir() -> Path:
     env = os.environ.get(STORE_ENV)
     if env:
         return Path(env)
-    from platformdirs import user_data_path
-
-    return user_data_path("airgap") / "checkpoints"
+    return user_data_dir() / "checkpoints"
 
 
 def _signed_head(note: str, log: LogInstance) -> tuple[str, int, bytes]:

@@ -22,6 +22,7 @@ from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from offline.datadir import user_data_dir
 from offline.errors import AirgapError, UsageError
 from offline.inputs import parse_json_object, read_input
 from offline.record import Record
@@ -305,9 +306,7 @@ def load_trusted_root(path: str | Path) -> TrustedRoot:
 
 
 def _data_dir_trusted_root() -> Path:
-    from platformdirs import user_data_path
-
-    return user_data_path("airgap") / "trusted_root.json"
+    return user_data_dir() / "trusted_root.json"
 
 
 def locate_trusted_root(given: Path | None) -> Path | None:
