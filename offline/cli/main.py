@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from offline.cli.options import flag_remedy
+from offline.cli.parser import ArgumentParser
 from offline.errors import AirgapError
 
 Handler = Callable[[argparse.Namespace], int]
@@ -35,7 +36,7 @@ def build_parser(
     extensions: Sequence[Extension] = (), only: str | None = None
 ) -> argparse.ArgumentParser:
     """The whole parser; with `only` (one of COMMANDS), a parser of that command alone."""
-    parser = argparse.ArgumentParser(
+    parser = ArgumentParser(
         prog="airgap",
         description="Private Sigstore for disconnected networks: carry, install, verify offline.",
     )

@@ -12,12 +12,12 @@ apart from "nothing there", so a broken registry never reads as an unsigned imag
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from offline.errors import AirgapError, UsageError
 from offline.oci.manifest import Descriptor, NotFound, Referrers, fetch_blob_bytes
 from offline.oci.store import ImageSource
+from offline.record import Record
 from offline.sigstore.cosign_legacy import LegacySignature, read_layer, to_sigstore_bundle
 from offline.sigstore.verify import Artifact
 
@@ -35,23 +35,39 @@ MAX_ATTACHMENT_BYTES = 64 * 1024 * 1024  # SBOMs can be large; signatures never 
 Kind = Literal["signature", "attestation", "bundle"]
 
 
-@dataclass(frozen=True)
-class Candidate:
+class Candidate(Record):
     """A bundle to verify, what it must be about, and where it was found."""
 
-    kind: Kind  # "bundle": a cosign v3 bundle, a signature or an attestation once verified
-    origin: str
-    bundle: dict[str, Any]
-    artifact: Artifact
-    layer_digest: str = ""  # the blob the bundle came from: what a proof referrer names
-    legacy: LegacySignature | None = None
+    __slots__ = ("artifact", "bundle", "kind", "layer_digest", "legacy", "origin")
+
+    def __init__(
+        self,
+        kind: Kind,
+        origin: str,
+        bundle: dict[str, Any],
+        artifact: Artifact,
+        layer_digest: str = "",
+        legacy: LegacySignature | None = None,
+    ) -> None:
+        # "bundle": a cosign v3 bundle, a signature or an attestation once verified
+        self.kind = kind
+        self.origin = origin
+        self.bundle = bundle
+        self.artifact = artifact
+        # the blob the bundle came from: what a proof referrer names
+        self.layer_digest = layer_digest
+        self.legacy = legacy
 
 
-@dataclass
 class Attachments:
-    candidates: list[Candidate] = field(default_factory=list)
-    fetch_errors: list[str] = field(default_factory=list)
-    places: list[str] = field(default_factory=list)
+    """What discovery found for one manifest, and what it could not fetch."""
+
+    __slots__ = ("candidates", "fetch_errors", "places")
+
+    def __init__(self) -> None:
+        self.candidates: list[Candidate] = []
+        self.fetch_errors: list[str] = []
+        self.places: list[str] = []
 
 
 def discover(source: ImageSource, digest: str) -> Attachments:

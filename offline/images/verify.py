@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -24,6 +23,7 @@ from offline.images.attestation_manifests import (
 from offline.oci.manifest import IMAGE_MANIFESTS, INDEXES, Descriptor, Manifest
 from offline.oci.sources import Sources
 from offline.oci.store import ImageSource
+from offline.record import Record
 from offline.sigstore.model import parse_bundle
 from offline.sigstore.verify import BundleResult, SignerPolicy, verify_bundle
 from offline.tlog.entry import VerifiedEntry
@@ -32,48 +32,69 @@ from offline.tlog.witness import WitnessPolicy
 from offline.trust.root import TrustedRoot
 
 
-@dataclass(frozen=True)
-class AttestationRequirement:
+class AttestationRequirement(Record):
     """An attestation that must be present, signed by an accepted signer, and hold."""
 
-    predicate_type: str
-    check: Callable[[dict[str, Any]], list[str]]  # violations of the statement; empty = holds
-    label: str = ""
+    __slots__ = ("check", "label", "predicate_type")
+
+    def __init__(
+        self, predicate_type: str, check: Callable[[dict[str, Any]], list[str]], label: str = ""
+    ) -> None:
+        self.predicate_type = predicate_type
+        # violations of the statement; empty = holds
+        self.check = check
+        self.label = label
 
     @property
     def name(self) -> str:
         return self.label or self.predicate_type
 
 
-@dataclass(frozen=True)
-class ImageRequirements:
-    signers: SignerPolicy
-    attestations: Sequence[AttestationRequirement] = ()
-    require_tlog: bool = True
-    max_checkpoint_age: timedelta | None = None
-    # how old the newest pinned checkpoint of an entry's log (and tree) is; None: none pinned
-    checkpoint_age: Callable[[VerifiedEntry], timedelta | None] | None = None
+class ImageRequirements(Record):
+    __slots__ = ("attestations", "checkpoint_age", "max_checkpoint_age", "require_tlog", "signers")
+
+    def __init__(
+        self,
+        signers: SignerPolicy,
+        attestations: Sequence[AttestationRequirement] = (),
+        require_tlog: bool = True,
+        max_checkpoint_age: timedelta | None = None,
+        checkpoint_age: Callable[[VerifiedEntry], timedelta | None] | None = None,
+    ) -> None:
+        self.signers = signers
+        self.attestations = attestations
+        self.require_tlog = require_tlog
+        self.max_checkpoint_age = max_checkpoint_age
+        # how old the newest pinned checkpoint of an entry's log (and tree) is; None: none pinned
+        self.checkpoint_age = checkpoint_age
 
 
-@dataclass(frozen=True)
-class Check:
-    name: str
-    ok: bool
-    reason: str
+class Check(Record):
+    __slots__ = ("name", "ok", "reason")
+
+    def __init__(self, name: str, ok: bool, reason: str) -> None:
+        self.name = name
+        self.ok = ok
+        self.reason = reason
 
     def as_dict(self) -> dict[str, Any]:
         return {"check": self.name, "ok": self.ok, "reason": self.reason}
 
 
-@dataclass
 class ImageResult:
-    reference: str
-    digest: str = ""
-    signed: str = ""  # "index", "image", or "every platform manifest"
-    checks: list[Check] = field(default_factory=list)
-    environment_error: bool = False  # the image could not be read or named, rather than failing
-    # What ended the run of this image early, for a caller that adds its own remedy to it.
-    error: AirgapError | None = field(default=None, repr=False, compare=False)
+    """What verifying one image found, built up check by check."""
+
+    __slots__ = ("checks", "digest", "environment_error", "error", "reference", "signed")
+
+    def __init__(self, reference: str) -> None:
+        self.reference = reference
+        self.digest = ""
+        self.signed = ""  # "index", "image", or "every platform manifest"
+        self.checks: list[Check] = []
+        # the image could not be read or named, rather than failing
+        self.environment_error = False
+        # What ended the run of this image early, for a caller that adds its own remedy to it.
+        self.error: AirgapError | None = None
 
     @property
     def verified(self) -> bool:
@@ -98,20 +119,28 @@ class ImageResult:
         }
 
 
-@dataclass
-class _Verified:
-    candidate: Candidate
-    result: BundleResult
-    predicate_type: str | None
+class _Verified(Record):
+    __slots__ = ("candidate", "predicate_type", "result")
+
+    def __init__(
+        self, candidate: Candidate, result: BundleResult, predicate_type: str | None
+    ) -> None:
+        self.candidate = candidate
+        self.result = result
+        self.predicate_type = predicate_type
 
 
-@dataclass
 class _TargetOutcome:
-    digest: str
-    signatures: list[_Verified] = field(default_factory=list)
-    attestations: list[_Verified] = field(default_factory=list)
-    rejected: list[str] = field(default_factory=list)
-    attachments: Attachments | None = None
+    """What one manifest's attachments proved, built up as they are verified."""
+
+    __slots__ = ("attachments", "attestations", "digest", "rejected", "signatures")
+
+    def __init__(self, digest: str) -> None:
+        self.digest = digest
+        self.signatures: list[_Verified] = []
+        self.attestations: list[_Verified] = []
+        self.rejected: list[str] = []
+        self.attachments: Attachments | None = None
 
 
 class ImageVerifier:

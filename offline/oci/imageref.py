@@ -15,11 +15,11 @@ Two kinds:
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 from pathlib import Path
 
 from offline.errors import UsageError
 from offline.oci.digests import is_digest, validate_digest
+from offline.record import Record
 
 DEFAULT_REGISTRY = "docker.io"
 DEFAULT_TAG = "latest"
@@ -39,14 +39,18 @@ _REF_NAME = re.compile(rf"{_REF_NAME_COMPONENT}(?:/{_REF_NAME_COMPONENT})*")
 _LAYOUT_DIGEST_SUFFIX = re.compile(r"(.*)@(sha256:[^:@/]*)")
 
 
-@dataclass(frozen=True)
-class ImageRef:
+class ImageRef(Record):
     """An image in a registry. `tag` is kept beside `digest` for display; the digest wins."""
 
-    registry: str
-    repository: str
-    tag: str | None = None
-    digest: str | None = None
+    __slots__ = ("digest", "registry", "repository", "tag")
+
+    def __init__(
+        self, registry: str, repository: str, tag: str | None = None, digest: str | None = None
+    ) -> None:
+        self.registry = registry
+        self.repository = repository
+        self.tag = tag
+        self.digest = digest
 
     @property
     def name(self) -> str:
@@ -60,10 +64,10 @@ class ImageRef:
         return self.tag if self.tag is not None else DEFAULT_TAG
 
     def with_digest(self, digest: str) -> ImageRef:
-        return replace(self, digest=validate_digest(digest))
+        return self.replace(digest=validate_digest(digest))
 
     def with_tag(self, tag: str) -> ImageRef:
-        return replace(self, tag=_validate_tag(tag, tag), digest=None)
+        return self.replace(tag=_validate_tag(tag, tag), digest=None)
 
     def __str__(self) -> str:
         text = self.name
@@ -74,13 +78,15 @@ class ImageRef:
         return text
 
 
-@dataclass(frozen=True)
-class LayoutRef:
+class LayoutRef(Record):
     """An image in an OCI image layout directory; `ref` is a ref.name or a digest, or None
     when the layout holds a single image."""
 
-    path: Path
-    ref: str | None = None
+    __slots__ = ("path", "ref")
+
+    def __init__(self, path: Path, ref: str | None = None) -> None:
+        self.path = path
+        self.ref = ref
 
     @property
     def digest(self) -> str | None:

@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import MappingProxyType
@@ -321,6 +320,8 @@ class OCILayout:
         if target.is_file() and target.stat().st_size == size:
             return
         target.parent.mkdir(parents=True, exist_ok=True)
+        import tempfile  # only a layout that is written needs it (and shutil, which it loads)
+
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".tmp-", suffix=".partial")
         try:
             hasher = hashlib.sha256()

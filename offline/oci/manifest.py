@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +23,7 @@ from offline.oci.digests import (
     is_digest,
     sha256_digest,
 )
+from offline.record import Record
 
 if TYPE_CHECKING:
     from offline.oci.store import ImageSource
@@ -56,17 +56,30 @@ class NotFound(AirgapError):
     """The store answered that the tag, manifest or blob does not exist."""
 
 
-@dataclass(frozen=True)
-class Descriptor:
+class Descriptor(Record):
     """An OCI content descriptor: what a manifest is, its digest and size, and its labels."""
 
-    media_type: str
-    digest: str
-    size: int
-    # Read-only maps, left out of the hash (a mapping is not hashable); equality uses them.
-    annotations: Mapping[str, str] = field(default_factory=lambda: MappingProxyType({}), hash=False)
-    artifact_type: str | None = None
-    platform: Mapping[str, Any] | None = field(default=None, hash=False)
+    __slots__ = ("annotations", "artifact_type", "digest", "media_type", "platform", "size")
+
+    def __init__(
+        self,
+        media_type: str,
+        digest: str,
+        size: int,
+        annotations: Mapping[str, str] | None = None,
+        artifact_type: str | None = None,
+        platform: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.media_type = media_type
+        self.digest = digest
+        self.size = size
+        # Read-only maps, left out of the hash (a mapping is not hashable); equality uses them.
+        self.annotations = MappingProxyType({}) if annotations is None else annotations
+        self.artifact_type = artifact_type
+        self.platform = platform
+
+    def __hash__(self) -> int:
+        return hash((self.media_type, self.digest, self.size, self.artifact_type))
 
     @classmethod
     def from_json(cls, value: object, where: str) -> Descriptor:
@@ -116,12 +129,14 @@ class Descriptor:
         return value
 
 
-@dataclass(frozen=True)
-class Manifest:
+class Manifest(Record):
     """A manifest or index exactly as stored: `raw` hashes to `descriptor.digest`."""
 
-    descriptor: Descriptor
-    raw: bytes
+    __slots__ = ("descriptor", "raw")
+
+    def __init__(self, descriptor: Descriptor, raw: bytes) -> None:
+        self.descriptor = descriptor
+        self.raw = raw
 
     @property
     def media_type(self) -> str:
@@ -160,17 +175,19 @@ class Manifest:
         return Descriptor.from_json(subject, f"manifest {self.digest} subject")
 
 
-@dataclass(frozen=True)
-class Referrers:
+class Referrers(Record):
     """The manifests that name a digest as their subject, and how they were found.
 
     `via` is "api" (OCI 1.1 referrers API), "fallback-tag" (the `sha256-<hex>` index tag of a
     registry without the API) or "layout" (an image layout's index.json and manifests).
     """
 
-    subject: str
-    descriptors: tuple[Descriptor, ...]
-    via: str
+    __slots__ = ("descriptors", "subject", "via")
+
+    def __init__(self, subject: str, descriptors: tuple[Descriptor, ...], via: str) -> None:
+        self.subject = subject
+        self.descriptors = descriptors
+        self.via = via
 
 
 def cosign_attachments_by_tag(

@@ -27,11 +27,11 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from offline.errors import UsageError
 from offline.inputs import read_input
+from offline.record import Record
 
 USERNAME_ENV = "AIRGAP_REGISTRY_USERNAME"
 PASSWORD_ENV = "AIRGAP_REGISTRY_PASSWORD"
@@ -48,11 +48,14 @@ DEFAULT_TOKEN_LIFETIME = 60.0
 TOKEN_MARGIN = 10.0
 
 
-@dataclass(frozen=True)
-class Credentials:
-    username: str
-    password: str = field(repr=False)
-    source: str = "argument"
+class Credentials(Record):
+    __slots__ = ("password", "source", "username")
+    _hidden = frozenset({"password"})
+
+    def __init__(self, username: str, password: str, source: str = "argument") -> None:
+        self.username = username
+        self.password = password
+        self.source = source
 
     def __str__(self) -> str:
         return f"user {self.username!r} (from {self.source})"
@@ -181,12 +184,14 @@ def _entry_credentials(entry: dict[str, object], path: Path, key: str) -> Creden
     return None
 
 
-@dataclass(frozen=True)
-class Challenge:
+class Challenge(Record):
     """One challenge of a WWW-Authenticate header: its scheme (lower case) and parameters."""
 
-    scheme: str
-    params: dict[str, str]
+    __slots__ = ("params", "scheme")
+
+    def __init__(self, scheme: str, params: dict[str, str]) -> None:
+        self.scheme = scheme
+        self.params = params
 
 
 _PARAM = re.compile(r'\s*([A-Za-z0-9_.-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)\s*')
@@ -223,10 +228,13 @@ def parse_www_authenticate(header: str) -> list[Challenge]:
     return challenges
 
 
-@dataclass
-class _CachedToken:
-    token: str = field(repr=False)
-    expires_at: float
+class _CachedToken(Record):
+    __slots__ = ("expires_at", "token")
+    _hidden = frozenset({"token"})
+
+    def __init__(self, token: str, expires_at: float) -> None:
+        self.token = token
+        self.expires_at = expires_at
 
 
 class TokenCache:

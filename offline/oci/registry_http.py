@@ -34,7 +34,6 @@ import re
 import threading
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlencode, urljoin, urlsplit
 
@@ -61,6 +60,7 @@ from offline.oci.registry_auth import (
     realm_credentials_host,
     token_from_response,
 )
+from offline.record import Record
 
 CA_ENV = "AIRGAP_REGISTRY_CA"
 USER_AGENT = "airgap-oci/0.1"
@@ -98,12 +98,20 @@ class RegistryUnavailable(RegistryError, EnvironmentFailure):
     """No usable answer after the retries: connection, TLS, timeouts, 429/5xx."""
 
 
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 6
-    base_delay: float = 0.5
-    max_delay: float = 15.0
-    total_time: float = 120.0
+class RetryPolicy(Record):
+    __slots__ = ("attempts", "base_delay", "max_delay", "total_time")
+
+    def __init__(
+        self,
+        attempts: int = 6,
+        base_delay: float = 0.5,
+        max_delay: float = 15.0,
+        total_time: float = 120.0,
+    ) -> None:
+        self.attempts = attempts
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self.total_time = total_time
 
     def delay(self, attempt: int) -> float:
         """Full jitter (a random wait up to the exponential bound), so that many clients that
@@ -111,10 +119,12 @@ class RetryPolicy:
         return random.uniform(0, min(self.max_delay, self.base_delay * (2**attempt)))
 
 
-@dataclass(frozen=True)
-class Timeouts:
-    connect: float = 10.0
-    read: float = 60.0
+class Timeouts(Record):
+    __slots__ = ("connect", "read")
+
+    def __init__(self, connect: float = 10.0, read: float = 60.0) -> None:
+        self.connect = connect
+        self.read = read
 
 
 class Transport:

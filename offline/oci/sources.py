@@ -12,9 +12,9 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from offline.errors import UsageError
 from offline.oci.imageref import (
@@ -25,28 +25,44 @@ from offline.oci.imageref import (
     normalize_registry,
     parse_reference,
 )
-from offline.oci.layout import OCILayout
 from offline.oci.manifest import Descriptor
-from offline.oci.registry import Registry, Repository
-from offline.oci.registry_auth import Credentials
-from offline.oci.registry_http import RetryPolicy, Timeouts
 from offline.oci.store import ImageSource
+from offline.record import Record
+
+# A registry's client (http.client, ssl) and a layout's code are imported by the first image
+# that needs them: verifying an oci: layout reaches no registry, and the reverse.
+if TYPE_CHECKING:
+    from offline.oci.layout import OCILayout
+    from offline.oci.registry import Registry, Repository
+    from offline.oci.registry_auth import Credentials
+    from offline.oci.registry_http import RetryPolicy, Timeouts
 
 
-@dataclass(frozen=True)
-class RegistryOptions:
-    # Credentials by registry host: each host gets its own, never another's. Hosts not named
-    # here use the environment's (for AIRGAP_REGISTRY_HOST) or their docker config entry.
-    credentials: Mapping[str, Credentials] = field(default_factory=dict)
-    ca_bundle: str | Path | None = None
-    # Hosts reached over plain HTTP; everything else is HTTPS.
-    insecure_http_hosts: frozenset[str] = frozenset()
-    retry: RetryPolicy | None = None
-    timeouts: Timeouts | None = None
-    # Where to fetch the images of a registry from instead, by its host: `host[:port][/prefix]`
-    # (a pull-through cache or a copy of it). Images keep their names; digests are checked as
-    # for any registry, so a mirror can serve only the bytes a digest names.
-    mirrors: Mapping[str, str] = field(default_factory=dict)
+class RegistryOptions(Record):
+    __slots__ = ("ca_bundle", "credentials", "insecure_http_hosts", "mirrors", "retry", "timeouts")
+
+    def __init__(
+        self,
+        credentials: Mapping[str, Credentials] | None = None,
+        ca_bundle: str | Path | None = None,
+        insecure_http_hosts: frozenset[str] = frozenset(),
+        retry: RetryPolicy | None = None,
+        timeouts: Timeouts | None = None,
+        mirrors: Mapping[str, str] | None = None,
+    ) -> None:
+        # Credentials by registry host: each host gets its own, never another's. Hosts not named
+        # here use the environment's (for AIRGAP_REGISTRY_HOST) or their docker config entry.
+        self.credentials = {} if credentials is None else credentials
+        self.ca_bundle = ca_bundle
+        # Hosts reached over plain HTTP; everything else is HTTPS.
+        self.insecure_http_hosts = insecure_http_hosts
+        self.retry = retry
+        self.timeouts = timeouts
+        # Where to fetch the images of a registry from instead, by its host:
+        # `host[:port][/prefix]` (a pull-through cache or a copy of it). Images keep their
+        # names; digests are checked as for any registry, so a mirror can serve only the bytes
+        # a digest names.
+        self.mirrors = {} if mirrors is None else mirrors
 
 
 def parse_mirror(text: str) -> tuple[str, str]:
@@ -63,11 +79,15 @@ def parse_mirror(text: str) -> tuple[str, str]:
     return normalize_registry(upstream), f"{host}/{prefix}" if prefix else host
 
 
-@dataclass(frozen=True)
-class ResolvedImage:
-    ref: ImageRef | LayoutRef
-    source: ImageSource
-    descriptor: Descriptor
+class ResolvedImage(Record):
+    __slots__ = ("descriptor", "ref", "source")
+
+    def __init__(
+        self, ref: ImageRef | LayoutRef, source: ImageSource, descriptor: Descriptor
+    ) -> None:
+        self.ref = ref
+        self.source = source
+        self.descriptor = descriptor
 
     @property
     def digest(self) -> str:
@@ -86,6 +106,8 @@ class Sources:
     def registry(self, host: str) -> Registry:
         with self._lock:
             if host not in self._registries:
+                from offline.oci.registry import Registry
+
                 self._registries[host] = Registry(
                     host,
                     credentials=self.options.credentials.get(host),
@@ -116,6 +138,8 @@ class Sources:
     def layout(self, path: Path) -> OCILayout:
         with self._lock:
             if path not in self._layouts:
+                from offline.oci.layout import OCILayout
+
                 self._layouts[path] = OCILayout(path)
             return self._layouts[path]
 

@@ -29,10 +29,10 @@ import contextlib
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from offline.errors import and_more
+from offline.record import Record
 
 if TYPE_CHECKING:  # the SBOM reader is imported only for a rule that has SBOM conditions
     from offline.policy.sbom import SbomRule
@@ -72,40 +72,54 @@ def resolve_predicate_type(name: str) -> str:
     return PREDICATE_TYPE_ALIASES.get(name, name)
 
 
-@dataclass(frozen=True)
-class SlsaRule:
-    builder_id: str | None = None
-    builder_id_regexp: re.Pattern[str] | None = None
-    build_type: str | None = None
-    source_repository: str | None = None
+class SlsaRule(Record):
+    __slots__ = ("build_type", "builder_id", "builder_id_regexp", "source_repository")
+
+    def __init__(
+        self,
+        builder_id: str | None = None,
+        builder_id_regexp: re.Pattern[str] | None = None,
+        build_type: str | None = None,
+        source_repository: str | None = None,
+    ) -> None:
+        self.builder_id = builder_id
+        self.builder_id_regexp = builder_id_regexp
+        self.build_type = build_type
+        self.source_repository = source_repository
 
 
-@dataclass(frozen=True)
-class VulnRule:
-    max_severity: Severity
+class VulnRule(Record):
+    __slots__ = ("max_severity",)
+
+    def __init__(self, max_severity: Severity) -> None:
+        self.max_severity = max_severity
 
 
-@dataclass(frozen=True)
-class AttestationRule:
+class AttestationRule(Record):
     """An attestation that must be present; at most one of the content conditions, matching
     the predicate type."""
 
-    predicate_type: str
-    slsa: SlsaRule | None = None
-    sbom: SbomRule | None = None
-    vuln: VulnRule | None = None
+    __slots__ = ("predicate_type", "sbom", "slsa", "vuln")
 
-    def __post_init__(self) -> None:
-        if self.slsa is not None and self.predicate_type not in SLSA_PREDICATE_TYPES:
+    def __init__(
+        self,
+        predicate_type: str,
+        slsa: SlsaRule | None = None,
+        sbom: SbomRule | None = None,
+        vuln: VulnRule | None = None,
+    ) -> None:
+        if slsa is not None and predicate_type not in SLSA_PREDICATE_TYPES:
+            raise ValueError(f"slsa conditions need a SLSA provenance type, not {predicate_type}")
+        if sbom is not None and not _sbom_predicate(predicate_type):
             raise ValueError(
-                f"slsa conditions need a SLSA provenance type, not {self.predicate_type}"
+                f"sbom conditions need an SPDX or CycloneDX type, not {predicate_type}"
             )
-        if self.sbom is not None and not _sbom_predicate(self.predicate_type):
-            raise ValueError(
-                f"sbom conditions need an SPDX or CycloneDX type, not {self.predicate_type}"
-            )
-        if self.vuln is not None and self.predicate_type != COSIGN_VULN:
-            raise ValueError(f"vuln conditions need type {COSIGN_VULN}, not {self.predicate_type}")
+        if vuln is not None and predicate_type != COSIGN_VULN:
+            raise ValueError(f"vuln conditions need type {COSIGN_VULN}, not {predicate_type}")
+        self.predicate_type = predicate_type
+        self.slsa = slsa
+        self.sbom = sbom
+        self.vuln = vuln
 
 
 def _sbom_predicate(predicate_type: str) -> bool:
@@ -200,11 +214,13 @@ def _names_repository(uri: str, repository: str) -> bool:
     return rest == "" or rest[0] in "@/#?"
 
 
-@dataclass(frozen=True)
-class _Finding:
-    id: str
-    severity: Severity
-    package: str
+class _Finding(Record):
+    __slots__ = ("id", "package", "severity")
+
+    def __init__(self, id: str, severity: Severity, package: str) -> None:
+        self.id = id
+        self.severity = severity
+        self.package = package
 
 
 def _check_vuln(rule: VulnRule, predicate: Mapping[str, Any]) -> list[str]:

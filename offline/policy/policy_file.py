@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -60,6 +59,7 @@ from offline.policy.attestations import (
     check_statement,
     resolve_predicate_type,
 )
+from offline.record import Record
 
 if TYPE_CHECKING:  # SBOM rules are read only from a policy file that has them
     from offline.policy.sbom import BannedPackage, SbomRule
@@ -95,18 +95,37 @@ _DURATION = re.compile(r"([0-9]+)([smhd])")
 _DURATION_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
 
 
-@dataclass(frozen=True)
-class ImagePolicy:
+class ImagePolicy(Record):
     """What must hold for the images one `policies` entry matches."""
 
-    name: str
-    images: tuple[str, ...]
-    signers: tuple[SignerRule, ...]
-    attestations: tuple[AttestationRule, ...] = ()
-    tlog: TlogMode = "required"
-    # None: require pinning for the logs the checkpoint store knows (offline.tlog.pinning).
-    pinning: PinningMode | None = None
-    max_checkpoint_age: timedelta | None = None
+    __slots__ = (
+        "attestations",
+        "images",
+        "max_checkpoint_age",
+        "name",
+        "pinning",
+        "signers",
+        "tlog",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        images: tuple[str, ...],
+        signers: tuple[SignerRule, ...],
+        attestations: tuple[AttestationRule, ...] = (),
+        tlog: TlogMode = "required",
+        pinning: PinningMode | None = None,
+        max_checkpoint_age: timedelta | None = None,
+    ) -> None:
+        self.name = name
+        self.images = images
+        self.signers = signers
+        self.attestations = attestations
+        self.tlog = tlog
+        # None: require pinning for the logs the checkpoint store knows (offline.tlog.pinning).
+        self.pinning = pinning
+        self.max_checkpoint_age = max_checkpoint_age
 
     def matches(self, reference: str | ImageRef | LayoutRef) -> bool:
         name = image_name(reference)
@@ -123,12 +142,14 @@ class ImagePolicy:
         return AcceptedSigners(self.signers)
 
 
-@dataclass(frozen=True)
-class PolicyFile:
+class PolicyFile(Record):
     """A parsed policy file: its policies in order; the first that matches an image applies."""
 
-    source: Path | None
-    policies: tuple[ImagePolicy, ...]
+    __slots__ = ("policies", "source")
+
+    def __init__(self, source: Path | None, policies: tuple[ImagePolicy, ...]) -> None:
+        self.source = source
+        self.policies = policies
 
     def for_image(self, reference: str | ImageRef | LayoutRef) -> ImagePolicy | None:
         """The policy for `reference`, or None when no policy names it (it then fails)."""

@@ -16,14 +16,14 @@ import base64
 import binascii
 import hashlib
 import json
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from offline.errors import VerificationFailure
 from offline.oci.manifest import Descriptor
+from offline.record import Record
+from offline.trust.key_encoding import Encoding
 
 SIMPLE_SIGNING_MEDIA_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
 DSSE_MEDIA_TYPE = "application/vnd.dsse.envelope.v1+json"
@@ -44,17 +44,36 @@ class LegacyFormatError(VerificationFailure):
     """A legacy cosign signature layer that cannot be read as cosign writes it."""
 
 
-@dataclass(frozen=True)
-class LegacySignature:
+class LegacySignature(Record):
     """One layer of a cosign `.sig` or `.att` manifest, with what its annotations say."""
 
-    layer_digest: str
-    media_type: str
-    payload: bytes
-    signature: bytes
-    certificate: x509.Certificate | None
-    rekor_bundle: dict[str, Any] | None
-    rfc3161_timestamp: bytes | None
+    __slots__ = (
+        "certificate",
+        "layer_digest",
+        "media_type",
+        "payload",
+        "rekor_bundle",
+        "rfc3161_timestamp",
+        "signature",
+    )
+
+    def __init__(
+        self,
+        layer_digest: str,
+        media_type: str,
+        payload: bytes,
+        signature: bytes,
+        certificate: x509.Certificate | None,
+        rekor_bundle: dict[str, Any] | None,
+        rfc3161_timestamp: bytes | None,
+    ) -> None:
+        self.layer_digest = layer_digest
+        self.media_type = media_type
+        self.payload = payload
+        self.signature = signature
+        self.certificate = certificate
+        self.rekor_bundle = rekor_bundle
+        self.rfc3161_timestamp = rfc3161_timestamp
 
     @property
     def is_attestation(self) -> bool:
@@ -164,7 +183,7 @@ def to_sigstore_bundle(legacy: LegacySignature) -> dict[str, Any]:
     """The v0.1 Sigstore bundle that says what the legacy layer says."""
     material: dict[str, Any] = {}
     if legacy.certificate is not None:
-        der = legacy.certificate.public_bytes(serialization.Encoding.DER)
+        der = legacy.certificate.public_bytes(Encoding.DER)
         # Only the leaf: trust anchors come from the trusted root, never from the registry.
         material["x509CertificateChain"] = {
             "certificates": [{"rawBytes": base64.b64encode(der).decode()}]

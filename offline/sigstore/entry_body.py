@@ -10,16 +10,16 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from dataclasses import dataclass
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
 from offline.errors import VerificationFailure
 from offline.inputs import decode_json
+from offline.record import Record
 from offline.sigstore.model import SigstoreBundle
 from offline.tlog.entry_message import TransparencyLogEntry
+from offline.trust.key_encoding import Encoding, load_pem_public_key, spki_der
 from offline.trust.root import PublicKey
 
 SUPPORTED_KINDS = frozenset(
@@ -31,12 +31,14 @@ class EntryMismatch(VerificationFailure):
     """The log entry is about something other than this bundle."""
 
 
-@dataclass(frozen=True)
-class Signer:
+class Signer(Record):
     """Who signed: a leaf certificate (keyless) or a bare public key (managed key)."""
 
-    public_key: PublicKey
-    certificate: x509.Certificate | None = None
+    __slots__ = ("certificate", "public_key")
+
+    def __init__(self, public_key: PublicKey, certificate: x509.Certificate | None = None) -> None:
+        self.public_key = public_key
+        self.certificate = certificate
 
     def matches_pem(self, pem: bytes) -> bool:
         """Whether a PEM certificate or key recorded in the log is this signer."""
@@ -46,24 +48,15 @@ class Signer:
             except ValueError:
                 return False
         try:
-            recorded = serialization.load_pem_public_key(pem)
+            recorded = load_pem_public_key(pem)
         except ValueError:
             return False
-        return _spki(recorded) == _spki(self.public_key)
+        return spki_der(recorded) == spki_der(self.public_key)
 
     def matches_der(self, der: bytes, is_certificate: bool) -> bool:
         if self.certificate is not None:
-            return is_certificate and der == self.certificate.public_bytes(
-                serialization.Encoding.DER
-            )
-        return not is_certificate and der == _spki(self.public_key)
-
-
-def _spki(key: Any) -> bytes:
-    der: bytes = key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return der
+            return is_certificate and der == self.certificate.public_bytes(Encoding.DER)
+        return not is_certificate and der == spki_der(self.public_key)
 
 
 def pae(payload_type: str, payload: bytes) -> bytes:

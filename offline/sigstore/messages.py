@@ -5,8 +5,6 @@ of each bundle version are offline.sigstore.model's, what the bundle proves veri
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from offline.protojson import (
     ProtoJsonError,
     at,
@@ -16,65 +14,118 @@ from offline.protojson import (
     repeated,
     string,
 )
+from offline.record import Record
 from offline.tlog.entry_message import TransparencyLogEntry, read_log_entry
 
 HASH_ALGORITHMS = frozenset({"SHA2_256", "SHA2_384", "SHA2_512", "SHA3_256", "SHA3_384"})
 
 
-class DsseSignature(NamedTuple):
-    sig: bytes
-    keyid: str | None
+class DsseSignature(Record):
+    __slots__ = ("keyid", "sig")
+
+    def __init__(self, sig: bytes, keyid: str | None) -> None:
+        self.sig = sig
+        self.keyid = keyid
 
 
-class Envelope(NamedTuple):
-    payload: bytes
-    payload_type: str
-    signatures: list[DsseSignature]
+class Envelope(Record):
+    __slots__ = ("payload", "payload_type", "signatures")
+
+    def __init__(self, payload: bytes, payload_type: str, signatures: list[DsseSignature]) -> None:
+        self.payload = payload
+        self.payload_type = payload_type
+        self.signatures = signatures
 
 
-class HashOutput(NamedTuple):
-    algorithm: str
-    digest: bytes
+class HashOutput(Record):
+    __slots__ = ("algorithm", "digest")
+
+    def __init__(self, algorithm: str, digest: bytes) -> None:
+        self.algorithm = algorithm
+        self.digest = digest
 
 
-class MessageSignature(NamedTuple):
-    message_digest: HashOutput | None
-    signature: bytes
+class MessageSignature(Record):
+    __slots__ = ("message_digest", "signature")
+
+    def __init__(self, message_digest: HashOutput | None, signature: bytes) -> None:
+        self.message_digest = message_digest
+        self.signature = signature
 
 
-class PublicKeyIdentifier(NamedTuple):
-    hint: str | None
+class PublicKeyIdentifier(Record):
+    __slots__ = ("hint",)
+
+    def __init__(self, hint: str | None) -> None:
+        self.hint = hint
 
 
-class X509Certificate(NamedTuple):
-    raw_bytes: bytes
+class X509Certificate(Record):
+    __slots__ = ("raw_bytes",)
+
+    def __init__(self, raw_bytes: bytes) -> None:
+        self.raw_bytes = raw_bytes
 
 
-class X509CertificateChain(NamedTuple):
-    certificates: list[X509Certificate]
+class X509CertificateChain(Record):
+    __slots__ = ("certificates",)
+
+    def __init__(self, certificates: list[X509Certificate]) -> None:
+        self.certificates = certificates
 
 
-class RFC3161SignedTimestamp(NamedTuple):
-    signed_timestamp: bytes
+class RFC3161SignedTimestamp(Record):
+    __slots__ = ("signed_timestamp",)
+
+    def __init__(self, signed_timestamp: bytes) -> None:
+        self.signed_timestamp = signed_timestamp
 
 
-class TimestampVerificationData(NamedTuple):
-    rfc3161_timestamps: list[RFC3161SignedTimestamp]
+class TimestampVerificationData(Record):
+    __slots__ = ("rfc3161_timestamps",)
+
+    def __init__(self, rfc3161_timestamps: list[RFC3161SignedTimestamp]) -> None:
+        self.rfc3161_timestamps = rfc3161_timestamps
 
 
-class VerificationMaterial(NamedTuple):
-    public_key: PublicKeyIdentifier | None
-    x509_certificate_chain: X509CertificateChain | None
-    certificate: X509Certificate | None
-    tlog_entries: list[TransparencyLogEntry]
-    timestamp_verification_data: TimestampVerificationData | None
+class VerificationMaterial(Record):
+    __slots__ = (
+        "certificate",
+        "public_key",
+        "timestamp_verification_data",
+        "tlog_entries",
+        "x509_certificate_chain",
+    )
+
+    def __init__(
+        self,
+        public_key: PublicKeyIdentifier | None,
+        x509_certificate_chain: X509CertificateChain | None,
+        certificate: X509Certificate | None,
+        tlog_entries: list[TransparencyLogEntry],
+        timestamp_verification_data: TimestampVerificationData | None,
+    ) -> None:
+        self.public_key = public_key
+        self.x509_certificate_chain = x509_certificate_chain
+        self.certificate = certificate
+        self.tlog_entries = tlog_entries
+        self.timestamp_verification_data = timestamp_verification_data
 
 
-class Bundle(NamedTuple):
-    media_type: str
-    verification_material: VerificationMaterial
-    message_signature: MessageSignature | None
-    dsse_envelope: Envelope | None
+class Bundle(Record):
+    __slots__ = ("dsse_envelope", "media_type", "message_signature", "verification_material")
+
+    def __init__(
+        self,
+        media_type: str,
+        verification_material: VerificationMaterial,
+        message_signature: MessageSignature | None,
+        dsse_envelope: Envelope | None,
+    ) -> None:
+        self.media_type = media_type
+        self.verification_material = verification_material
+        self.message_signature = message_signature
+        self.dsse_envelope = dsse_envelope
 
 
 def _certificate(value: object, where: str) -> X509Certificate:

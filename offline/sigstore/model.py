@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from cryptography import x509
 from offline.errors import UsageError, VerificationFailure
 from offline.inputs import open_input, parse_json_object, read_input
 from offline.protojson import ProtoJsonError
+from offline.record import Record
 from offline.sigstore.messages import Bundle, Envelope, read_bundle
 from offline.tlog.entry_message import TransparencyLogEntry
 from offline.trust.root import load_certificate
@@ -39,13 +39,22 @@ class BundleFormatError(VerificationFailure):
     """The bundle parses but breaks a rule of its format version."""
 
 
-@dataclass(frozen=True)
-class SigstoreBundle:
-    raw: bytes
-    model: Bundle
-    version: tuple[int, int]
-    leaf_certificate: x509.Certificate | None
-    key_hint: str | None
+class SigstoreBundle(Record):
+    __slots__ = ("key_hint", "leaf_certificate", "model", "raw", "version")
+
+    def __init__(
+        self,
+        raw: bytes,
+        model: Bundle,
+        version: tuple[int, int],
+        leaf_certificate: x509.Certificate | None,
+        key_hint: str | None,
+    ) -> None:
+        self.raw = raw
+        self.model = model
+        self.version = version
+        self.leaf_certificate = leaf_certificate
+        self.key_hint = key_hint
 
     @property
     def media_type(self) -> str:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -20,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from offline.errors import UsageError, VerificationFailure
+from offline.record import Record
 from offline.sigstore.entry_body import Signer, check_entry_body, pae
 from offline.sigstore.model import SigstoreBundle, sha256_file
 from offline.tlog.entry import VerifiedEntry, verify_entry
@@ -42,14 +42,22 @@ class SignatureFailure(VerificationFailure):
     pass
 
 
-@dataclass(frozen=True)
-class Artifact:
+class Artifact(Record):
     """What the bundle must be about: a file on disk, bytes in memory, or only a SHA-256."""
 
-    sha256: bytes
-    path: Path | None = None
-    data: bytes | None = None
-    name: str | None = None
+    __slots__ = ("data", "name", "path", "sha256")
+
+    def __init__(
+        self,
+        sha256: bytes,
+        path: Path | None = None,
+        data: bytes | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.sha256 = sha256
+        self.path = path
+        self.data = data
+        self.name = name
 
     @classmethod
     def from_argument(cls, value: str) -> Artifact:
@@ -99,12 +107,14 @@ class SignerPolicy(Protocol):
     def describe_certificate(self, cert: x509.Certificate) -> str: ...
 
 
-@dataclass(frozen=True)
-class IdentityPolicy:
+class IdentityPolicy(Record):
     """A keyless signer: the certificate's identity (SAN) and OIDC issuer, matched exactly."""
 
-    identity: str
-    issuer: str
+    __slots__ = ("identity", "issuer")
+
+    def __init__(self, identity: str, issuer: str) -> None:
+        self.identity = identity
+        self.issuer = issuer
 
     def certificate_problem(self, cert: x509.Certificate) -> str | None:
         from offline.trust.signers import SignerRule
@@ -118,9 +128,11 @@ class IdentityPolicy:
         return f"{self.identity} ({self.issuer})"
 
 
-@dataclass(frozen=True)
-class KeyPolicy:
-    key: PublicKey
+class KeyPolicy(Record):
+    __slots__ = ("key",)
+
+    def __init__(self, key: PublicKey) -> None:
+        self.key = key
 
     def certificate_problem(self, cert: x509.Certificate) -> str | None:
         return (
@@ -135,16 +147,26 @@ class KeyPolicy:
         return "a certificate"
 
 
-@dataclass
-class BundleResult:
+class BundleResult(Record):
     """What was proven about a bundle; `warnings` are what an operator should still hear."""
 
-    bundle: SigstoreBundle
-    signer: str
-    entries: list[VerifiedEntry]
-    times: list[datetime]
-    pins: list[PinOutcome] = field(default_factory=list)
-    statement: dict[str, Any] | None = None
+    __slots__ = ("bundle", "entries", "pins", "signer", "statement", "times")
+
+    def __init__(
+        self,
+        bundle: SigstoreBundle,
+        signer: str,
+        entries: list[VerifiedEntry],
+        times: list[datetime],
+        pins: list[PinOutcome],
+        statement: dict[str, Any] | None,
+    ) -> None:
+        self.bundle = bundle
+        self.signer = signer
+        self.entries = entries
+        self.times = times
+        self.pins = pins
+        self.statement = statement
 
     @property
     def warnings(self) -> list[str]:
@@ -225,10 +247,8 @@ def verify_bundle(
     else:
         signer_name = "an accepted public key"
 
-    result = BundleResult(bundle, signer_name, entries, times, statement=statement)
-    if pinner is not None:
-        result.pins = [pinner(entry) for entry in entries]
-    return result
+    pins = [pinner(entry) for entry in entries] if pinner is not None else []
+    return BundleResult(bundle, signer_name, entries, times, pins, statement)
 
 
 def _verify_key_signature_only(
@@ -250,7 +270,7 @@ def _verify_key_signature_only(
         raise SignatureFailure(KEY_SIGNED_NO_KEY)
     signer = _key_signer(bundle, artifact, keys)
     statement = _verify_signature(bundle, artifact, signer)
-    return BundleResult(bundle, "an accepted public key", [], [], statement=statement)
+    return BundleResult(bundle, "an accepted public key", [], [], [], statement)
 
 
 def _key_signer(bundle: SigstoreBundle, artifact: Artifact, keys: Sequence[PublicKey]) -> Signer:

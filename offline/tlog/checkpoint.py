@@ -15,10 +15,10 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from offline.errors import AirgapError, VerificationFailure
+from offline.record import Record
 from offline.tlog.merkle import HASH_SIZE
 from offline.tlog.note import (
     CosignatureVerifier,
@@ -53,27 +53,39 @@ class CheckpointFormatError(CheckpointError):
     exit_code = 2
 
 
-@dataclass(frozen=True)
-class Cosignature:
+class Cosignature(Record):
     """A witness cosignature that verified: who, and the time the witness vouched for."""
 
-    witness: str
-    key_name: str
-    timestamp: int
+    __slots__ = ("key_name", "timestamp", "witness")
+
+    def __init__(self, witness: str, key_name: str, timestamp: int) -> None:
+        self.witness = witness
+        self.key_name = key_name
+        self.timestamp = timestamp
 
     @property
     def time(self) -> datetime:
         return datetime.fromtimestamp(self.timestamp, UTC)
 
 
-@dataclass(frozen=True)
-class Checkpoint:
-    origin: str
-    size: int
-    root_hash: bytes
-    extensions: tuple[str, ...]
-    note: SignedNote
-    cosignatures: tuple[Cosignature, ...] = ()
+class Checkpoint(Record):
+    __slots__ = ("cosignatures", "extensions", "note", "origin", "root_hash", "size")
+
+    def __init__(
+        self,
+        origin: str,
+        size: int,
+        root_hash: bytes,
+        extensions: tuple[str, ...],
+        note: SignedNote,
+        cosignatures: tuple[Cosignature, ...] = (),
+    ) -> None:
+        self.origin = origin
+        self.size = size
+        self.root_hash = root_hash
+        self.extensions = extensions
+        self.note = note
+        self.cosignatures = cosignatures
 
     @property
     def is_rekor_v1(self) -> bool:

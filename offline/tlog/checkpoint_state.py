@@ -16,11 +16,11 @@ apart, the invariant would be stated in one file and kept only in another.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
 from offline.errors import AirgapError, UsageError, VerificationFailure
+from offline.record import Record
 from offline.tlog.checkpoint import Checkpoint
 from offline.tlog.merkle import EMPTY_ROOT, MerkleError, verify_consistency
 
@@ -49,40 +49,55 @@ class StaleProofError(UsageError):
     """The store moved while a consistency proof was being fetched: not a lie, just late."""
 
 
-@dataclass(frozen=True)
-class StoredCheckpoint:
-    size: int
-    root: bytes
-    note: str
-    added: datetime
+class StoredCheckpoint(Record):
+    __slots__ = ("added", "note", "root", "size")
+
+    def __init__(self, size: int, root: bytes, note: str, added: datetime) -> None:
+        self.size = size
+        self.root = root
+        self.note = note
+        self.added = added
 
 
-@dataclass(frozen=True)
-class Anchor:
+class Anchor(Record):
     """A (size, root) that is not a signed checkpoint but is proven consistent with one."""
 
-    size: int
-    root: bytes
-    added: datetime
+    __slots__ = ("added", "root", "size")
+
+    def __init__(self, size: int, root: bytes, added: datetime) -> None:
+        self.size = size
+        self.root = root
+        self.added = added
 
 
-@dataclass(frozen=True)
-class StoredProof:
-    from_size: int
-    to_size: int
-    hashes: tuple[bytes, ...]
+class StoredProof(Record):
+    __slots__ = ("from_size", "hashes", "to_size")
+
+    def __init__(self, from_size: int, to_size: int, hashes: tuple[bytes, ...]) -> None:
+        self.from_size = from_size
+        self.to_size = to_size
+        self.hashes = hashes
 
 
 Pinned = StoredCheckpoint | Anchor
 
 
-@dataclass(frozen=True)
-class LogState:
-    origin: str
-    log_id: bytes
-    checkpoints: tuple[StoredCheckpoint, ...]
-    proofs: tuple[StoredProof, ...] = ()
-    anchors: tuple[Anchor, ...] = ()
+class LogState(Record):
+    __slots__ = ("anchors", "checkpoints", "log_id", "origin", "proofs")
+
+    def __init__(
+        self,
+        origin: str,
+        log_id: bytes,
+        checkpoints: tuple[StoredCheckpoint, ...],
+        proofs: tuple[StoredProof, ...] = (),
+        anchors: tuple[Anchor, ...] = (),
+    ) -> None:
+        self.origin = origin
+        self.log_id = log_id
+        self.checkpoints = checkpoints
+        self.proofs = proofs
+        self.anchors = anchors
 
     @property
     def latest(self) -> StoredCheckpoint:
@@ -103,11 +118,11 @@ class LogState:
 
     def with_checkpoint(self, cp: StoredCheckpoint, proof: StoredProof | None) -> LogState:
         checkpoints = tuple(sorted((*self.checkpoints, cp), key=lambda c: c.size))
-        return replace(self, checkpoints=checkpoints, proofs=_with_proof(self.proofs, proof))
+        return self.replace(checkpoints=checkpoints, proofs=_with_proof(self.proofs, proof))
 
     def with_anchor(self, anchor: Anchor, proof: StoredProof) -> LogState:
         anchors = tuple(sorted((*self.anchors, anchor), key=lambda a: a.size))
-        return replace(self, anchors=anchors, proofs=_with_proof(self.proofs, proof))
+        return self.replace(anchors=anchors, proofs=_with_proof(self.proofs, proof))
 
 
 def _with_proof(
@@ -118,36 +133,57 @@ def _with_proof(
     return tuple(sorted((*proofs, proof), key=lambda p: (p.from_size, p.to_size)))
 
 
-@dataclass(frozen=True)
-class PinResult:
-    origin: str
-    size: int
-    root: bytes
-    pinned_by: Literal["checkpoint", "anchor"]
-    latest_size: int
+class PinResult(Record):
+    __slots__ = ("latest_size", "origin", "pinned_by", "root", "size")
+
+    def __init__(
+        self,
+        origin: str,
+        size: int,
+        root: bytes,
+        pinned_by: Literal["checkpoint", "anchor"],
+        latest_size: int,
+    ) -> None:
+        self.origin = origin
+        self.size = size
+        self.root = root
+        self.pinned_by = pinned_by
+        self.latest_size = latest_size
 
 
 AddOutcome = Literal["added", "unchanged", "skipped-empty"]
 
 
-@dataclass(frozen=True)
-class AddResult:
-    origin: str
-    size: int
-    root: bytes
-    outcome: AddOutcome
-    previous_latest: int | None
+class AddResult(Record):
+    __slots__ = ("origin", "outcome", "previous_latest", "root", "size")
+
+    def __init__(
+        self, origin: str, size: int, root: bytes, outcome: AddOutcome, previous_latest: int | None
+    ) -> None:
+        self.origin = origin
+        self.size = size
+        self.root = root
+        self.outcome = outcome
+        self.previous_latest = previous_latest
 
 
-@dataclass
 class StoreConflict(Exception):
     """An inconsistency to refuse and keep as evidence; the store adds where it saved it."""
 
-    error: type[AirgapError]
-    kind: str
-    summary: str
-    advice: str
-    evidence: dict[str, Any] = field(default_factory=dict)
+    def __init__(
+        self,
+        error: type[AirgapError],
+        kind: str,
+        summary: str,
+        advice: str,
+        evidence: dict[str, Any],
+    ) -> None:
+        super().__init__(summary)
+        self.error = error
+        self.kind = kind
+        self.summary = summary
+        self.advice = advice
+        self.evidence = evidence
 
 
 def short(root: bytes) -> str:
@@ -452,7 +488,7 @@ def merge(local: LogState | None, incoming: LogState) -> LogState:
     extra = [p for p in usable if p not in state.proofs]
     for proof in extra:
         if state.pinned_at(proof.from_size) and state.pinned_at(proof.to_size):
-            state = replace(state, proofs=_with_proof(state.proofs, proof))
+            state = state.replace(proofs=_with_proof(state.proofs, proof))
     return state
 
 

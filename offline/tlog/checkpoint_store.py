@@ -24,13 +24,14 @@ import os
 import secrets
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from offline.datadir import user_data_dir
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from offline.inputs import MAX_INPUT_SIZE, open_regular
+from offline.record import Record
 from offline.tlog import checkpoint_state as rules
 from offline.tlog.checkpoint import Checkpoint, CheckpointError, verify_checkpoint
 from offline.tlog.checkpoint_files import (
@@ -89,12 +90,16 @@ class StoreCorruptError(AirgapError):
     """A state file is unreadable, truncated or edited; nothing is reset automatically."""
 
 
-@dataclass(frozen=True)
-class ImportResult:
-    origin: str
-    checkpoints_added: int
-    anchors_added: int
-    latest_size: int
+class ImportResult(Record):
+    __slots__ = ("anchors_added", "checkpoints_added", "latest_size", "origin")
+
+    def __init__(
+        self, origin: str, checkpoints_added: int, anchors_added: int, latest_size: int
+    ) -> None:
+        self.origin = origin
+        self.checkpoints_added = checkpoints_added
+        self.anchors_added = anchors_added
+        self.latest_size = latest_size
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -110,9 +115,7 @@ def default_checkpoint_dir() -> Path:
     env = os.environ.get(STORE_ENV)
     if env:
         return Path(env)
-    from platformdirs import user_data_path
-
-    return user_data_path("airgap") / "checkpoints"
+    return user_data_dir() / "checkpoints"
 
 
 def _signed_head(note: str, log: LogInstance) -> tuple[str, int, bytes]:

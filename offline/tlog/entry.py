@@ -9,7 +9,6 @@ rather than fatal (C2SP). Pinning against the checkpoint store builds on the res
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import rfc8785
@@ -18,6 +17,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding
 
 from offline.errors import VerificationFailure
+from offline.record import Record
 from offline.tlog.checkpoint import Checkpoint, verify_checkpoint
 from offline.tlog.entry_message import TransparencyLogEntry
 from offline.tlog.merkle import MerkleError, leaf_hash, verify_inclusion
@@ -29,15 +29,24 @@ class LogEntryFailure(VerificationFailure):
     pass
 
 
-@dataclass(frozen=True)
-class VerifiedEntry:
+class VerifiedEntry(Record):
     """What a log entry proved: where it is logged, when, and against which checkpoint."""
 
-    log: LogInstance
-    log_index: int
-    integrated_time: datetime | None
-    checkpoint: Checkpoint | None
-    proof_index: int | None
+    __slots__ = ("checkpoint", "integrated_time", "log", "log_index", "proof_index")
+
+    def __init__(
+        self,
+        log: LogInstance,
+        log_index: int,
+        integrated_time: datetime | None,
+        checkpoint: Checkpoint | None,
+        proof_index: int | None,
+    ) -> None:
+        self.log = log
+        self.log_index = log_index
+        self.integrated_time = integrated_time
+        self.checkpoint = checkpoint
+        self.proof_index = proof_index
 
 
 def verify_set(entry: TransparencyLogEntry, log: LogInstance) -> None:

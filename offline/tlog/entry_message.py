@@ -2,15 +2,13 @@
 `dev.sigstore.rekor.v1.TransparencyLogEntry`), read from its JSON form (offline.protojson).
 
 Only the shape is checked here; what the fields prove is offline.tlog.entry's concern. The
-messages are named tuples: immutable, and many times cheaper to define than data classes, which
-a one-image check would pay for at every start.
+messages are Records (offline.record): immutable, and cheaper to define than named tuples or
+data classes, which a one-image check would pay for at every start.
 protojson leaves out zero values: an absent `logIndex` is 0 (cosign writes none for a log's
 first entry), absent `hashes` are none (a proof in a one-leaf tree).
 """
 
 from __future__ import annotations
-
-from typing import NamedTuple
 
 from offline.protojson import (
     ProtoJsonError,
@@ -21,43 +19,86 @@ from offline.protojson import (
     string,
     uint64,
 )
+from offline.record import Record
 
 
-class LogId(NamedTuple):
-    key_id: bytes
+class LogId(Record):
+    __slots__ = ("key_id",)
+
+    def __init__(self, key_id: bytes) -> None:
+        self.key_id = key_id
 
 
-class KindVersion(NamedTuple):
-    kind: str
-    version: str
+class KindVersion(Record):
+    __slots__ = ("kind", "version")
+
+    def __init__(self, kind: str, version: str) -> None:
+        self.kind = kind
+        self.version = version
 
 
-class CheckpointEnvelope(NamedTuple):
-    envelope: str
+class CheckpointEnvelope(Record):
+    __slots__ = ("envelope",)
+
+    def __init__(self, envelope: str) -> None:
+        self.envelope = envelope
 
 
-class InclusionProof(NamedTuple):
-    log_index: int
-    root_hash: bytes
-    tree_size: int
-    hashes: list[bytes]
-    checkpoint: CheckpointEnvelope | None
+class InclusionProof(Record):
+    __slots__ = ("checkpoint", "hashes", "log_index", "root_hash", "tree_size")
+
+    def __init__(
+        self,
+        log_index: int,
+        root_hash: bytes,
+        tree_size: int,
+        hashes: list[bytes],
+        checkpoint: CheckpointEnvelope | None,
+    ) -> None:
+        self.log_index = log_index
+        self.root_hash = root_hash
+        self.tree_size = tree_size
+        self.hashes = hashes
+        self.checkpoint = checkpoint
 
 
-class InclusionPromise(NamedTuple):
-    signed_entry_timestamp: bytes
+class InclusionPromise(Record):
+    __slots__ = ("signed_entry_timestamp",)
+
+    def __init__(self, signed_entry_timestamp: bytes) -> None:
+        self.signed_entry_timestamp = signed_entry_timestamp
 
 
-class TransparencyLogEntry(NamedTuple):
-    log_index: int
-    log_id: LogId
-    kind_version: KindVersion
-    integrated_time: int | None
-    inclusion_promise: InclusionPromise | None
-    # Optional here (protobuf-specs requires it): v0.1 bundles and cosign's legacy format
-    # may carry only a signed entry timestamp; which bundle versions need one is checked there.
-    inclusion_proof: InclusionProof | None
-    canonicalized_body: bytes
+class TransparencyLogEntry(Record):
+    __slots__ = (
+        "canonicalized_body",
+        "inclusion_promise",
+        "inclusion_proof",
+        "integrated_time",
+        "kind_version",
+        "log_id",
+        "log_index",
+    )
+
+    def __init__(
+        self,
+        log_index: int,
+        log_id: LogId,
+        kind_version: KindVersion,
+        integrated_time: int | None,
+        inclusion_promise: InclusionPromise | None,
+        inclusion_proof: InclusionProof | None,
+        canonicalized_body: bytes,
+    ) -> None:
+        self.log_index = log_index
+        self.log_id = log_id
+        self.kind_version = kind_version
+        self.integrated_time = integrated_time
+        self.inclusion_promise = inclusion_promise
+        # Optional here (protobuf-specs requires it): v0.1 bundles and cosign's legacy format
+        # may carry only a signed entry timestamp; which bundle versions need one is checked there.
+        self.inclusion_proof = inclusion_proof
+        self.canonicalized_body = canonicalized_body
 
 
 def _inclusion_proof(value: object, where: str) -> InclusionProof:

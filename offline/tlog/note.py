@@ -18,14 +18,15 @@ import base64
 import binascii
 import hashlib
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Protocol
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, utils
 
 from offline.errors import UsageError, VerificationFailure
+from offline.record import Record
+from offline.trust.key_encoding import raw_public_bytes
 from offline.trust.root import PublicKey
 
 EM_DASH = "\u2014"
@@ -52,11 +53,13 @@ class NoteFormatError(NoteError):
     exit_code = 2
 
 
-@dataclass(frozen=True)
-class NoteSignature:
-    name: str
-    key_id: bytes
-    signature: bytes
+class NoteSignature(Record):
+    __slots__ = ("key_id", "name", "signature")
+
+    def __init__(self, name: str, key_id: bytes, signature: bytes) -> None:
+        self.name = name
+        self.key_id = key_id
+        self.signature = signature
 
     def line(self) -> str:
         encoded = base64.b64encode(self.key_id + self.signature).decode()
@@ -66,12 +69,14 @@ class NoteSignature:
         return f"{self.name} (key ID {self.key_id.hex()})"
 
 
-@dataclass(frozen=True)
-class SignedNote:
+class SignedNote(Record):
     """`text` includes its final newline; it is exactly the signed message."""
 
-    text: str
-    signatures: tuple[NoteSignature, ...]
+    __slots__ = ("signatures", "text")
+
+    def __init__(self, text: str, signatures: tuple[NoteSignature, ...]) -> None:
+        self.text = text
+        self.signatures = signatures
 
     @property
     def message(self) -> bytes:
@@ -167,15 +172,26 @@ class NoteVerifier(Protocol):
     def verify(self, message: bytes, signature: bytes) -> bool: ...
 
 
-@dataclass(frozen=True)
-class KeyVerifier:
+class KeyVerifier(Record):
     """A NoteVerifier around one public key; `kind` says which signing rules it follows."""
 
-    name: str
-    key_id: bytes
-    kind: str
-    public_key: PublicKey = field(repr=False)
-    checker: Callable[[bytes, bytes], None] = field(repr=False, compare=False)
+    __slots__ = ("checker", "key_id", "kind", "name", "public_key")
+    _hidden = frozenset({"public_key", "checker"})
+    _uncompared = frozenset({"checker"})
+
+    def __init__(
+        self,
+        name: str,
+        key_id: bytes,
+        kind: str,
+        public_key: PublicKey,
+        checker: Callable[[bytes, bytes], None],
+    ) -> None:
+        self.name = name
+        self.key_id = key_id
+        self.kind = kind
+        self.public_key = public_key
+        self.checker = checker
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         try:
@@ -188,14 +204,20 @@ class KeyVerifier:
         return f"{self.name} (key ID {self.key_id.hex()})"
 
 
-@dataclass(frozen=True)
-class CosignatureVerifier:
+class CosignatureVerifier(Record):
     """A C2SP tlog-cosignature/v1 witness key (Ed25519, signature type 0x04)."""
 
-    name: str
-    key_id: bytes
-    public_key: ed25519.Ed25519PublicKey = field(repr=False, compare=False)
-    raw_key: bytes
+    __slots__ = ("key_id", "name", "public_key", "raw_key")
+    _hidden = frozenset({"public_key"})
+    _uncompared = frozenset({"public_key"})
+
+    def __init__(
+        self, name: str, key_id: bytes, public_key: ed25519.Ed25519PublicKey, raw_key: bytes
+    ) -> None:
+        self.name = name
+        self.key_id = key_id
+        self.public_key = public_key
+        self.raw_key = raw_key
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         if len(signature) != COSIGNATURE_TIMESTAMP_SIZE + 64:
@@ -229,7 +251,7 @@ def der_key_id(public_key_der: bytes) -> bytes:
 
 
 def _raw_ed25519(key: ed25519.Ed25519PublicKey) -> bytes:
-    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return raw_public_bytes(key)
 
 
 def _check_name(name: str) -> None:
@@ -332,10 +354,12 @@ def parse_vkey(vkey: str) -> KeyVerifier | CosignatureVerifier:
     return KeyVerifier(name, key_id, "ed25519", public_key, _ed25519_check(public_key))
 
 
-@dataclass(frozen=True)
-class VerifiedSignature:
-    verifier: NoteVerifier
-    signature: NoteSignature
+class VerifiedSignature(Record):
+    __slots__ = ("signature", "verifier")
+
+    def __init__(self, verifier: NoteVerifier, signature: NoteSignature) -> None:
+        self.verifier = verifier
+        self.signature = signature
 
 
 def verify_note(

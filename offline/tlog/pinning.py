@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from offline.errors import UsageError
+from offline.record import Record
 from offline.tlog.entry import VerifiedEntry
 from offline.trust.root import TrustedRoot
 
@@ -26,10 +26,12 @@ if TYPE_CHECKING:
 PinningMode = Literal["require", "warn", "off"]
 
 
-@dataclass(frozen=True)
-class PinOutcome:
-    status: Literal["pinned", "unpinned", "not-checked"]
-    message: str
+class PinOutcome(Record):
+    __slots__ = ("message", "status")
+
+    def __init__(self, status: Literal["pinned", "unpinned", "not-checked"], message: str) -> None:
+        self.status = status
+        self.message = message
 
     def as_dict(self) -> dict[str, str]:
         return {"status": self.status, "message": self.message}

@@ -13,29 +13,39 @@ trusted, and accepting them lets a sigsum-style policy file be shared unchanged.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 
 from offline.errors import UsageError
 from offline.inputs import read_input
+from offline.record import Record
 from offline.tlog.note import CosignatureVerifier, parse_vkey
 
 NONE = "none"
 
 
-@dataclass(frozen=True)
-class Group:
-    name: str
-    threshold: int
-    members: tuple[str, ...]
+class Group(Record):
+    __slots__ = ("members", "name", "threshold")
+
+    def __init__(self, name: str, threshold: int, members: tuple[str, ...]) -> None:
+        self.name = name
+        self.threshold = threshold
+        self.members = members
 
 
-@dataclass(frozen=True)
-class WitnessPolicy:
-    witnesses: Mapping[str, CosignatureVerifier]
-    groups: Mapping[str, Group]
-    quorum: str
-    source: str = "witness policy"
+class WitnessPolicy(Record):
+    __slots__ = ("groups", "quorum", "source", "witnesses")
+
+    def __init__(
+        self,
+        witnesses: Mapping[str, CosignatureVerifier],
+        groups: Mapping[str, Group],
+        quorum: str,
+        source: str = "witness policy",
+    ) -> None:
+        self.witnesses = witnesses
+        self.groups = groups
+        self.quorum = quorum
+        self.source = source
 
     def verifiers(self) -> tuple[CosignatureVerifier, ...]:
         return tuple(self.witnesses.values())

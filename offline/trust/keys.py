@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from offline.errors import UsageError
 from offline.inputs import MAX_KEY_SIZE, read_input
+from offline.trust.key_encoding import load_der_public_key, load_pem_public_key
 from offline.trust.root import PublicKey
 
 
@@ -18,10 +19,10 @@ def load_public_key_file(path: str | Path) -> PublicKey:
     data = read_input(path, "key", MAX_KEY_SIZE)
     # UnsupportedAlgorithm: a well-formed key of a kind cryptography does not know.
     try:
-        key = serialization.load_pem_public_key(data)
+        key = load_pem_public_key(data)
     except (ValueError, UnsupportedAlgorithm):
         try:
-            key = serialization.load_der_public_key(data)
+            key = load_der_public_key(data)
         except (ValueError, UnsupportedAlgorithm) as exc:
             raise UsageError(f"key {path}: not a PEM or DER public key") from exc
     if isinstance(key, ec.EllipticCurvePublicKey):

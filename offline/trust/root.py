@@ -13,7 +13,6 @@ import binascii
 import hashlib
 import os
 import re
-from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -21,11 +20,13 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
+from offline.datadir import user_data_dir
 from offline.errors import AirgapError, UsageError
 from offline.inputs import parse_json_object, read_input
+from offline.record import Record
+from offline.trust.key_encoding import load_der_public_key
 
 TRUSTED_ROOT_MEDIA_TYPES = frozenset(
     {
@@ -39,12 +40,14 @@ TRUSTED_ROOT_ENV = "AIRGAP_TRUSTED_ROOT"
 PublicKey = ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey
 
 
-@dataclass(frozen=True)
-class ValidityWindow:
+class ValidityWindow(Record):
     """When an authority may vouch for something: `start` is required, no `end` means open."""
 
-    start: datetime
-    end: datetime | None
+    __slots__ = ("end", "start")
+
+    def __init__(self, start: datetime, end: datetime | None) -> None:
+        self.start = start
+        self.end = end
 
     def covers(self, when: datetime) -> bool:
         """Both ends are inclusive (the protobuf-specs TimeRange is a closed interval)."""
@@ -55,16 +58,26 @@ class ValidityWindow:
         return f"{self.start.isoformat()} to {end}"
 
 
-@dataclass(frozen=True)
-class LogInstance:
+class LogInstance(Record):
     """One transparency log (Rekor or CT) as a trusted root describes it."""
 
-    base_url: str
-    log_id: bytes
-    public_key: PublicKey
-    public_key_der: bytes
-    key_details: str
-    validity: ValidityWindow
+    __slots__ = ("base_url", "key_details", "log_id", "public_key", "public_key_der", "validity")
+
+    def __init__(
+        self,
+        base_url: str,
+        log_id: bytes,
+        public_key: PublicKey,
+        public_key_der: bytes,
+        key_details: str,
+        validity: ValidityWindow,
+    ) -> None:
+        self.base_url = base_url
+        self.log_id = log_id
+        self.public_key = public_key
+        self.public_key_der = public_key_der
+        self.key_details = key_details
+        self.validity = validity
 
     @property
     def hostname(self) -> str:
@@ -89,26 +102,47 @@ class LogInstance:
         return f"{self.base_url} (log ID {self.log_id.hex()[:16]}…)"
 
 
-@dataclass(frozen=True)
-class CertificateAuthority:
+class CertificateAuthority(Record):
     """A Fulcio CA or a timestamp authority: its chain (leaf or issuing CA first, root last)."""
 
-    uri: str
-    certificates: tuple[x509.Certificate, ...]
-    validity: ValidityWindow
+    __slots__ = ("certificates", "uri", "validity")
+
+    def __init__(
+        self, uri: str, certificates: tuple[x509.Certificate, ...], validity: ValidityWindow
+    ) -> None:
+        self.uri = uri
+        self.certificates = certificates
+        self.validity = validity
 
     def valid_at(self, when: datetime) -> bool:
         return self.validity.covers(when)
 
 
-@dataclass(frozen=True)
-class TrustedRoot:
-    path: Path | None
-    document: dict[str, Any]
-    tlogs: tuple[LogInstance, ...]
-    ctlogs: tuple[LogInstance, ...]
-    certificate_authorities: tuple[CertificateAuthority, ...] = ()
-    timestamp_authorities: tuple[CertificateAuthority, ...] = ()
+class TrustedRoot(Record):
+    __slots__ = (
+        "certificate_authorities",
+        "ctlogs",
+        "document",
+        "path",
+        "timestamp_authorities",
+        "tlogs",
+    )
+
+    def __init__(
+        self,
+        path: Path | None,
+        document: dict[str, Any],
+        tlogs: tuple[LogInstance, ...],
+        ctlogs: tuple[LogInstance, ...],
+        certificate_authorities: tuple[CertificateAuthority, ...] = (),
+        timestamp_authorities: tuple[CertificateAuthority, ...] = (),
+    ) -> None:
+        self.path = path
+        self.document = document
+        self.tlogs = tlogs
+        self.ctlogs = ctlogs
+        self.certificate_authorities = certificate_authorities
+        self.timestamp_authorities = timestamp_authorities
 
     def tlog_by_id(self, log_id: bytes) -> LogInstance | None:
         return next((t for t in self.tlogs if t.log_id == log_id), None)
@@ -184,7 +218,7 @@ def _b64(value: Any, where: str) -> bytes:
 
 def load_public_key(der: bytes, where: str) -> PublicKey:
     try:
-        key = serialization.load_der_public_key(der)
+        key = load_der_public_key(der)
     except (ValueError, UnsupportedAlgorithm) as exc:
         raise UsageError(f"{where}: not a DER public key ({exc})") from exc
     if not isinstance(key, ec.EllipticCurvePublicKey | ed25519.Ed25519PublicKey | rsa.RSAPublicKey):
@@ -272,9 +306,7 @@ def load_trusted_root(path: str | Path) -> TrustedRoot:
 
 
 def _data_dir_trusted_root() -> Path:
-    from platformdirs import user_data_path
-
-    return user_data_path("airgap") / "trusted_root.json"
+    return user_data_dir() / "trusted_root.json"
 
 
 def locate_trusted_root(given: Path | None) -> Path | None:

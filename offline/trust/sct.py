@@ -15,12 +15,13 @@ from datetime import UTC
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.x509.certificate_transparency import LogEntryType
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from offline.errors import VerificationFailure
+from offline.trust.key_encoding import Encoding, spki_der
 from offline.trust.root import LogInstance
 
 
@@ -62,17 +63,11 @@ def _signed_data(
     chain: Sequence[x509.Certificate],
 ) -> bytes:
     if sct.entry_type == LogEntryType.PRE_CERTIFICATE:
-        issuer_spki = (
-            _issuer(chain)
-            .public_key()
-            .public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-            )
-        )
+        issuer_spki = spki_der(_issuer(chain).public_key())
         tbs = cert.tbs_precertificate_bytes
         entry = hashlib.sha256(issuer_spki).digest() + _u24(len(tbs)) + tbs
     else:
-        der = cert.public_bytes(serialization.Encoding.DER)
+        der = cert.public_bytes(Encoding.DER)
         entry = _u24(len(der)) + der
     millis = int(sct.timestamp.timestamp() * 1000)
     extensions = sct.extension_bytes

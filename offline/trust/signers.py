@@ -15,13 +15,13 @@ whose it is.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.types import PublicKeyTypes
 
+from offline.record import Record
+from offline.trust.key_encoding import spki_der
 from offline.trust.root import PublicKey
 
 SAN_OTHERNAME_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.7")
@@ -30,34 +30,53 @@ OIDC_ISSUER_LEGACY_OID = x509.ObjectIdentifier("1.3.6.1.4.1.57264.1.1")
 _UTF8_STRING_TAG = 0x0C
 
 
-@dataclass(frozen=True)
-class SignerRule:
+class SignerRule(Record):
     """One accepted signer: a key, or an issuer and a subject (each exact or a regexp)."""
 
-    issuer: str | None = None
-    issuer_regexp: re.Pattern[str] | None = None
-    subject: str | None = None
-    subject_regexp: re.Pattern[str] | None = None
-    key_path: Path | None = None
-    key_spki: bytes | None = field(default=None, repr=False)
+    __slots__ = (
+        "issuer",
+        "issuer_regexp",
+        "key_path",
+        "key_spki",
+        "public_key",
+        "subject",
+        "subject_regexp",
+    )
+    _hidden = frozenset({"key_spki", "public_key"})
     # The key itself, for the pipeline to verify signatures with; equality goes by key_spki.
-    public_key: PublicKey | None = field(default=None, repr=False, compare=False)
+    _uncompared = frozenset({"public_key"})
 
-    def __post_init__(self) -> None:
-        has_issuer = self.issuer is not None or self.issuer_regexp is not None
-        has_subject = self.subject is not None or self.subject_regexp is not None
-        if self.public_key is not None:
+    def __init__(
+        self,
+        issuer: str | None = None,
+        issuer_regexp: re.Pattern[str] | None = None,
+        subject: str | None = None,
+        subject_regexp: re.Pattern[str] | None = None,
+        key_path: Path | None = None,
+        key_spki: bytes | None = None,
+        public_key: PublicKey | None = None,
+    ) -> None:
+        has_issuer = issuer is not None or issuer_regexp is not None
+        has_subject = subject is not None or subject_regexp is not None
+        if public_key is not None:
             if has_issuer or has_subject:
                 raise ValueError("a signer is a key or an identity, not both")
-            if self.key_spki is None:
-                object.__setattr__(self, "key_spki", _spki(self.public_key))
-            return
-        if not (has_issuer and has_subject):
-            raise ValueError("a keyless signer needs an issuer and a subject")
-        if self.issuer is not None and self.issuer_regexp is not None:
-            raise ValueError("give the issuer exactly or as a regular expression, not both")
-        if self.subject is not None and self.subject_regexp is not None:
-            raise ValueError("give the subject exactly or as a regular expression, not both")
+            if key_spki is None:
+                key_spki = spki_der(public_key)
+        else:
+            if not (has_issuer and has_subject):
+                raise ValueError("a keyless signer needs an issuer and a subject")
+            if issuer is not None and issuer_regexp is not None:
+                raise ValueError("give the issuer exactly or as a regular expression, not both")
+            if subject is not None and subject_regexp is not None:
+                raise ValueError("give the subject exactly or as a regular expression, not both")
+        self.issuer = issuer
+        self.issuer_regexp = issuer_regexp
+        self.subject = subject
+        self.subject_regexp = subject_regexp
+        self.key_path = key_path
+        self.key_spki = key_spki
+        self.public_key = public_key
 
     @classmethod
     def for_key(cls, public_key: PublicKey, path: Path | None = None) -> SignerRule:
@@ -95,16 +114,18 @@ class SignerRule:
         if self.key_spki is None:
             return False
         try:
-            return _spki(public_key) == self.key_spki
+            return spki_der(public_key) == self.key_spki
         except (ValueError, TypeError):
             return False
 
 
-@dataclass(frozen=True)
-class AcceptedSigners:
+class AcceptedSigners(Record):
     """Any one of several signer rules, shaped as bundle verification's SignerPolicy."""
 
-    rules: tuple[SignerRule, ...]
+    __slots__ = ("rules",)
+
+    def __init__(self, rules: tuple[SignerRule, ...]) -> None:
+        self.rules = rules
 
     def certificate_problem(self, cert: x509.Certificate) -> str | None:
         """None when some keyless rule accepts `cert`, else one line naming what it saw."""
@@ -203,9 +224,3 @@ def _matches(value: str, exact: str | None, pattern: re.Pattern[str] | None) -> 
 
 def _pattern(pattern: re.Pattern[str] | None) -> str:
     return repr(pattern.pattern) if pattern is not None else "(anything)"
-
-
-def _spki(public_key: PublicKeyTypes) -> bytes:
-    return public_key.public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )

@@ -11,7 +11,6 @@ holds is that wiring; the work (create, check, archive, import, push) lives in t
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import re
@@ -339,7 +338,7 @@ def run_create(args: argparse.Namespace) -> int:
     from provisioner.create.create import create_bundle
     from provisioner.progress import transfer_progress
 
-    options = dataclasses.replace(registry_options(args), mirrors=_mirrors(args.registry_mirror))
+    options = registry_options(args).replace(mirrors=_mirrors(args.registry_mirror))
     spec = load_spec(args.spec)
     key = _signer(args)
     since = load_inventory(args.since) if args.since is not None else None

@@ -282,7 +282,7 @@ def test_a_logged_body_with_fields_of_the_wrong_type_is_a_mismatch(spec: Any) ->
     logged = signer.log_artifact(log, b"hello")
     bundle = parse_bundle(json.dumps(logged.bundle(log)).encode())
     body = json.dumps({"apiVersion": "0.0.1", "kind": "hashedrekord", "spec": spec}).encode()
-    entry = bundle.tlog_entries[0]._replace(canonicalized_body=body)
+    entry = bundle.tlog_entries[0].replace(canonicalized_body=body)
     with pytest.raises(EntryMismatch):
         check_entry_body(entry, bundle, Signer(signer.key.public_key()), logged.digest)
 
@@ -294,7 +294,7 @@ def test_a_logged_intoto_body_whose_double_encoding_is_not_text_is_a_mismatch() 
     body = json.loads(entry.canonicalized_body)
     assert body["kind"] == "intoto"
     body["spec"]["content"]["envelope"]["payload"] = _b64(b"\xff\xfe")
-    changed = entry._replace(canonicalized_body=json.dumps(body).encode())
+    changed = entry.replace(canonicalized_body=json.dumps(body).encode())
     assert bundle.leaf_certificate is not None
     signer = Signer(bundle.leaf_certificate.public_key(), bundle.leaf_certificate)  # type: ignore[arg-type]
     with pytest.raises(EntryMismatch):

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import replace
 
 import pytest
 from cryptography import x509
@@ -48,8 +47,7 @@ def test_an_sct_checked_with_another_key_under_the_same_log_id_is_refused() -> N
     leaf, chain = _leaf_and_chain()
     impostor = ec.generate_private_key(ec.SECP256R1()).public_key()
     ctlogs = [
-        replace(
-            log,
+        log.replace(
             public_key=impostor,
             public_key_der=impostor.public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo

@@ -4,7 +4,6 @@ under their upstream names, and the mirror can serve nothing but the bytes each 
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import subprocess
 import sys
@@ -31,9 +30,8 @@ def test_images_come_from_the_mirror_and_keep_their_upstream_names(
     upstream = f"ghcr.io/acme/app:v1@{digest}"
     spec = write_spec(tmp_path / "spec.yaml", images=[upstream])
     public, key = operator_key(tmp_path)
-    options = dataclasses.replace(
-        registry_options(referrers_registry),
-        mirrors={"ghcr.io": f"{referrers_registry.host}/mirror/ghcr"},
+    options = registry_options(referrers_registry).replace(
+        mirrors={"ghcr.io": f"{referrers_registry.host}/mirror/ghcr"}
     )
 
     result = create(spec, tmp_path / "out", key, options)
@@ -58,9 +56,8 @@ def test_a_mirror_cannot_serve_another_image_for_a_pinned_digest(
         tmp_path / "spec.yaml", images=[f"ghcr.io/acme/app:v1@{wanted.graph.index.digest}"]
     )
     _public, key = operator_key(tmp_path)
-    options = dataclasses.replace(
-        registry_options(referrers_registry),
-        mirrors={"ghcr.io": f"{referrers_registry.host}/mirror2"},
+    options = registry_options(referrers_registry).replace(
+        mirrors={"ghcr.io": f"{referrers_registry.host}/mirror2"}
     )
 
     with pytest.raises(CreateError):
