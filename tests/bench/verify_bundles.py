@@ -2,9 +2,11 @@
 
 Prints per-verification times for airgap in one process, for sigstore-python's own Verifier on
 the same cases, for the `airgap verify-bundle` CLI (one process per verification, as CD scripts
-call it), and the CLI's start-up time. The CLI runs with its bytecode cached, as where the
-verifier is installed with pip (PYTHONDONTWRITEBYTECODE is dropped, PYTHONPYCACHEPREFIX points
-into a temporary directory, and one run warms it). The last line is one JSON object.
+call it), the CLI's start-up time, and the floor under any verifier of X.509 written in Python:
+the interpreter starting and importing cryptography.x509, nothing else (`python_floor_ms`).
+The CLI runs with its bytecode cached, as where the verifier is installed with pip
+(PYTHONDONTWRITEBYTECODE is dropped, PYTHONPYCACHEPREFIX points into a temporary directory, and
+one run warms it). The last line is one JSON object.
 
     .venv/bin/python -m tests.bench.verify_bundles [--rounds N]
 """
@@ -108,6 +110,7 @@ def main() -> None:
         env["PYTHONPYCACHEPREFIX"] = pycache
         cli_ms = _cli_ms([[*airgap, *protocol_args(c, by_digest=False)] for c in CASES], env)
         startup_ms = _cli_ms([[*airgap, "--help"]] * 10, env)
+        floor_ms = _cli_ms([[sys.executable, "-c", "import cryptography.x509"]] * 10, env)
 
     print(f"cases: {len(CASES)} ({len(keyless)} keyless, compared with sigstore-python)")
     print(f"airgap, one process:      {airgap_ms:8.2f} ms per verification (keyless cases)")
@@ -116,6 +119,7 @@ def main() -> None:
     print(f"airgap, all cases:        {all_ms:8.2f} ms per verification")
     print(f"airgap CLI, per process:  {cli_ms:8.1f} ms per verification")
     print(f"airgap CLI start-up:      {startup_ms:8.1f} ms (airgap --help)")
+    print(f"python + cryptography:    {floor_ms:8.1f} ms (import cryptography.x509, the floor)")
     print(
         json.dumps(
             {
@@ -123,6 +127,7 @@ def main() -> None:
                 "sigstore_ms_per_verify": round(sigstore_ms, 3),
                 "cli_ms_per_verify": round(cli_ms, 1),
                 "cli_startup_ms": round(startup_ms, 1),
+                "python_floor_ms": round(floor_ms, 1),
             }
         )
     )
