@@ -6,6 +6,7 @@ API (distribution-spec "Referrers Tag Schema"), and by some tools inside image l
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 
 from offline.errors import UsageError
 from offline.oci.manifest import OCI_INDEX, Descriptor, Manifest
@@ -32,6 +33,12 @@ def with_referrer(index: Manifest | None, referrer: Descriptor) -> bytes | None:
     """The fallback index with `referrer` added (the bytes to push), or None when it is already
     listed. `index` None starts a new one; an existing tag that is not an index is an error,
     because overwriting it would destroy something that is not ours."""
+    return with_referrers(index, [referrer])
+
+
+def with_referrers(index: Manifest | None, referrers: Sequence[Descriptor]) -> bytes | None:
+    """`with_referrer` for several referrers at once: one index to push lists them all (in
+    order, each once), or None when every one is listed already."""
     if index is None:
         document: dict[str, object] = dict(EMPTY_INDEX)
         entries: list[object] = []
@@ -44,10 +51,14 @@ def with_referrer(index: Manifest | None, referrer: Descriptor) -> bytes | None:
         document = index.json()
         current = document.get("manifests", [])
         entries = list(current) if isinstance(current, list) else []
-        listed = {e.get("digest") for e in entries if isinstance(e, dict)}
-        if referrer.digest in listed:
-            return None
-    entries.append(referrer.to_json())
+    listed = {e.get("digest") for e in entries if isinstance(e, dict)}
+    count = len(entries)
+    for referrer in referrers:
+        if referrer.digest not in listed:
+            listed.add(referrer.digest)
+            entries.append(referrer.to_json())
+    if len(entries) == count:
+        return None
     document["manifests"] = entries
     return json.dumps(document, separators=(",", ":")).encode()
 

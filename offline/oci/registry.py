@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, cast
 from urllib.parse import quote
 
 from offline.debuglog import debug
 from offline.errors import AirgapError, UsageError
 from offline.http_body import BodyTooLarge, read_body
-from offline.oci.blobstream import BlobReader
+from offline.oci.blobstream import BlobReader, CheckedStream
 from offline.oci.digests import (
     COSIGN_SUFFIXES,
     DigestMismatch,
@@ -56,7 +56,7 @@ from offline.oci.manifest import (
     parse_manifest_json,
     referrer_descriptor,
 )
-from offline.oci.referrers import fallback_descriptors, filter_artifact_type, with_referrer
+from offline.oci.referrers import fallback_descriptors, filter_artifact_type, with_referrers
 from offline.oci.registry_auth import Credentials
 from offline.oci.registry_download import ResumableBody
 from offline.oci.registry_http import (
@@ -359,6 +359,21 @@ class Repository:
         """`push_blob` of a blob `blob_exists` just said is absent: no second HEAD."""
         self.push_blob(data, digest, size, checked_absent=True)
 
+    def push_checked_blob(
+        self, data: CheckedStream, digest: str, size: int, *, checked_absent: bool = False
+    ) -> None:
+        """`push_blob` of a stream that checks its own digest and size as it is read (a
+        BlobReader, seekable or not): a streamed upload does not hash it again, and commits
+        only once the stream says it verified."""
+        validate_digest(digest)
+        if not checked_absent and self.blob_exists(digest):
+            return
+        from offline.oci import registry_upload
+
+        stream = cast(IO[bytes], data)
+        chunk = registry_upload.CHUNK_SIZE
+        registry_upload.upload(self._uploader(), stream, digest, size, chunk, checked=data)
+
     def mount_blob(self, digest: str, from_repository: str) -> bool:
         """Ask the registry to link a blob from another repository without copying it; False
         when it would not (the caller then uploads)."""
@@ -542,37 +557,50 @@ class Repository:
         A registry that processed the subject says so (`OCI-Subject`) or serves the referrers
         API; otherwise the manifest is added to the subject's fallback-tag index, which is read
         back to be sure a concurrent writer did not drop it (registries ignore If-Match)."""
-        digest = sha256_digest(raw)
-        manifest = check_manifest(raw, digest, self.location, media_type)
-        subject = manifest.subject()
-        if subject is None:
-            raise UsageError(f"manifest {digest} has no subject: it cannot be a referrer")
-        listed = referrer_descriptor(manifest)
-        processed = False
-        if not pushed:
-            _, headers = self._put_manifest(raw, media_type, None)
-            processed = headers.get("OCI-Subject") == subject.digest
-        if processed or self.has_referrers_api(subject.digest):
-            return listed
-        tag = fallback_tag(subject.digest)
+        return self.push_referrers([(raw, media_type)], pushed=pushed)[0]
+
+    def push_referrers(
+        self, manifests: Sequence[tuple[bytes, str]], *, pushed: bool = False
+    ) -> list[Descriptor]:
+        """`push_referrer` of several manifests (raw, media type): those of one subject are
+        added to its fallback-tag index in one write, read back once."""
+        unlisted: dict[str, list[Descriptor]] = {}
+        descriptors: list[Descriptor] = []
+        for raw, media_type in manifests:
+            digest = sha256_digest(raw)
+            manifest = check_manifest(raw, digest, self.location, media_type)
+            subject = manifest.subject()
+            if subject is None:
+                raise UsageError(f"manifest {digest} has no subject: it cannot be a referrer")
+            listed = referrer_descriptor(manifest)
+            descriptors.append(listed)
+            processed = False
+            if not pushed:
+                _, headers = self._put_manifest(raw, media_type, None)
+                processed = headers.get("OCI-Subject") == subject.digest
+            if not processed:
+                unlisted.setdefault(subject.digest, []).append(listed)
+        for subject_digest, listed_ones in unlisted.items():
+            if not self.has_referrers_api(subject_digest):
+                self._list_in_fallback(subject_digest, listed_ones)
+        return descriptors
+
+    def _list_in_fallback(self, subject: str, listed: list[Descriptor]) -> None:
+        tag = fallback_tag(subject)
+        names = ", ".join(d.digest for d in listed)
         debug(
-            __name__,
-            "%s: no referrers API; listing %s under the tag %s",
-            self.location,
-            digest,
-            tag,
+            __name__, "%s: no referrers API; listing %s under the tag %s", self.location, names, tag
         )
         for _attempt in range(_FALLBACK_ATTEMPTS):
             current = self.resolve_optional(tag)
             index = self.fetch_manifest(current.digest) if current is not None else None
-            if index is not None and index.is_index and digest in _listed(index):
-                return listed
-            updated = with_referrer(index, listed)
-            if updated is not None:
-                self.push_manifest(updated, OCI_INDEX, tag)
+            updated = with_referrers(index, listed)
+            if updated is None:  # every one listed, as read back
+                return
+            self.push_manifest(updated, OCI_INDEX, tag)
         raise RegistryError(
             self._t.message(
-                self.name, f"listing {digest} under {tag}", "another writer kept replacing the tag"
+                self.name, f"listing {names} under {tag}", "another writer kept replacing the tag"
             )
         )
 
@@ -586,10 +614,6 @@ class Repository:
                 raise self._error(response, what)
         with self._lock:
             self._manifests.pop(digest, None)
-
-
-def _listed(index: Manifest) -> set[str]:
-    return {d.digest for d in index.children()}
 
 
 def _check_tag(tag: str) -> None:

@@ -3,7 +3,9 @@ content and its digest), chunked (POST, PATCH with Content-Range per chunk, PUT 
 and cross-repository mounts (POST ?mount=&from=).
 
 The content is hashed while it goes out and checked before the final PUT, so a bad source never
-becomes a committed blob even on a registry that would not check. A chunk that fails halfway is
+becomes a committed blob even on a registry that would not check. A source that checks itself
+as it is read (a CheckedStream: a BlobReader) is not hashed a second time: it must say it
+verified, at its end, before the final PUT. A chunk that fails halfway is
 not sent again blindly: we ask the registry how far it got (GET on the upload) and continue
 from there, which is what lets a multi-gigabyte layer cross a flaky link; when the registry has
 dropped the session, a source that can be rewound is uploaded again.
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING
 
+from offline.oci.blobstream import CheckedStream
 from offline.oci.digests import DigestMismatch, validate_digest
 from offline.oci.http_client import Body, Response
 from offline.oci.registry_http import RETRY_STATUSES, RegistryError, RegistryUnavailable, Transport
@@ -190,53 +193,70 @@ class Uploader:
 
 
 def upload(
-    uploader: Uploader, data: bytes | IO[bytes], digest: str, size: int, chunk_size: int
+    uploader: Uploader,
+    data: bytes | IO[bytes],
+    digest: str,
+    size: int,
+    chunk_size: int,
+    checked: CheckedStream | None = None,
 ) -> None:
+    """Upload `data` as blob `digest`; `checked`: `data` itself, checking its own digest and
+    size (those of this blob) as it is read, so that a streamed upload does not hash again."""
     validate_digest(digest)
+    # Trusted only as the very stream sent, checking this very blob: else hashed here.
+    if checked is not None and (
+        id(checked) != id(data) or (checked.digest, checked.size) != (digest, size)
+    ):
+        checked = None
     what = f"uploading blob {digest}"
     if isinstance(data, bytes):
         _monolithic(uploader, data, digest, size, what)
         return
     start = data.tell() if data.seekable() else None
-    send = _upload_stream
-    if start is not None and size > STREAM_ABOVE:
-        send = _streamed
+
+    def send() -> None:
+        if start is not None and size > STREAM_ABOVE:
+            _streamed(uploader, data, digest, size, chunk_size, what, checked)
+        else:
+            _upload_stream(uploader, data, digest, size, chunk_size, what)
+
     try:
-        send(uploader, data, digest, size, chunk_size, what)
+        send()
     except UploadLost:
         # The registry dropped the session (Distribution does, once an answer is lost, since
         # its upload state travels in the location). A source we can rewind starts again.
         if start is None:
             raise
         data.seek(start)
-        send(uploader, data, digest, size, chunk_size, what)
+        send()
 
 
 class _Section:
     """Bytes `start`..`end` of a seekable source (positions from `base`) as a request body
     that can be sent again: each iteration seeks and reads them anew, a piece at a time into
-    one buffer, hashing every byte from `start` onto a copy of `hasher` and sending those from
-    `skip` on (what the registry already holds of the chunk is hashed, not sent)."""
+    one buffer, hashing every byte from `start` onto a copy of `hasher` (None: the source
+    checks itself) and sending those from `skip` on (what the registry already holds of the
+    chunk is hashed, not sent)."""
 
     def __init__(
         self,
         source: IO[bytes],
         base: int,
         span: tuple[int, int, int],
-        hasher: _Hash,
+        hasher: _Hash | None,
         buffer: bytearray,
         message: Callable[[str], str],
     ) -> None:
         self.source, self.base = source, base
         self.start, self.skip, self.end = span
         self._hasher = hasher
-        self.hasher = hasher.copy()
+        self.hasher = hasher.copy() if hasher is not None else None
         self.buffer = buffer
         self.message = message
         self.done = False  # every byte of the section read and hashed
 
     def __iter__(self) -> Iterator[memoryview]:
-        self.hasher = self._hasher.copy()
+        self.hasher = self._hasher.copy() if self._hasher is not None else None
         self.done = False
         self.source.seek(self.base + self.start)
         view = memoryview(self.buffer)
@@ -246,16 +266,17 @@ class _Section:
             if not count:
                 raise DigestMismatch(self.message(f"the source ended after {position} bytes"))
             piece = view[:count]
-            self.hasher.update(piece)
+            if self.hasher is not None:
+                self.hasher.update(piece)
             if position + count > self.skip:
                 yield piece[max(0, self.skip - position) :]
             position += count
         self.done = True
 
-    def hashed(self) -> _Hash:
+    def hashed(self) -> _Hash | None:
         """The hash through the section's end: read again if the sending stopped short of it
         (the registry had the rest already)."""
-        if self.done:
+        if self.done or self._hasher is None:
             return self.hasher
         span = (self.start, self.end, self.end)  # hashed only, nothing to send
         again = _Section(self.source, self.base, span, self._hasher, self.buffer, self.message)
@@ -281,14 +302,20 @@ def _upload_stream(
 
 
 def _streamed(
-    uploader: Uploader, data: IO[bytes], digest: str, size: int, chunk_size: int, what: str
+    uploader: Uploader,
+    data: IO[bytes],
+    digest: str,
+    size: int,
+    chunk_size: int,
+    what: str,
+    checked: CheckedStream | None,
 ) -> None:
     """PATCH after PATCH of a seekable source, each streamed from it (see _Section); the
-    digest checked before the final PUT."""
+    digest checked before the final PUT (by `checked` itself, when given)."""
     base = data.tell()
     location, minimum = uploader.start(what)
     chunk_size = max(chunk_size, minimum)
-    hasher = hashlib.sha256()
+    hasher: _Hash | None = hashlib.sha256() if checked is None else None
     buffer = bytearray(PIECE_SIZE)
     sent = 0
 
@@ -304,7 +331,7 @@ def _streamed(
                 offset: int,
                 start: int = sent,
                 end: int = end,
-                hashed: _Hash = hasher,
+                hashed: _Hash | None = hasher,
                 sections: list[_Section] = sections,
             ) -> _Section:
                 span = (start, start + offset, end)
@@ -314,10 +341,16 @@ def _streamed(
             location = uploader.patch_from(location, body, end - sent, sent, what)
             hasher = sections[-1].hashed()
             sent = end
+        if checked is not None and data.tell() != base + size:
+            data.seek(base + size)  # the last part the registry had: read (and hashed) by it
         # The end of the source (a BlobReader checks its own digest there).
         if data.read(1):
             raise DigestMismatch(uploader.message(what, f"the source is longer than {size}"))
-        _check(uploader, what, digest, size, hasher.hexdigest(), sent)
+        if checked is None:
+            assert hasher is not None
+            _check(uploader, what, digest, size, hasher.hexdigest(), sent)
+        elif not checked.verified:
+            raise DigestMismatch(uploader.message(what, "the source did not verify its digest"))
     except BaseException:
         uploader.cancel(location)
         raise

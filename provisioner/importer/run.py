@@ -9,8 +9,8 @@ its manifests only after everything under them is acknowledged, a blob two image
 uploaded once and mounted by the other (claims.py), and the tags wait until every image is
 whole. The first image to fail stops the others before their next write; the import then fails
 with that image's error and writes no tag. The tags and referrer listings are written per
-repository at once (each repository's in order), and the attachments are found again per image
-at once.
+repository at once (each repository's in order), then the images' own tags likewise, and the
+attachments are found again per image at once.
 """
 
 from __future__ import annotations
@@ -289,8 +289,7 @@ class ImportRun:
 
         def finish(items: list[int]) -> None:
             sink = sinks[items[0]]
-            for deferred in sink.deferred:  # in order: a fallback tag is read, then written
-                sink.finish(deferred)
+            sink.finish(sink.deferred)
 
         try:
             self._each(finish, numbers.values(), TAG_JOBS)
@@ -298,19 +297,40 @@ class ImportRun:
             raise _stopped(
                 f"importing into {self.target}: {exc}; no image was tagged (rerun to resume)", exc
             ) from None
-        for plan, outcome in zip(self.plans, self.report.images, strict=True):
-            sink = self.sink(plan.repository)
-            root = plan.source.fetch_manifest(plan.entry.digest)
-            try:
-                if plan.tag is not None:
-                    outcome.tag_pushed = sink.push_tag(root, plan.tag)
-                elif self._layout is not None and not self.dry_run:
-                    # An untagged image is listed in index.json, so tools find it.
-                    self._layout.add_to_index(root.descriptor, None)
-            except AirgapError as exc:
-                raise self._failed(plan, exc, "its tag was not written") from None
-            outcome.tag_moves.extend(sink.moves)
-            sink.moves.clear()
+        # Then the images' own tags, per repository at once (each repository's in the bundle's
+        # order): every cosign tag and referrer listing is written by now.
+        queues: dict[str, list[int]] = {}
+        for number, plan in enumerate(self.plans):
+            queues.setdefault(plan.repository, []).append(number)
+        failures: dict[int, ImportFailed] = {}
+
+        def tag_repository(numbers: list[int]) -> None:
+            for number in numbers:
+                if failures:  # the first failure stops the others before their next tag
+                    return
+                try:
+                    self._tag_image(self.plans[number], self.report.images[number])
+                except ImportFailed as exc:
+                    failures[number] = exc
+                    return
+
+        self._each(tag_repository, queues.values(), TAG_JOBS if self.jobs > 1 else 1)
+        if failures:
+            raise failures[min(failures)]
+
+    def _tag_image(self, plan: Planned, outcome: ImageImport) -> None:
+        sink = self.sink(plan.repository)
+        root = plan.source.fetch_manifest(plan.entry.digest)
+        try:
+            if plan.tag is not None:
+                outcome.tag_pushed = sink.push_tag(root, plan.tag)
+            elif self._layout is not None and not self.dry_run:
+                # An untagged image is listed in index.json, so tools find it.
+                self._layout.add_to_index(root.descriptor, None)
+        except AirgapError as exc:
+            raise self._failed(plan, exc, "its tag was not written") from None
+        outcome.tag_moves.extend(sink.moves)
+        sink.moves.clear()
 
     def _failed(self, plan: Planned, exc: AirgapError, state: str) -> ImportFailed:
         return _stopped(

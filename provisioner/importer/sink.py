@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from typing import IO, Literal, Protocol
+from typing import IO, Literal, Protocol, cast
 
 from offline.errors import UsageError
-from offline.oci.blobstream import BlobReader
+from offline.oci.blobstream import BlobReader, CheckedStream
 from offline.oci.digests import is_digest, sha256_digest
 from offline.oci.manifest import (
     Descriptor,
@@ -27,7 +27,13 @@ from offline.oci.manifest import (
 )
 from offline.oci.referrers import filter_artifact_type
 from offline.oci.registry import Repository
-from offline.oci.store import AbsentBlobPusher, BlobMounter, ImageSource, Store
+from offline.oci.store import (
+    AbsentBlobPusher,
+    BlobMounter,
+    CheckedBlobPusher,
+    ImageSource,
+    Store,
+)
 from provisioner.importer.claims import BlobHomes
 from provisioner.importer.journal import JournalKind
 from provisioner.importer.report import ImportReport, TagMove
@@ -182,14 +188,30 @@ class TargetSink:
         return False
 
     def push_blob(self, data: bytes | IO[bytes], digest: str, size: int) -> None:
+        self._push_blob(data, digest, size, None)
+
+    def push_checked_blob(self, data: CheckedStream, digest: str, size: int) -> None:
+        """`push_blob` of a stream that checks itself (the bundle's BlobReader): the target
+        store does not hash it again where it can take it so."""
+        self._push_blob(cast(IO[bytes], data), digest, size, data)
+
+    def _push_blob(
+        self, data: bytes | IO[bytes], digest: str, size: int, checked: CheckedStream | None
+    ) -> None:
         self.run.homes.check_stopping()
+        store = self.store
         try:
-            if not self.run.dry_run:  # a dry run does not even read the stream
-                if isinstance(self.store, AbsentBlobPusher):
-                    # mirror_image asked blob_exists just before: the answer was no.
-                    self.store.push_absent_blob(data, digest, size)
-                else:
-                    self.store.push_blob(data, digest, size)
+            if self.run.dry_run:  # a dry run does not even read the stream
+                pass
+            elif checked is not None and isinstance(store, Repository):
+                # mirror_image asked blob_exists just before: the answer was no.
+                store.push_checked_blob(checked, digest, size, checked_absent=True)
+            elif checked is not None and isinstance(store, CheckedBlobPusher):
+                store.push_checked_blob(checked, digest, size)
+            elif isinstance(store, AbsentBlobPusher):
+                store.push_absent_blob(data, digest, size)
+            else:
+                store.push_blob(data, digest, size)
         except BaseException:
             self.run.homes.give_up(self.key, digest)  # whoever waits for it tries itself
             raise
@@ -257,13 +279,18 @@ class TargetSink:
             self.store.push_manifest(manifest.raw, manifest.media_type, tag)
         return True
 
-    def finish(self, deferred: Deferred) -> None:
+    def finish(self, deferred: list[Deferred]) -> None:
+        """The repository's cosign tags, then its referrer listings (on a registry, those of
+        one subject in one write)."""
         if self.run.dry_run:
             return
-        if deferred.tag is not None:
-            self.store.push_manifest(deferred.raw, deferred.media_type, deferred.tag)
-        elif isinstance(self.store, Repository):
-            # Pushed by digest with the image's content: only the listing is left to write.
-            self.store.push_referrer(deferred.raw, deferred.media_type, pushed=True)
+        referrers = [(d.raw, d.media_type) for d in deferred if d.tag is None]
+        for item in deferred:
+            if item.tag is not None:
+                self.store.push_manifest(item.raw, item.media_type, item.tag)
+        if isinstance(self.store, Repository):
+            # Pushed by digest with the image's content: only the listings are left to write.
+            self.store.push_referrers(referrers, pushed=True)
         else:
-            self.store.push_referrer(deferred.raw, deferred.media_type)
+            for raw, media_type in referrers:
+                self.store.push_referrer(raw, media_type)

@@ -22,7 +22,12 @@ from offline.oci.manifest import (
     check_manifest,
     referrer_descriptor,
 )
-from offline.oci.referrers import fallback_descriptors, filter_artifact_type, with_referrer
+from offline.oci.referrers import (
+    fallback_descriptors,
+    filter_artifact_type,
+    with_referrer,
+    with_referrers,
+)
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64
@@ -186,6 +191,23 @@ def test_fallback_index() -> None:
     assert filter_artifact_type(fallback_descriptors(grown_index, D1), "application/x") == (
         referrer,
     )
+
+
+def test_fallback_index_with_several_referrers_at_once() -> None:
+    first, second = (
+        Descriptor(OCI_MANIFEST, D2, 5),
+        Descriptor(OCI_MANIFEST, "sha256:" + "3" * 64, 7),
+    )
+    raw = with_referrers(None, [first, second, first])
+    assert raw is not None
+    index = check_manifest(raw, sha256_digest(raw), "here")
+    assert fallback_descriptors(index, D1) == [first, second]  # in order, each once
+    assert with_referrers(index, [second, first]) is None  # every one listed already
+    third = Descriptor(OCI_MANIFEST, "sha256:" + "4" * 64, 9)
+    grown = with_referrers(index, [first, third])
+    assert grown is not None
+    grown_index = check_manifest(grown, sha256_digest(grown), "here")
+    assert fallback_descriptors(grown_index, D1) == [first, second, third]
 
 
 def test_fallback_tag_naming_something_else() -> None:

@@ -396,6 +396,55 @@ def test_a_referrer_pushed_already_is_only_listed(
     assert all(r is not None and not r.startswith("sha256:") for r in sent), sent
 
 
+def test_referrers_of_one_subject_are_listed_in_one_write_read_back_once(
+    docker_registry: RegistryServer,
+    request: pytest.FixtureRequest,
+    rng: random.Random,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    repo = _repo(docker_registry, request)
+    image, other = make_image(rng), make_image(rng)
+    push_image(repo, image, "v1")
+    push_image(repo, other, "v2")
+    artifacts = [
+        make_artifact(image.descriptor, SBOM, b'{"n":1}'),
+        make_artifact(image.descriptor, BUNDLE, b"{}"),
+        make_artifact(other.descriptor, SBOM, b'{"n":2}'),
+    ]
+    for artifact in artifacts:
+        for blob in artifact.blobs:
+            repo.push_blob(blob.data, blob.digest, len(blob.data))
+        repo.push_manifest(artifact.manifest, OCI_MANIFEST)
+    writes: list[str | None] = []
+    reads: list[str] = []
+    real_put, real_get = Repository._put_manifest, Repository._get_manifest
+
+    def put(self: Repository, raw: bytes, media_type: str, reference: str | None) -> Any:
+        writes.append(reference)
+        return real_put(self, raw, media_type, reference)
+
+    def get(self: Repository, reference: str, digest: str | None) -> Any:
+        reads.append(reference)
+        return real_get(self, reference, digest)
+
+    monkeypatch.setattr(Repository, "_put_manifest", put)
+    monkeypatch.setattr(Repository, "_get_manifest", get)
+
+    listed = repo.push_referrers([(a.manifest, OCI_MANIFEST) for a in artifacts], pushed=True)
+
+    assert [d.digest for d in listed] == [a.digest for a in artifacts]
+    tags = [fallback_tag(image.digest), fallback_tag(other.digest)]
+    assert writes == tags  # one index per subject
+    # Each read before its write (absent), then once after it, to be sure it holds.
+    assert [r for r in reads if r in tags] == [tags[0], tags[0], tags[1], tags[1]]
+    monkeypatch.undo()
+    assert {d.digest for d in repo.referrers(image.digest).descriptors} == {
+        artifacts[0].digest,
+        artifacts[1].digest,
+    }
+    assert [d.digest for d in repo.referrers(other.digest).descriptors] == [artifacts[2].digest]
+
+
 def test_fallback_tag_that_is_not_an_index(
     docker_registry: RegistryServer, request: pytest.FixtureRequest, rng: random.Random
 ) -> None:

@@ -25,6 +25,7 @@ import pytest
 
 from offline.errors import VerificationFailure
 from offline.oci import registry_upload
+from offline.oci.blobstream import BlobReader
 from offline.oci.digests import DigestMismatch
 from offline.oci.manifest import walk
 from offline.oci.registry import Registry, Repository
@@ -303,6 +304,78 @@ def test_a_failed_chunk_is_resumed(
         assert recorded.largest == registry_upload.PIECE_SIZE
     elif source == "stream":
         assert recorded.largest >= chunk
+
+
+class _NoHashing:
+    """Stands in for hashlib in registry_upload: an upload that hashes fails the test."""
+
+    @staticmethod
+    def sha256(*args: object) -> Any:
+        raise AssertionError("the upload hashed a stream that checks itself")
+
+
+@pytest.mark.parametrize("registry_got_it", [False, True])
+def test_a_self_checking_stream_is_hashed_once_even_when_a_chunk_is_resumed(
+    docker_registry: RegistryServer,
+    request: pytest.FixtureRequest,
+    registry_got_it: bool,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A BlobReader over a file checks its own digest as it is read: the upload does not hash
+    it again, and a resumed chunk (the reader moved back, hashing from the start anew) still
+    ends in a verified reader and the right blob."""
+    chunk = 512 * 1024
+    data = random.Random(12).randbytes(3 * chunk + 100)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    patches = 0
+
+    def before(handler: ProxyHandler, number: int) -> bool:
+        nonlocal patches
+        if handler.command == "PATCH":
+            patches += 1
+            if patches == 2 and not registry_got_it:
+                handler.reply(503)
+                return True
+        return False
+
+    def after(handler: ProxyHandler, number: int, reply: Reply) -> Reply | None:
+        if handler.command == "PATCH" and patches == 2 and registry_got_it:
+            return None
+        return reply
+
+    monkeypatch.setattr(registry_upload, "CHUNK_SIZE", chunk)
+    monkeypatch.setattr(registry_upload, "hashlib", _NoHashing)
+    assert docker_registry.ca is not None
+    with Proxy(
+        docker_registry.url, ca=docker_registry.ca.ca_cert, on_request=before, on_response=after
+    ) as proxy:
+        repo = _through(proxy, request, credentials=docker_registry.credentials)
+        reader = BlobReader(io.BytesIO(data), digest, len(data), "the bundle")
+        repo.push_checked_blob(reader, digest, len(data))
+        assert reader.verified
+        monkeypatch.undo()
+        with repo.open_blob(digest, len(data)) as stored:
+            assert stored.read() == data
+    assert patches > 4  # a chunk was sent again
+
+
+def test_a_self_checking_stream_that_fails_its_check_commits_nothing(
+    docker_registry: RegistryServer, request: pytest.FixtureRequest
+) -> None:
+    data = random.Random(13).randbytes(2 * 1024 * 1024 + 7)
+    digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
+    corrupt = bytearray(data)
+    corrupt[len(corrupt) // 2] ^= 1
+    repo = docker_registry.client().repository(_name(request))
+    reader = BlobReader(io.BytesIO(bytes(corrupt)), digest, len(data), "the bundle")
+    with pytest.raises(DigestMismatch, match="corrupted or replaced"):
+        repo.push_checked_blob(reader, digest, len(data))
+    assert not repo.blob_exists(digest)
+    # A stream checking another blob is no proof for this one: hashed, and refused.
+    other = BlobReader(io.BytesIO(bytes(corrupt)), digest, None, "the bundle")
+    with pytest.raises(DigestMismatch):
+        repo.push_checked_blob(other, digest, len(data))
+    assert not repo.blob_exists(digest)
 
 
 def _flip(handler: ProxyHandler, number: int, reply: Reply) -> Reply:

@@ -68,16 +68,24 @@ def _spy(
     before: Any,
     after: Any,
 ) -> None:
-    """`before(repository, name, args)` and `after(...)` around every write of the client."""
-    for name in ("push_blob", "push_manifest", "push_referrer", "mount_blob"):
+    """`before(repository, name, args)` and `after(...)` around every write of the client: a
+    checked blob upload counts as `push_blob`, and each manifest of `push_referrers` as a
+    `push_referrer` (which itself goes through `push_referrers`)."""
+    names = {"push_blob": "push_blob", "push_checked_blob": "push_blob"}
+    names |= {"push_manifest": "push_manifest", "mount_blob": "mount_blob"}
+    names["push_referrers"] = "push_referrer"
+    for name, seen_as in names.items():
         real = getattr(Repository, name)
 
         def wrapper(
-            self: Repository, *args: Any, _real: Any = real, _name: str = name, **kwargs: Any
+            self: Repository, *args: Any, _real: Any = real, _name: str = seen_as, **kwargs: Any
         ) -> Any:
-            before(self.name, _name, args)
+            each = list(args[0]) if _name == "push_referrer" else [args]
+            for item in each:
+                before(self.name, _name, item)
             result = _real(self, *args, **kwargs)
-            after(self.name, _name, args)
+            for item in each:
+                after(self.name, _name, item)
             return result
 
         monkeypatch.setattr(Repository, name, wrapper)
