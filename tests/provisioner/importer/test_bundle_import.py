@@ -25,7 +25,6 @@ import random
 import shutil
 import threading
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +34,6 @@ import pytest
 from offline.errors import AirgapError, UsageError, VerificationFailure
 from offline.oci.layout import OCILayout
 from offline.oci.manifest import OCI_EMPTY_DIGEST, NotFound
-from offline.oci.registry import Repository
 from offline.oci.registry_http import RetryPolicy
 from offline.oci.sources import RegistryOptions
 from provisioner.bundle.sequence import state_dir
@@ -55,6 +53,7 @@ from tests.bundle_sites import (
 from tests.httpproxy import Proxy, ProxyHandler
 from tests.image_graphs import Graph, check_target
 from tests.oci_images import make_image, push_image
+from tests.provisioner.importer.write_spy import spy_writes
 from tests.registries import RegistryServer
 
 pytestmark = pytest.mark.slow
@@ -218,7 +217,7 @@ def test_tags_are_written_last(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     writes: list[tuple[str, str]] = []
-    spy(monkeypatch, lambda name, args: writes.append(describe_write(name, args)))
+    spy_writes(monkeypatch, lambda _repo, name, args: writes.append(describe_write(name, args)))
 
     import_into(
         bundle,
@@ -381,35 +380,6 @@ def describe_write(name: str, args: tuple[Any, ...]) -> tuple[str, str]:
     return ("tag", reference)
 
 
-def spy(
-    monkeypatch: pytest.MonkeyPatch,
-    before: Callable[[str, tuple[Any, ...]], None],
-    after: Callable[[str, tuple[Any, ...]], None] | None = None,
-) -> None:
-    """Call `before` (and `after`) around every write the registry client makes: a checked
-    blob upload counts as `push_blob`, and each manifest of `push_referrers` as a
-    `push_referrer` (which itself goes through `push_referrers`)."""
-    names = {"push_blob": "push_blob", "push_checked_blob": "push_blob"}
-    names |= {"push_manifest": "push_manifest", "mount_blob": "mount_blob"}
-    names["push_referrers"] = "push_referrer"
-    for name, seen_as in names.items():
-        real = getattr(Repository, name)
-
-        def wrapper(
-            self: Repository, *args: Any, _real: Any = real, _name: str = seen_as, **kwargs: Any
-        ) -> Any:
-            each = list(args[0]) if _name == "push_referrer" else [args]
-            for item in each:
-                before(_name, item)
-            result = _real(self, *args, **kwargs)
-            if after is not None:
-                for item in each:
-                    after(_name, item)
-            return result
-
-        monkeypatch.setattr(Repository, name, wrapper)
-
-
 @pytest.fixture(scope="module")
 def clean_import(bundle: Bundle, docker_registry: RegistryServer) -> dict[str, Any]:
     """What an uninterrupted import into the Distribution registry looks like, per image, and
@@ -417,7 +387,7 @@ def clean_import(bundle: Bundle, docker_registry: RegistryServer) -> dict[str, A
     prefix = fresh_prefix()
     writes: list[str] = []
     with pytest.MonkeyPatch.context() as monkeypatch:
-        spy(monkeypatch, lambda name, args: writes.append(name))
+        spy_writes(monkeypatch, lambda _repo, name, args: writes.append(name))
         import_bundle(
             bundle.path,
             bundle.public_key,
@@ -466,17 +436,17 @@ def test_an_import_killed_anywhere_then_rerun_ends_identical_to_a_clean_import(
             writes["killed"] = 1
         raise Killed
 
-    def count(name: str, args: tuple[Any, ...]) -> None:
+    def count(_repo: str, name: str, args: tuple[Any, ...]) -> None:
         with lock:
             writes["n"] += 1
         if not acknowledged:
             kill_once()
 
-    def after(name: str, args: tuple[Any, ...]) -> None:
+    def after(_repo: str, name: str, args: tuple[Any, ...]) -> None:
         if acknowledged:
             kill_once()
 
-    spy(monkeypatch, count, after)
+    spy_writes(monkeypatch, count, after)
     with pytest.raises(Killed):
         import_into(bundle, target, options_for(docker_registry), tmp_path, journal_path=journal)
     monkeypatch.undo()

@@ -27,13 +27,13 @@ import pytest
 
 from offline.oci.digests import sha256_digest
 from offline.oci.manifest import MANIFEST_MEDIA_TYPES, NotFound
-from offline.oci.registry import Repository
 from offline.oci.sources import RegistryOptions
 from provisioner.bundle.signing import PublicKey
 from provisioner.importer.importer import ImportFailed, import_bundle
 from tests.bundle_sites import create, operator_key, registry_options, write_spec
 from tests.httpproxy import Proxy, ProxyHandler
 from tests.image_graphs import Graph, check_target, populate
+from tests.provisioner.importer.write_spy import spy_writes
 from tests.registries import RegistryServer
 
 pytestmark = pytest.mark.slow
@@ -61,34 +61,6 @@ def _bundle(
     _, key = operator_key(tmp_path)
     bundle = create(spec, tmp_path / "bundle", key, registry_options(target, source))
     return bundle.path, key.public_key(), graphs, f"c-{run}"
-
-
-def _spy(
-    monkeypatch: pytest.MonkeyPatch,
-    before: Any,
-    after: Any,
-) -> None:
-    """`before(repository, name, args)` and `after(...)` around every write of the client: a
-    checked blob upload counts as `push_blob`, and each manifest of `push_referrers` as a
-    `push_referrer` (which itself goes through `push_referrers`)."""
-    names = {"push_blob": "push_blob", "push_checked_blob": "push_blob"}
-    names |= {"push_manifest": "push_manifest", "mount_blob": "mount_blob"}
-    names["push_referrers"] = "push_referrer"
-    for name, seen_as in names.items():
-        real = getattr(Repository, name)
-
-        def wrapper(
-            self: Repository, *args: Any, _real: Any = real, _name: str = seen_as, **kwargs: Any
-        ) -> Any:
-            each = list(args[0]) if _name == "push_referrer" else [args]
-            for item in each:
-                before(self.name, _name, item)
-            result = _real(self, *args, **kwargs)
-            for item in each:
-                after(self.name, _name, item)
-            return result
-
-        monkeypatch.setattr(Repository, name, wrapper)
 
 
 def test_a_blob_shared_by_images_imported_at_once_is_uploaded_once(
@@ -125,7 +97,7 @@ def test_a_blob_shared_by_images_imported_at_once_is_uploaded_once(
                 acknowledged.add((repository, digest))
                 uploading.discard(digest)
 
-    _spy(monkeypatch, before, after)
+    spy_writes(monkeypatch, before, after)
     prefix = f"m{uuid.uuid4().hex[:8]}"
     report = import_bundle(
         bundle,
@@ -199,7 +171,7 @@ def test_children_before_parents_and_tags_last_hold_across_images_imported_at_on
             elif name in ("push_manifest", "push_referrer"):
                 acknowledged.add((repository, sha256_digest(args[0])))
 
-    _spy(monkeypatch, before, after)
+    spy_writes(monkeypatch, before, after)
     prefix = f"o{uuid.uuid4().hex[:8]}"
     import_bundle(
         bundle,
