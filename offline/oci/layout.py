@@ -97,6 +97,7 @@ class OCILayout:
             )
         if not (self.path / INDEX_FILE).is_file():
             raise UsageError(f"{self.path} is not an OCI image layout (no {INDEX_FILE})")
+        self._parsed_entries: tuple[bytes, tuple[Descriptor, ...]] | None = None
         self._subjects: dict[str, dict[str, Descriptor]] | None = None
         self._subjects_stamp: tuple[int, int] | None = None
 
@@ -122,24 +123,39 @@ class OCILayout:
         return self.path / "blobs" / "sha256" / validate_digest(digest).split(":", 1)[1]
 
     # ------------------------------------------------------------------------ index.json
-    def _read_index(self) -> dict[str, Any]:
+    def _read_index_bytes(self) -> bytes:
         index_path = self.path / INDEX_FILE
         try:
             with open_regular(index_path) as f:
                 raw = f.read(MAX_INDEX_SIZE + 1)
-            if len(raw) > MAX_INDEX_SIZE:
-                raise UsageError(f"{index_path} is larger than {MAX_INDEX_SIZE} bytes")
-            document = parse_manifest_json(raw, str(index_path))
         except FileNotFoundError:
             raise UsageError(f"{self.path} is not an OCI image layout (no {INDEX_FILE})") from None
+        if len(raw) > MAX_INDEX_SIZE:
+            raise UsageError(f"{index_path} is larger than {MAX_INDEX_SIZE} bytes")
+        return raw
+
+    def _parse_index(self, raw: bytes) -> dict[str, Any]:
+        index_path = self.path / INDEX_FILE
+        document = parse_manifest_json(raw, str(index_path))
         if not isinstance(document.get("manifests", []), list):
             raise UsageError(f"{index_path}: manifests is not a list")
         return document
 
+    def _read_index(self) -> dict[str, Any]:
+        return self._parse_index(self._read_index_bytes())
+
     def entries(self) -> list[Descriptor]:
-        """The descriptors listed in index.json."""
-        where = f"{self.path / INDEX_FILE}"
-        return [Descriptor.from_json(d, where) for d in self._read_index().get("manifests", [])]
+        """The descriptors listed in index.json. The file is read every time, but parsed only
+        when its bytes differ from the last parse: an import looks an image up hundreds of
+        times in an index that does not change."""
+        raw = self._read_index_bytes()
+        parsed = self._parsed_entries
+        if parsed is None or parsed[0] != raw:
+            where = f"{self.path / INDEX_FILE}"
+            listed = self._parse_index(raw).get("manifests", [])
+            parsed = (raw, tuple(Descriptor.from_json(d, where) for d in listed))
+            self._parsed_entries = parsed  # one assignment: threads see old or new, whole
+        return list(parsed[1])
 
     # ------------------------------------------------------------------------- reading
     def resolve(self, reference: str) -> Descriptor:

@@ -261,6 +261,37 @@ def test_sorting_the_index_gives_one_order_whatever_the_order_of_writes(
     assert files[0] == files[1]
 
 
+def test_the_index_is_parsed_again_only_when_its_bytes_change(
+    layout: OCILayout, rng: random.Random, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first, second = make_image(rng), make_image(rng)
+    push_image(layout, first, "app:v1")
+    push_image(layout, second, "app:v2")
+    parsed: list[object] = []
+    from_json = Descriptor.from_json
+
+    def counting(value: object, where: str) -> Descriptor:
+        parsed.append(value)
+        return from_json(value, where)
+
+    monkeypatch.setattr(Descriptor, "from_json", counting)
+    assert layout.resolve("app:v1").digest == first.digest
+    assert layout.resolve("app:v2").digest == second.digest
+    layout.fetch_manifest(first.digest)
+    assert len(parsed) == 2  # the two entries, once
+
+    # Another writer moves v1 onto the second image: an index of the very same size, most
+    # likely within the same mtime tick; the next look-up must see it.
+    OCILayout(layout.path).add_to_index(second.descriptor, "app:v1")
+    assert layout.resolve("app:v1").digest == second.digest
+    # An entry gone bad after a good parse is refused, not served from the last parse.
+    index = json.loads((layout.path / "index.json").read_text())
+    index["manifests"][0]["digest"] = "sha256:1"
+    (layout.path / "index.json").write_text(json.dumps(index))
+    with pytest.raises(UsageError, match="descriptor digest 'sha256:1' is not sha256"):
+        layout.resolve("app:v2")
+
+
 def test_referrers(layout: OCILayout, rng: random.Random) -> None:
     image = make_image(rng)
     push_image(layout, image, "v1")
