@@ -14,7 +14,9 @@ has two referrers. Then, timed, each tool run as an operator runs it (process st
 - import (directory -> registry): `airgap bundle import` into a target registry; `skopeo copy`
   from the layout, one process per image, into a second, fresh target registry. Both targets
   are the Debian docker-registry (TLS, htpasswd, blobs on disk; no referrers API, so airgap
-  pushes the attachments under their fallback tags).
+  pushes the attachments under their fallback tags). The two run `--import-rounds` times
+  (default 3), each round into two fresh registries, who goes first alternating; the figures
+  are the median round of each (a shared two-core machine's timings drift by 15 %).
 
 skopeo carries no attachments (no referrers, no `.sig`/`.att` tags) unless told to: its figures
 cover less work, and the table says so. All throughputs share one basis, the unique bytes of
@@ -32,14 +34,15 @@ compiles bytecode. Correctness is checked, so no figure comes from doing nothing
 both targets hold every image by digest, the airgap target holds both attachments of each, and
 after the delta it holds the changed image.
 
-    .venv/bin/python -m tests.bench.bundle [--quick] [--images N] [--big-layer MIB] [--keep]
+    .venv/bin/python -m tests.bench.bundle [--quick] [--images N] [--big-layer MIB]
+        [--import-rounds N] [--keep]
 
 The last line printed is one JSON object: create_mb_s, skopeo_create_mb_s, copy_mb_s,
 import_mb_s, skopeo_import_mb_s, bundle_bytes, unique_blob_bytes, delta_bytes,
 changed_layer_bytes, peak_rss_mb (MiB), registry_put_mb_s and registry_get_mb_s (the target
 registry's own ceiling: the skopeo layout's blobs pushed to a fresh docker-registry by parallel
 plain blob uploads, then read back, on the same MB basis), import_peak_rss_mb (MiB, `airgap
-bundle import`). Everything happens in a temporary work directory
+bundle import`, its largest round). Everything happens in a temporary work directory
 (removed unless --keep; the registries are stopped at the end, also on error), after a check
 that the disk has room.
 """
@@ -56,6 +59,7 @@ import re
 import secrets
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import tarfile
@@ -575,8 +579,8 @@ class Results:
     copy_s: float = 0.0
     bundle_bytes: int = 0
     layout_bytes: int = 0
-    import_: Ran | None = None
-    skopeo_import: Timed = field(default_factory=Timed)
+    import_rounds: list[Ran] = field(default_factory=list)
+    skopeo_import_rounds: list[Timed] = field(default_factory=list)
     import_pushes: tuple[int, int] = (0, 0)  # blob uploads, cross-repository mounts
     skopeo_pushes: tuple[int, int] = (0, 0)
     inventory_s: float = 0.0
@@ -598,18 +602,25 @@ def bench(
     results = Results(count=plan.count, big_note=plan.big_note)
     rng = random.Random(opts.seed)
 
-    for name in ("source", "target", "skopeo-target"):
-        (work / name).mkdir()
+    (work / "source").mkdir()
     source = start_referrers_registry(work / "source")
     servers.append(source)
-    target = start_docker_registry(work / "target")
-    servers.append(target)
-    skopeo_target = start_docker_registry(work / "skopeo-target")
-    servers.append(skopeo_target)
-    assert target.ca is not None and skopeo_target.ca is not None
+    # A fresh target for each tool in each import round; the first pair also takes the delta
+    # and the big layer.
+    rounds: list[tuple[RegistryServer, RegistryServer]] = []
+    for number in range(opts.import_rounds):
+        pair = []
+        for name in ("target", "skopeo-target"):
+            directory = work / f"{name}-{number}"
+            directory.mkdir()
+            pair.append(start_docker_registry(directory))
+            servers.append(pair[-1])
+        rounds.append((pair[0], pair[1]))
+    target, skopeo_target = rounds[0]
+    targets = [server for pair in rounds for server in pair]
     ca_bundle = work / "registry-ca.pem"
-    ca_bundle.write_bytes(target.ca.ca_cert.read_bytes() + skopeo_target.ca.ca_cert.read_bytes())
-    docker_config = write_docker_config(work / "docker", [target, skopeo_target])
+    ca_bundle.write_bytes(b"".join(t.ca.ca_cert.read_bytes() for t in targets if t.ca))
+    docker_config = write_docker_config(work / "docker", targets)
     airgap = Airgap(work, docker_config, ca_bundle, [source.host])
     skopeo = Skopeo(work, docker_config / "config.json")
     public_key = generate_key(work / "operator.key", "ecdsa-p256")
@@ -670,23 +681,36 @@ def bench(
     results.copy_s = time.perf_counter() - began
     shutil.rmtree(copy)
 
-    _log("import: airgap bundle import")
-    mark = log_mark(target)
-    results.import_ = airgap.import_(bundle, target.host, public_key)
-    results.import_pushes = blob_pushes(target, mark)
-    check_target(target, images, "airgap bundle import", attachments=2)
+    def airgap_import(number: int, server: RegistryServer) -> None:
+        _log(f"import, round {number + 1}: airgap bundle import")
+        mark = log_mark(server)
+        ran = airgap.import_(bundle, server.host, public_key)
+        results.import_rounds.append(ran)
+        results.import_pushes = blob_pushes(server, mark)
+        check_target(server, images, "airgap bundle import", attachments=2)
 
-    _log("import: skopeo copy --all from the layout, one process per image")
-    mark = log_mark(skopeo_target)
-    for image in images:
-        skopeo.copy(
-            f"oci:{layout}:{image.repository}:{TAG}",
-            f"docker://{skopeo_target.host}/{image.repository}:{TAG}",
-            skopeo.tls_flags("dest", skopeo_target),
-            results.skopeo_import,
-        )
-    results.skopeo_pushes = blob_pushes(skopeo_target, mark)
-    check_target(skopeo_target, images, "skopeo import")
+    def skopeo_import(number: int, server: RegistryServer) -> None:
+        _log(f"import, round {number + 1}: skopeo copy --all from the layout, one per image")
+        mark = log_mark(server)
+        timed = Timed()
+        for image in images:
+            skopeo.copy(
+                f"oci:{layout}:{image.repository}:{TAG}",
+                f"docker://{server.host}/{image.repository}:{TAG}",
+                skopeo.tls_flags("dest", server),
+                timed,
+            )
+        results.skopeo_import_rounds.append(timed)
+        results.skopeo_pushes = blob_pushes(server, mark)
+        check_target(server, images, "skopeo import")
+
+    for number, (airgap_target, skopeo_target_now) in enumerate(rounds):
+        if number % 2 == 0:
+            airgap_import(number, airgap_target)
+            skopeo_import(number, skopeo_target_now)
+        else:
+            skopeo_import(number, skopeo_target_now)
+            airgap_import(number, airgap_target)
 
     _log("ceiling: plain parallel blob uploads and downloads to a fresh docker-registry")
     (work / "ceiling").mkdir()
@@ -797,7 +821,7 @@ def replace_data(layer: Layer) -> Layer:
 
 
 def report(results: Results) -> dict[str, float | int]:
-    assert results.create is not None and results.import_ is not None
+    assert results.create is not None and results.import_rounds
     assert results.big_airgap is not None and results.big_skopeo is not None
     mb = results.unique_blob_bytes / MB
 
@@ -806,7 +830,12 @@ def report(results: Results) -> dict[str, float | int]:
 
     create, skopeo_create = rate(results.create.seconds), rate(results.skopeo_create.seconds)
     copy = rate(results.copy_s)
-    import_, skopeo_import = rate(results.import_.seconds), rate(results.skopeo_import.seconds)
+    import_s = statistics.median(r.seconds for r in results.import_rounds)
+    skopeo_import_s = statistics.median(t.seconds for t in results.skopeo_import_rounds)
+    import_, skopeo_import = rate(import_s), rate(skopeo_import_s)
+    import_rss = max(r.max_rss_mib for r in results.import_rounds)
+    skopeo_import_rss = max(t.max_rss_mib for t in results.skopeo_import_rounds)
+    rounds = len(results.import_rounds)
     n = results.count
     print(
         f"{n} images: 3 shared base layers + {results.layers} layers of their own, each signed "
@@ -825,14 +854,20 @@ def report(results: Results) -> dict[str, float | int]:
         (f"create  skopeo copy --all ({n} processes, 1 layout)", results.skopeo_create.seconds,
          skopeo_create, results.skopeo_create.max_rss_mib),
         ("create  cp -r + sync of the bundle (ceiling)", results.copy_s, copy, None),
-        ("import  airgap bundle import (1 process)", results.import_.seconds, import_,
-         results.import_.max_rss_mib),
-        (f"import  skopeo copy --all ({n} processes)", results.skopeo_import.seconds,
-         skopeo_import, results.skopeo_import.max_rss_mib),
+        ("import  airgap bundle import (1 process)", import_s, import_, import_rss),
+        (f"import  skopeo copy --all ({n} processes)", skopeo_import_s, skopeo_import,
+         skopeo_import_rss),
     ]  # fmt: skip
     for name, seconds, mb_s, rss in rows:
         memory = f"{rss:>13.0f}" if rss is not None else f"{'':>13}"
         print(f"  {name:<52} {seconds:>8.2f} {mb_s:>8.1f} {memory}")
+    if rounds > 1:
+        for who, times in (
+            ("airgap", [r.seconds for r in results.import_rounds]),
+            ("skopeo", [t.seconds for t in results.skopeo_import_rounds]),
+        ):
+            listed = ", ".join(f"{t:.2f}" for t in times)
+            print(f"  import {who}, each of {rounds} rounds (s): {listed}; the median is above")
     print("ratios (throughput):")
     print(f"  {'create airgap/skopeo':<52} {create / skopeo_create:>8.2f}")
     print(f"  {'create airgap/copy':<52} {create / copy:>8.2f}")
@@ -895,7 +930,7 @@ def report(results: Results) -> dict[str, float | int]:
         "peak_rss_mb": round(results.big_airgap.max_rss_mib, 1),
         "registry_put_mb_s": round(results.registry_put_mb_s, 1),
         "registry_get_mb_s": round(results.registry_get_mb_s, 1),
-        "import_peak_rss_mb": round(results.import_.max_rss_mib, 1),
+        "import_peak_rss_mb": round(import_rss, 1),
     }
 
 
@@ -911,11 +946,20 @@ def main() -> int:
         help="size of the layer carried for peak memory (default 2048; --quick falls back to "
         "512 when the disk is short)",
     )
+    parser.add_argument(
+        "--import-rounds",
+        type=int,
+        default=3,
+        metavar="N",
+        help="imports by each tool, each into a fresh registry; the median counts (default 3)",
+    )
     parser.add_argument("--seed", type=int, default=20261122, help="seed of the generated bytes")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     opts = parser.parse_args()
     if opts.images is not None and opts.images < 1:
         parser.error("--images must be at least 1")
+    if opts.import_rounds < 1:
+        parser.error("--import-rounds must be at least 1")
 
     started = time.perf_counter()
     servers: list[RegistryServer] = []
