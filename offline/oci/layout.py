@@ -415,7 +415,9 @@ class OCILayout:
         with self._locked():
             current = self.resolve_optional(tag)
             index = self.fetch_manifest(current.digest) if current is not None else None
-            updated = with_referrer(index, listed)
+            # In digest order: images carried at once may add a shared subject's referrers in
+            # either order, and a bundle must be the same bytes whatever the order.
+            updated = with_referrer(index, listed, in_digest_order=True)
             if updated is not None:
                 index_digest = sha256_digest(updated)
                 self.push_blob(updated, index_digest, len(updated))

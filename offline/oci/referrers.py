@@ -29,16 +29,21 @@ def fallback_descriptors(index: Manifest | None, subject: str) -> list[Descripto
         return []
 
 
-def with_referrer(index: Manifest | None, referrer: Descriptor) -> bytes | None:
+def with_referrer(
+    index: Manifest | None, referrer: Descriptor, *, in_digest_order: bool = False
+) -> bytes | None:
     """The fallback index with `referrer` added (the bytes to push), or None when it is already
     listed. `index` None starts a new one; an existing tag that is not an index is an error,
     because overwriting it would destroy something that is not ours."""
-    return with_referrers(index, [referrer])
+    return with_referrers(index, [referrer], in_digest_order=in_digest_order)
 
 
-def with_referrers(index: Manifest | None, referrers: Sequence[Descriptor]) -> bytes | None:
+def with_referrers(
+    index: Manifest | None, referrers: Sequence[Descriptor], *, in_digest_order: bool = False
+) -> bytes | None:
     """`with_referrer` for several referrers at once: one index to push lists them all (in
-    order, each once), or None when every one is listed already."""
+    order, each once), or None when every one is listed already. `in_digest_order`: every
+    entry sorted by digest, so the index is the same bytes whatever order they came in."""
     if index is None:
         document: dict[str, object] = dict(EMPTY_INDEX)
         entries: list[object] = []
@@ -59,6 +64,8 @@ def with_referrers(index: Manifest | None, referrers: Sequence[Descriptor]) -> b
             entries.append(referrer.to_json())
     if len(entries) == count:
         return None
+    if in_digest_order:
+        entries.sort(key=lambda e: str(e.get("digest")) if isinstance(e, dict) else "")
     document["manifests"] = entries
     return json.dumps(document, separators=(",", ":")).encode()
 

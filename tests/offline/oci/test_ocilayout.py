@@ -321,6 +321,27 @@ def test_referrers(layout: OCILayout, rng: random.Random) -> None:
     assert layout.referrers(make_image(rng).digest).descriptors == ()
 
 
+def test_a_subjects_referrers_give_one_layout_whatever_order_they_come_in(
+    tmp_path: Path, rng: random.Random
+) -> None:
+    """Bundle create carries images at once: two that reach the same subject may add its
+    referrers in either order; the layout must come out the same bytes."""
+    image = make_image(rng)
+    artifacts = [make_artifact(image.descriptor, SBOM, bytes([n])) for n in range(3)]
+    files = []
+    for number, order in enumerate(([0, 1, 2], [2, 1, 0], [1, 2, 0])):
+        layout = OCILayout.create(tmp_path / f"layout{number}")
+        push_image(layout, image, "app:v1")
+        for i in order:
+            push_artifact(layout, artifacts[i])
+        layout.sort_index()
+        tag = layout.resolve(fallback_tag(image.digest))
+        fallback = layout.fetch_manifest(tag.digest)
+        assert [d.digest for d in fallback.children()] == sorted(a.digest for a in artifacts)
+        files.append((layout.path / "index.json").read_bytes())  # names the fallback index
+    assert files[0] == files[1] == files[2]
+
+
 def test_referrers_other_tools_leave(tmp_path: Path, rng: random.Random) -> None:
     """cosign save leaves referrers as unlisted blobs; regclient lists them only in a fallback
     tag index; oras-go lists them untagged in index.json."""
