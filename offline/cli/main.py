@@ -10,17 +10,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
 
 from offline.cli.options import flag_remedy
 from offline.cli.parser import ArgumentParser
 from offline.errors import AirgapError
 
 Handler = Callable[[argparse.Namespace], int]
-# Adds more subcommands: the operator's commands (provisioner/cli/main.py) build on this parser, so
-# the verifier never imports them.
-Extension = Callable[[Any], None]
+# More commands, by name: the module that registers each (`register(commands)`). The operator's
+# commands (provisioner/cli/main.py) build on this parser, so the verifier never imports them.
+Extensions = Mapping[str, str]
 
 
 # The verifier's commands and the modules that register them, in the order `--help` lists them.
@@ -33,28 +32,29 @@ COMMANDS = {
 
 
 def build_parser(
-    extensions: Sequence[Extension] = (), only: str | None = None
+    extensions: Extensions | None = None, only: str | None = None
 ) -> argparse.ArgumentParser:
-    """The whole parser; with `only` (one of COMMANDS), a parser of that command alone."""
+    """The whole parser; with `only` (a command of COMMANDS or `extensions`), a parser of the
+    module that registers it alone: a run of one command imports no other command's module."""
     parser = ArgumentParser(
         prog="airgap",
         description="Private Sigstore for disconnected networks: carry, install, verify offline.",
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     commands.required = True
-    for name, module in COMMANDS.items():
-        if only is None or name == only:
+    registered: set[str] = set()
+    for name, module in (*COMMANDS.items(), *(extensions or {}).items()):
+        if (only is None or name == only) and module not in registered:
+            registered.add(module)
             importlib.import_module(module).register(commands)
-    if only is None:
-        for extend in extensions:
-            extend(commands)
     return parser
 
 
-def main(argv: Sequence[str] | None = None, extensions: Sequence[Extension] = ()) -> int:
+def main(argv: Sequence[str] | None = None, extensions: Extensions | None = None) -> int:
     words = sys.argv[1:] if argv is None else list(argv)
     command = words[0] if words else None
-    parser = build_parser(extensions, only=command if command in COMMANDS else None)
+    known = command in COMMANDS or command in (extensions or {})
+    parser = build_parser(extensions, only=command if known else None)
     args = parser.parse_args(words)
     handler: Handler = args.handler
     try:

@@ -10,22 +10,19 @@ import sys
 from collections.abc import Sequence
 
 from offline.cli import main as offline_cli
-from provisioner.cli import bundle as bundle_cli
-from provisioner.cli import hosts as hosts_cli
-from provisioner.cli import install as install_cli
-from provisioner.cli import nodes as nodes_cli
-from provisioner.cli import policy as policy_cli
-from provisioner.cli import trust as trust_cli
 
-# The operator's command families, added to the verifier's parser.
-EXTENSIONS = (
-    bundle_cli.register,
-    trust_cli.register,
-    install_cli.register,
-    nodes_cli.register,
-    hosts_cli.register,
-    policy_cli.register,
-)
+# The operator's commands and the modules that register them (one module may register
+# several), in the order `--help` lists them. A run of one command imports its module alone.
+EXTENSIONS = {
+    "bundle": "provisioner.cli.bundle",
+    "trust": "provisioner.cli.trust",
+    "install": "provisioner.cli.install",
+    "status": "provisioner.cli.install",
+    "uninstall": "provisioner.cli.install",
+    "nodes": "provisioner.cli.nodes",
+    "hosts": "provisioner.cli.hosts",
+    "policy": "provisioner.cli.policy",
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -163,3 +164,49 @@ def test_verify_of_an_image_in_a_registry(
     )
     assert "offline.oci.registry" in modules
     assert_lean(modules)
+
+
+OPERATOR_MODULES = {
+    "provisioner.cli.bundle",
+    "provisioner.cli.trust",
+    "provisioner.cli.install",
+    "provisioner.cli.nodes",
+    "provisioner.cli.hosts",
+    "provisioner.cli.policy",
+}
+
+
+def test_an_operator_command_loads_no_other_commands_module(tmp_path: Path) -> None:
+    """`airgap bundle ...` builds the parser of `bundle` alone: none of the other operator
+    commands' modules, nor what only they need (the site file and YAML for `trust`)."""
+    modules = loaded_by("bundle", "keygen", str(tmp_path / "operator.key"))
+    assert (tmp_path / "operator.pub").is_file()  # it did run
+    assert modules & OPERATOR_MODULES == {"provisioner.cli.bundle"}
+    assert "provisioner.stack.site" not in modules
+    assert "yaml" not in modules
+
+
+def test_the_full_help_still_lists_every_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-c", _RECORDER, "--help"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    # A command starts four spaces in; a wrapped description further.
+    assert re.findall(r"^    ([a-z][a-z-]*)", result.stdout, re.MULTILINE) == [
+        "verify",
+        "verify-bundle",
+        "checkpoint",
+        "proofs",
+        "bundle",
+        "trust",
+        "install",
+        "status",
+        "uninstall",
+        "nodes",
+        "hosts",
+        "policy",
+    ]
