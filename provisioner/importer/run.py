@@ -212,10 +212,9 @@ class ImportRun:
     def _mirror_all(self) -> list[ImageImport]:
         """Every image, those of different repositories at once; the first failure stops the
         rest (before their next write) and is raised once every image has stopped."""
-        queues: dict[str, list[int]] = {}
-        for number, plan in enumerate(self.plans):
-            queues.setdefault(plan.repository, []).append(number)
-            self.sink(plan.repository)  # opened here, not in the threads
+        queues = self._by_repository()
+        for repository in queues:
+            self.sink(repository)  # opened here, not in the threads
         outcomes: dict[int, ImageImport] = {}
         failures: list[ImportFailed] = []
 
@@ -238,6 +237,13 @@ class ImportRun:
         if failures:
             raise failures[0]
         return [outcomes[number] for number in range(len(self.plans))]
+
+    def _by_repository(self) -> dict[str, list[int]]:
+        """The plans' numbers per target repository, each repository's in bundle order."""
+        queues: dict[str, list[int]] = {}
+        for number, plan in enumerate(self.plans):
+            queues.setdefault(plan.repository, []).append(number)
+        return queues
 
     def _each(
         self, work: Callable[[list[int]], None], items: Iterable[list[int]], jobs: int
@@ -299,9 +305,7 @@ class ImportRun:
             ) from None
         # Then the images' own tags, per repository at once (each repository's in the bundle's
         # order): every cosign tag and referrer listing is written by now.
-        queues: dict[str, list[int]] = {}
-        for number, plan in enumerate(self.plans):
-            queues.setdefault(plan.repository, []).append(number)
+        queues = self._by_repository()
         failures: dict[int, ImportFailed] = {}
 
         def tag_repository(numbers: list[int]) -> None:

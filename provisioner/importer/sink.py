@@ -149,18 +149,13 @@ class TargetSink:
         if digest in self.blobs:
             self.run.homes.known(digest, self.key)
             return True
-        homes = self.run.homes
-        home = homes.claim(digest, self.key)
-        if home is None:  # ours: no other image is uploading it, and none holds it yet
-            if self.store.blob_exists(digest):
-                self.have("blob", digest)
-                return True
-            return False
+        # None: ours to upload (no other image is uploading it, and none holds it yet).
+        home = self.run.homes.claim(digest, self.key)
         if self.store.blob_exists(digest):
             self.have("blob", digest)
             return True
         # Not mounted: uploaded after all, claimed or not (a second upload is only bytes).
-        return self._mount(digest, home)
+        return home is not None and self._mount(digest, home)
 
     def _mount(self, digest: str, home: str) -> bool:
         """A blob this import already put in another repository of the same registry is

@@ -244,6 +244,32 @@ class _Recorded(io.RawIOBase):
         return self._data.readinto(buffer)
 
 
+class _SecondPatchFails:
+    """Proxy hooks: the upload's second PATCH fails, before the registry saw it (503) or, with
+    `registry_got_it`, after (the registry took the chunk; its answer never arrives). Counts
+    the PATCHes and the questions how far an upload got."""
+
+    def __init__(self, registry_got_it: bool) -> None:
+        self.registry_got_it = registry_got_it
+        self.patches = 0
+        self.status_checks = 0
+
+    def before(self, handler: ProxyHandler, number: int) -> bool:
+        if handler.command == "GET" and "/blobs/uploads/" in handler.path:
+            self.status_checks += 1
+        if handler.command == "PATCH":
+            self.patches += 1
+            if self.patches == 2 and not self.registry_got_it:
+                handler.reply(503)
+                return True
+        return False
+
+    def after(self, handler: ProxyHandler, number: int, reply: Reply) -> Reply | None:
+        if handler.command == "PATCH" and self.patches == 2 and self.registry_got_it:
+            return None
+        return reply
+
+
 @pytest.mark.parametrize("source", ["bytes in memory", "seekable file", "stream"])
 @pytest.mark.parametrize("registry_got_it", [False, True])
 def test_a_failed_chunk_is_resumed(
@@ -262,28 +288,13 @@ def test_a_failed_chunk_is_resumed(
     chunk = 512 * 1024
     data = random.Random(11).randbytes(3 * chunk + 100)
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
-    patches = 0
-    status_checks = 0
-
-    def before(handler: ProxyHandler, number: int) -> bool:
-        nonlocal patches, status_checks
-        if handler.command == "GET" and "/blobs/uploads/" in handler.path:
-            status_checks += 1
-        if handler.command == "PATCH":
-            patches += 1
-            if patches == 2 and not registry_got_it:
-                handler.reply(503)
-                return True
-        return False
-
-    def after(handler: ProxyHandler, number: int, reply: Reply) -> Reply | None:
-        if handler.command == "PATCH" and patches == 2 and registry_got_it:
-            return None  # the registry took the chunk; its answer never arrives
-        return reply
-
+    fault = _SecondPatchFails(registry_got_it)
     assert docker_registry.ca is not None
     with Proxy(
-        docker_registry.url, ca=docker_registry.ca.ca_cert, on_request=before, on_response=after
+        docker_registry.url,
+        ca=docker_registry.ca.ca_cert,
+        on_request=fault.before,
+        on_response=fault.after,
     ) as proxy:
         repo = _through(proxy, request, credentials=docker_registry.credentials)
         recorded = _Recorded(data, seekable=source == "seekable file")
@@ -298,8 +309,8 @@ def test_a_failed_chunk_is_resumed(
             return
         with repo.open_blob(digest, len(data)) as reader:
             assert reader.read() == data
-    assert status_checks == 1
-    assert patches == (2 + 4 if registry_got_it else 5)
+    assert fault.status_checks == 1
+    assert fault.patches == (2 + 4 if registry_got_it else 5)
     if source == "seekable file":
         assert recorded.largest == registry_upload.PIECE_SIZE
     elif source == "stream":
@@ -327,27 +338,15 @@ def test_a_self_checking_stream_is_hashed_once_even_when_a_chunk_is_resumed(
     chunk = 512 * 1024
     data = random.Random(12).randbytes(3 * chunk + 100)
     digest = f"sha256:{hashlib.sha256(data).hexdigest()}"
-    patches = 0
-
-    def before(handler: ProxyHandler, number: int) -> bool:
-        nonlocal patches
-        if handler.command == "PATCH":
-            patches += 1
-            if patches == 2 and not registry_got_it:
-                handler.reply(503)
-                return True
-        return False
-
-    def after(handler: ProxyHandler, number: int, reply: Reply) -> Reply | None:
-        if handler.command == "PATCH" and patches == 2 and registry_got_it:
-            return None
-        return reply
-
+    fault = _SecondPatchFails(registry_got_it)
     monkeypatch.setattr(registry_upload, "CHUNK_SIZE", chunk)
     monkeypatch.setattr(registry_upload, "hashlib", _NoHashing)
     assert docker_registry.ca is not None
     with Proxy(
-        docker_registry.url, ca=docker_registry.ca.ca_cert, on_request=before, on_response=after
+        docker_registry.url,
+        ca=docker_registry.ca.ca_cert,
+        on_request=fault.before,
+        on_response=fault.after,
     ) as proxy:
         repo = _through(proxy, request, credentials=docker_registry.credentials)
         reader = BlobReader(io.BytesIO(data), digest, len(data), "the bundle")
@@ -356,7 +355,7 @@ def test_a_self_checking_stream_is_hashed_once_even_when_a_chunk_is_resumed(
         monkeypatch.undo()
         with repo.open_blob(digest, len(data)) as stored:
             assert stored.read() == data
-    assert patches > 4  # a chunk was sent again
+    assert fault.patches > 4  # a chunk was sent again
 
 
 def test_a_self_checking_stream_that_fails_its_check_commits_nothing(

@@ -30,6 +30,7 @@ from offline.oci.manifest import MANIFEST_MEDIA_TYPES, NotFound
 from offline.oci.sources import RegistryOptions
 from provisioner.bundle.signing import PublicKey
 from provisioner.importer.importer import ImportFailed, import_bundle
+from provisioner.importer.report import ImportReport
 from tests.bundle_sites import create, operator_key, registry_options, write_spec
 from tests.httpproxy import Proxy, ProxyHandler
 from tests.image_graphs import Graph, check_target, populate
@@ -61,6 +62,28 @@ def _bundle(
     _, key = operator_key(tmp_path)
     bundle = create(spec, tmp_path / "bundle", key, registry_options(target, source))
     return bundle.path, key.public_key(), graphs, f"c-{run}"
+
+
+def _import(
+    bundle: Path, public_key: PublicKey, target: RegistryServer, source: RegistryServer, kind: str
+) -> tuple[ImportReport, str]:
+    """The bundle imported under a fresh prefix of `target`: the report and the prefix."""
+    prefix = f"{kind}{uuid.uuid4().hex[:8]}"
+    report = import_bundle(
+        bundle,
+        public_key,
+        f"{target.host}/{prefix}",
+        options=registry_options(target, source),
+    )
+    return report, prefix
+
+
+def _check_every_image(
+    target: RegistryServer, prefix: str, source_prefix: str, graphs: dict[str, Graph]
+) -> None:
+    with target.client() as registry:
+        for name in NAMES:
+            check_target(registry.repository(f"{prefix}/{source_prefix}/{name}"), graphs[name])
 
 
 def test_a_blob_shared_by_images_imported_at_once_is_uploaded_once(
@@ -98,13 +121,7 @@ def test_a_blob_shared_by_images_imported_at_once_is_uploaded_once(
                 uploading.discard(digest)
 
     spy_writes(monkeypatch, before, after)
-    prefix = f"m{uuid.uuid4().hex[:8]}"
-    report = import_bundle(
-        bundle,
-        public_key,
-        f"{docker_registry.host}/{prefix}",
-        options=registry_options(docker_registry, referrers_registry),
-    )
+    report, prefix = _import(bundle, public_key, docker_registry, referrers_registry, "m")
     monkeypatch.undo()
 
     assert mounted_early == []
@@ -112,9 +129,7 @@ def test_a_blob_shared_by_images_imported_at_once_is_uploaded_once(
     graph = graphs["a"]
     layers = {b.digest for i in graph.index.images for b in i.blobs} | {graph.base.digest}
     assert report.blobs_mounted >= len(layers) * (len(NAMES) - 1)
-    with docker_registry.client() as registry:
-        for name in NAMES:
-            check_target(registry.repository(f"{prefix}/{source_prefix}/{name}"), graphs[name])
+    _check_every_image(docker_registry, prefix, source_prefix, graphs)
 
 
 def test_children_before_parents_and_tags_last_hold_across_images_imported_at_once(
@@ -172,13 +187,7 @@ def test_children_before_parents_and_tags_last_hold_across_images_imported_at_on
                 acknowledged.add((repository, sha256_digest(args[0])))
 
     spy_writes(monkeypatch, before, after)
-    prefix = f"o{uuid.uuid4().hex[:8]}"
-    import_bundle(
-        bundle,
-        public_key,
-        f"{docker_registry.host}/{prefix}",
-        options=registry_options(docker_registry, referrers_registry),
-    )
+    _, prefix = _import(bundle, public_key, docker_registry, referrers_registry, "o")
     monkeypatch.undo()
 
     assert early == []
@@ -187,9 +196,7 @@ def test_children_before_parents_and_tags_last_hold_across_images_imported_at_on
     # ... and every tag and referrer listing came after the last content of every image
     # (the target's record of the bundle's sequence comes last of all, a tag too).
     assert "content" not in writes[writes.index("tag") :]
-    with docker_registry.client() as registry:
-        for name in NAMES:
-            check_target(registry.repository(f"{prefix}/{source_prefix}/{name}"), graphs[name])
+    _check_every_image(docker_registry, prefix, source_prefix, graphs)
 
 
 def test_an_upload_that_fails_for_good_fails_the_import_cleanly_and_a_rerun_completes_it(
@@ -287,6 +294,4 @@ def test_an_upload_that_fails_for_good_fails_the_import_cleanly_and_a_rerun_comp
 
     assert report.journal_records == len({(r["repo"], r["kind"], r["digest"]) for r in lines})
     assert not journal.exists()
-    with docker_registry.client() as registry:
-        for name in NAMES:
-            check_target(registry.repository(f"{prefix}/{source_prefix}/{name}"), graphs[name])
+    _check_every_image(docker_registry, prefix, source_prefix, graphs)
